@@ -1,0 +1,3 @@
+from jobtail.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Request authentication: verification of Huawei Cloud SDK AK/SK signatures (`jobtail.auth.signing`)."""

@@ -1,0 +1,1 @@
+"""Blob backends holding sealed segments (local directory, memory)."""

@@ -1,0 +1,45 @@
+"""The blob store interface: immutable objects addressed by key.
+
+Every backend passes the same conformance suite (`tests/blobs/test_conformance.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    key: str
+    size: int
+    modified: float  # epoch seconds
+
+
+class BlobNotFound(Exception):
+    """The key does not exist (backend-level; the engine turns it into a StorageError)."""
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        """Store the concatenation of `chunks` under `key` and return its size.
+
+        Durable and atomic on return: a reader sees either nothing or the whole object, never
+        a prefix, even if the process dies midway. Overwriting a key with identical bytes is allowed.
+        """
+
+    def read(self, key: str, start: int, end: int) -> bytes:
+        """Bytes `[start, end)` of the object; fewer only if the object is shorter.
+
+        Raises `BlobNotFound` when the key does not exist.
+        """
+
+    def delete(self, key: str) -> None:
+        """Remove the object; deleting a missing key is not an error."""
+
+    def list(self, prefix: str) -> Iterator[BlobInfo]:
+        """Objects whose key starts with `prefix`, in key order."""
+
+    def close(self) -> None:
+        """Release resources. Idempotent."""

@@ -1,0 +1,51 @@
+"""Validation of the identifiers that appear in API paths."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from jobtail.core.errors import InvalidParameter
+
+_PROJECT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_JOB_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_JOB_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_project_id(value: str) -> str:
+    """Return `value` if it is a ModelArts project id (1-64 letters, digits, hyphens)."""
+    if not _PROJECT_ID.fullmatch(value):
+        raise InvalidParameter("project_id")
+    return value
+
+
+def check_job_id(value: str) -> str:
+    """Return `value` if it could name a job; unknown but well-formed ids are the caller's concern."""
+    if not _JOB_ID.fullmatch(value):
+        raise InvalidParameter("training_job_id")
+    return value
+
+
+def check_task_id(value: str) -> str:
+    """Return `value` if it could name a task (`worker-0`, `server-1`, ...)."""
+    if not _TASK_ID.fullmatch(value):
+        raise InvalidParameter("task_id")
+    return value
+
+
+def check_job_name(value: str) -> str:
+    """Return `value` if it is a valid `metadata.name` (1-64 letters, digits, `_`, `-`)."""
+    if not _JOB_NAME.fullmatch(value):
+        raise InvalidParameter("metadata.name")
+    return value
+
+
+def new_job_id() -> str:
+    """A fresh training job id: a lowercase UUID, like ModelArts issues."""
+    return str(uuid.uuid4())
+
+
+def worker_tasks(node_count: int) -> list[str]:
+    """The task names of a job with `node_count` nodes: `worker-0 ... worker-(n-1)`."""
+    return [f"worker-{i}" for i in range(node_count)]

@@ -1,0 +1,131 @@
+"""Value types shared by the storage engine and its backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """Names one task log: the (project, job, task) triple of the API path."""
+
+    project_id: str
+    job_id: str
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A training job as stored. `document` keeps the caller's job body (unknown fields included)."""
+
+    id: str
+    project_id: str
+    name: str
+    tasks: tuple[str, ...]
+    created_at: int  # epoch milliseconds, as ModelArts reports it
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LogState:
+    """Where a task log stands at one instant.
+
+    Offsets satisfy `start_offset <= sealed_offset <= end_offset` except that retention may move
+    `start_offset` up to (never past) `sealed_offset`. Bytes in `[sealed_offset, end_offset)` are
+    the head; everything below `sealed_offset` lives in segments.
+    """
+
+    log_id: int
+    start_offset: int
+    sealed_offset: int
+    end_offset: int
+    line_count: int  # newlines in [0, end_offset)
+    last_append_at: float | None  # epoch seconds of the newest append, None before the first
+
+    @property
+    def head_bytes(self) -> int:
+        return self.end_offset - self.sealed_offset
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """An immutable blob holding the log bytes `[base_offset, base_offset + length)`."""
+
+    base_offset: int
+    length: int
+    blob_key: str
+    created_at: float
+
+    @property
+    def end_offset(self) -> int:
+        return self.base_offset + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class HeadChunk:
+    """The bytes of one acknowledged append that is not yet sealed."""
+
+    base_offset: int
+    data: bytes
+
+    @property
+    def end_offset(self) -> int:
+        return self.base_offset + len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """Everything needed to read a byte range, taken from one metadata snapshot.
+
+    `segments` and `head` are ordered by offset; together they cover the requested range
+    exactly when the snapshot is consistent. Head chunks carry their bytes, so a seal that
+    commits after the snapshot cannot take them away from the reader.
+    """
+
+    segments: tuple[Segment, ...]
+    head: tuple[HeadChunk, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """A sparse index point: the byte at `offset` starts after `line` newlines and arrived at `appended_at`."""
+
+    offset: int
+    line: int
+    appended_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPolicy:
+    """How sparse the line and time index is: a new entry at an append's first byte when at
+    least `every_bytes` were appended or `every_seconds` passed since the previous entry."""
+
+    every_bytes: int = 256 * 1024
+    every_seconds: float = 1.0
+
+    def wants_entry(self, last: IndexEntry | None, offset: int, now: float) -> bool:
+        if last is None:
+            return True
+        return offset - last.offset >= self.every_bytes or now - last.appended_at >= self.every_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOutcome:
+    """What a compare-and-append did: `stored` is False when the log did not end at the expected offset."""
+
+    stored: bool
+    end_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """The ModelArts preview of a task log, per CONTRACT §10.1.
+
+    `content` covers the log bytes `[end_offset - current_size, end_offset)`, decoded as UTF-8
+    with U+FFFD for invalid sequences; `full_size` is the end offset.
+    """
+
+    content: str
+    current_size: int
+    full_size: int

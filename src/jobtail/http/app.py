@@ -1,0 +1,119 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobtail.core.store import LogStore
+from jobtail.http import logs, service
+from jobtail.http.access import Guard, OpenGuard
+from jobtail.http.errors import EXCEPTION_HANDLERS
+from jobtail.http.openapi import openapi_document
+from jobtail.http.preview_cache import PreviewCache
+from jobtail.http.routing import Operation, build_routes
+from jobtail.settings import Settings
+from jobtail.wiring import open_store
+
+log = logging.getLogger("jobtail")
+
+MAINTENANCE_INTERVAL = 2.0  # seconds between looks for idle heads to seal
+
+
+def operations() -> list[Operation]:
+    """Every operation jobtail serves, in documentation order."""
+    return [*logs.OPERATIONS, *service.OPERATIONS]
+
+
+class RequestIdMiddleware:
+    """Give every request an id and every response an `X-Request-Id` header, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        header = (b"x-request-id", rid.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class Maintenance:
+    """Background sealing of idle heads and sweeping of orphan blobs, in a daemon thread."""
+
+    def __init__(self, store: LogStore, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jobtail-maintenance", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        self._guarded(lambda: self._store.sweep_orphans(self._settings.orphan_grace_seconds))
+        while not self._stop.wait(MAINTENANCE_INTERVAL):
+            self._guarded(lambda: self._store.seal_due(self._settings.seal_idle_seconds))
+
+    @staticmethod
+    def _guarded(work: object) -> None:
+        try:
+            work()  # type: ignore[operator]
+        except Exception:  # keep the thread alive; the next round retries
+            log.exception("background maintenance failed")
+
+
+class JobtailApp(Starlette):
+    """Starlette with `RequestIdMiddleware` outermost, so even a 500 carries `X-Request-Id`."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIdMiddleware(super().build_middleware_stack())
+
+
+def create_app(
+    settings: Settings | None = None, *, store: LogStore | None = None, guard: Guard | None = None
+) -> Starlette:
+    """The jobtail ASGI app. Opens the store named by `settings` at startup unless `store` is
+    given (then the caller owns it); `guard` decides access (everyone may do everything by default)."""
+    settings = settings or Settings()
+    ops = operations()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = store is None
+        app.state.store = open_store(settings) if owned else store
+        maintenance = Maintenance(app.state.store, settings)
+        maintenance.start()
+        try:
+            yield
+        finally:
+            maintenance.stop()
+            if owned:
+                app.state.store.close()
+
+    app = JobtailApp(routes=build_routes(ops), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app.state.settings = settings
+    app.state.guard = guard or OpenGuard()
+    app.state.preview_cache = PreviewCache(settings.preview_cache_bytes)
+    app.state.openapi = orjson.dumps(openapi_document(ops))
+    return app

@@ -1,0 +1,110 @@
+"""The one place where errors become ModelArts / API Gateway error responses.
+
+Bodies are `{"error_code", "error_msg", "error_solution"?, "request_id"}`; an OffsetConflict
+also carries `full_size` so that a writer can resume. Every response, error or not, carries
+`X-Request-Id` (added by `RequestIdMiddleware`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from jobtail.core import errors as core
+
+log = logging.getLogger("jobtail.http")
+
+_SOLUTIONS = {
+    "ModelArts.2764": "Check the validity of the parameter in the request.",
+    "ModelArts.2775": "Check whether the training job information in the request is valid.",
+    "ModelArts.2788": "Check the request parameter.",
+    "ModelArts.2818": "Please view the log after the log is generated.",
+    "ModelArts.2819": "Please select obs url to upload your logs when creating training jobs.",
+    "Jobtail.0409": "Ask for the log's full_size and resend the bytes from there.",
+}
+
+
+class ApiError(Exception):
+    """An error response decided in the HTTP layer itself (authentication, routing, bodies)."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(request: Request, status: int, code: str, message: str, **extra: object) -> Response:
+    body: dict[str, object] = {"error_code": code, "error_msg": message}
+    if code in _SOLUTIONS:
+        body["error_solution"] = _SOLUTIONS[code]
+    body.update(extra)
+    body["request_id"] = request_id(request)
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def _domain(exc: core.JobtailError) -> tuple[int, str, str, dict[str, object]]:
+    """Status, code, message and extra body fields for a domain error."""
+    match exc:
+        case core.InvalidQueryParameter():
+            return 400, "ModelArts.2764", f"Invalid query parameter ({exc.param}).", {}
+        case core.InvalidParameter():
+            return 400, "ModelArts.2788", exc.message, {}
+        case core.JobNotFound():
+            return 400, "ModelArts.2775", exc.message, {}
+        case core.DuplicateJobName():
+            return 400, "ModelArts.2751", exc.message, {}
+        case core.LogNotGenerated():
+            return 400, "ModelArts.2818", exc.message, {}
+        case core.LogCleared():
+            return 400, "ModelArts.2819", exc.message, {}
+        case core.OffsetConflict():
+            return 409, "Jobtail.0409", exc.message, {"full_size": exc.full_size}
+        case core.PayloadTooLarge():
+            return 413, "APIGW.0201", f"Request entity too large. (limit {exc.limit} bytes)", {}
+    log.error("storage error: %s (%s)", exc.message, getattr(exc, "hint", ""))
+    return 500, "ModelArts.0010", "Internal error.", {}
+
+
+async def on_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, core.JobtailError)
+    status, code, message, extra = _domain(exc)
+    return error_response(request, status, code, message, **extra)
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(request, exc.status, exc.code, exc.message, **exc.extra)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(request, 405, "ModelArts.2803", "Method not allowed.")
+    if exc.status_code == 404:
+        return error_response(
+            request, 404, "APIGW.0101", "The API does not exist or has not been published in the environment."
+        )
+    return error_response(request, exc.status_code, "APIGW.0201", "API request error.")
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, 500, "ModelArts.0010", "Internal error.")
+
+
+EXCEPTION_HANDLERS = {
+    core.JobtailError: on_domain_error,
+    ApiError: on_api_error,
+    HTTPException: on_http_exception,
+    Exception: on_unexpected,
+}

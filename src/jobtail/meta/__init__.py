@@ -1,0 +1,1 @@
+"""Metadata backends: jobs, task log heads, segment records and indexes (SQLite, PostgreSQL)."""

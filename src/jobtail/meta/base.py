@@ -1,0 +1,88 @@
+"""The metadata store interface that the storage engine depends on.
+
+Every backend passes the same conformance suite (`tests/meta/test_conformance.py`).
+All methods are synchronous and thread-safe; callers in async code run them in a thread.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from jobtail.core.types import (
+    AppendOutcome,
+    HeadChunk,
+    IndexEntry,
+    IndexPolicy,
+    JobRecord,
+    LogState,
+    ReadPlan,
+    Segment,
+)
+
+
+class MetaStore(Protocol):
+    def create_job(self, job: JobRecord) -> None:
+        """Store `job` and an empty task log for each of `job.tasks`, atomically.
+
+        Raises `DuplicateJobName` when the project already has a job of that name.
+        """
+
+    def get_job(self, project_id: str, job_id: str) -> JobRecord | None:
+        """The job, or None when it does not exist in *this* project."""
+
+    def delete_job(self, project_id: str, job_id: str) -> list[str]:
+        """Delete the job and its task logs' records; return the blob keys of its segments
+        (the caller deletes those blobs afterwards). Unknown jobs return []."""
+
+    def log_state(self, project_id: str, job_id: str, task_id: str) -> LogState | None:
+        """The task log's state, or None when the job (in this project) or the task is unknown."""
+
+    def log_state_by_id(self, log_id: int) -> LogState | None:
+        """The task log's state by its internal id."""
+
+    def log_owner(self, log_id: int) -> tuple[str, str] | None:
+        """The (job_id, task_id) a task log belongs to."""
+
+    def append(
+        self, log_id: int, expected_end: int, data: bytes, now: float, policy: IndexPolicy
+    ) -> AppendOutcome:
+        """Append `data` as one head chunk if, and only if, the log ends at `expected_end`.
+
+        Atomic and durable on return. In the same transaction, adds an index entry at
+        `expected_end` when `policy` wants one. Returns the end offset after the call
+        (unchanged, with `stored=False`, on a mismatch).
+        """
+
+    def read_plan(self, log_id: int, start: int, end: int) -> ReadPlan:
+        """Segments and head chunks that overlap `[start, end)`, from one consistent snapshot."""
+
+    def head_chunks(self, log_id: int, start: int, max_bytes: int) -> list[HeadChunk]:
+        """Head chunks from offset `start` on, in order, stopping once `max_bytes` are collected
+        (at least one chunk when any exists). `start` must be a chunk boundary."""
+
+    def record_segment(self, log_id: int, segment: Segment) -> bool:
+        """Seal: if the log's sealed offset is still `segment.base_offset`, record the segment,
+        drop the head chunks it covers and advance the sealed offset, atomically. Returns False
+        (and changes nothing) when another sealer got there first."""
+
+    def segments(self, log_id: int) -> list[Segment]:
+        """All recorded segments of the log, in offset order."""
+
+    def segment_keys(self, prefix: str) -> set[str]:
+        """Blob keys of all recorded segments whose key starts with `prefix`."""
+
+    def logs_to_seal(self, idle_before: float, min_head_bytes: int) -> list[int]:
+        """Ids of logs with head bytes whose newest append is older than `idle_before`, or whose
+        head holds at least `min_head_bytes`."""
+
+    def index_floor_line(self, log_id: int, line: int) -> IndexEntry | None:
+        """The last index entry with `entry.line <= line`."""
+
+    def index_floor_time(self, log_id: int, at: float) -> IndexEntry | None:
+        """The last index entry with `entry.appended_at <= at`."""
+
+    def index_entries(self, log_id: int, start: int, end: int) -> list[IndexEntry]:
+        """Index entries with `start <= offset < end`, in offset order."""
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""

@@ -1,0 +1,29 @@
+"""PostgreSQL metadata backend: `postgresql://user:password@host:port/database`.
+
+Appends and seals lock their task log row (`SELECT ... FOR UPDATE`), so writers to different
+task logs never wait for each other. Reads run in REPEATABLE READ transactions: one snapshot
+per read plan. Head bytes are compressed with lz4, which is about five times faster than the
+default pglz on log text (see the README's architecture notes).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from jobtail.meta.sql import SqlMetaStore
+
+
+def open_postgres(url: str) -> SqlMetaStore:
+    """Connect to the database named by `url` (driver psycopg 3) and create the schema if missing."""
+    parsed = make_url(url).set(drivername="postgresql+psycopg")
+    writer = create_engine(parsed, pool_size=10, max_overflow=30, pool_pre_ping=True)
+    reader = writer.execution_options(isolation_level="REPEATABLE READ")
+    store = SqlMetaStore(writer, reader, row_locks=True)
+    try:
+        with writer.begin() as conn:
+            conn.execute(text("ALTER TABLE head_chunks ALTER COLUMN data SET COMPRESSION lz4"))
+    except DBAPIError:  # a server built without lz4 keeps pglz: slower, still correct
+        pass
+    return store

@@ -1,0 +1,84 @@
+"""The metadata schema, shared by every SQL backend."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("tasks", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("document", JSON, nullable=False),
+    UniqueConstraint("project_id", "name", name="jobs_project_name"),
+)
+
+# One row per task log. end_offset/line_count/index_* change on every append, sealed_offset on
+# every seal, start_offset on retention.
+task_logs = Table(
+    "task_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", String(64), nullable=False),
+    Column("start_offset", BigInteger, nullable=False, default=0),
+    Column("sealed_offset", BigInteger, nullable=False, default=0),
+    Column("end_offset", BigInteger, nullable=False, default=0),
+    Column("line_count", BigInteger, nullable=False, default=0),
+    Column("last_append_at", Double, nullable=True),
+    Column("index_offset", BigInteger, nullable=True),  # newest index entry, to space the next one
+    Column("index_line", BigInteger, nullable=True),
+    Column("index_time", Double, nullable=True),
+    UniqueConstraint("job_id", "task_id", name="task_logs_job_task"),
+    sqlite_autoincrement=True,  # never reuse a log id, even after a job is deleted
+)
+
+# The head: acknowledged bytes not yet sealed, one row per append.
+head_chunks = Table(
+    "head_chunks",
+    metadata,
+    Column("log_id", Integer, ForeignKey("task_logs.id", ondelete="CASCADE"), primary_key=True),
+    Column("base_offset", BigInteger, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("log_id", Integer, ForeignKey("task_logs.id", ondelete="CASCADE"), primary_key=True),
+    Column("base_offset", BigInteger, primary_key=True),
+    Column("length", BigInteger, nullable=False),
+    Column("blob_key", String(512), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("segments_blob_key", "blob_key"),
+)
+
+# The sparse line and time index: offset -> (newlines before it, arrival time).
+index_entries = Table(
+    "index_entries",
+    metadata,
+    Column("log_id", Integer, ForeignKey("task_logs.id", ondelete="CASCADE"), primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+    Column("line", BigInteger, nullable=False),
+    Column("appended_at", Double, nullable=False),
+    Index("index_entries_line", "log_id", "line"),
+    Index("index_entries_time", "log_id", "appended_at"),
+)

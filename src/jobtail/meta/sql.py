@@ -1,0 +1,344 @@
+"""The metadata store on SQLAlchemy Core: one implementation for every SQL backend.
+
+Backends differ only in how their engines are made (`jobtail.meta.sqlite`,
+`jobtail.meta.postgres`): a writer engine whose transactions serialise appends and seals per
+task log, and a reader engine whose transactions each see one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from jobtail.core.errors import DuplicateJobName, JobNotFound
+from jobtail.core.types import (
+    AppendOutcome,
+    HeadChunk,
+    IndexEntry,
+    IndexPolicy,
+    JobRecord,
+    LogState,
+    ReadPlan,
+    Segment,
+)
+from jobtail.meta.schema import head_chunks, index_entries, jobs, metadata, segments, task_logs
+
+_STATE_COLUMNS = (
+    task_logs.c.id,
+    task_logs.c.start_offset,
+    task_logs.c.sealed_offset,
+    task_logs.c.end_offset,
+    task_logs.c.line_count,
+    task_logs.c.last_append_at,
+)
+
+
+def _state(row: Row[Any]) -> LogState:
+    return LogState(
+        log_id=row.id,
+        start_offset=row.start_offset,
+        sealed_offset=row.sealed_offset,
+        end_offset=row.end_offset,
+        line_count=row.line_count,
+        last_append_at=row.last_append_at,
+    )
+
+
+def _job(row: Row[Any]) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        project_id=row.project_id,
+        name=row.name,
+        tasks=tuple(row.tasks),
+        created_at=row.created_at,
+        document=row.document,
+    )
+
+
+def _entry(row: Row[Any] | None) -> IndexEntry | None:
+    return None if row is None else IndexEntry(row.offset, row.line, row.appended_at)
+
+
+class SqlMetaStore:
+    """`MetaStore` over two SQLAlchemy engines (see the module docstring).
+
+    `row_locks`: lock the task log row (`SELECT ... FOR UPDATE`) in write transactions; needed
+    where writers run concurrently (PostgreSQL), pointless where a write transaction already
+    holds the database's only write lock (SQLite `BEGIN IMMEDIATE`).
+    """
+
+    def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._row_locks = row_locks
+        metadata.create_all(writer)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._reader.begin() as conn:
+            yield conn
+
+    def _locked_log(self, conn: Connection, log_id: int, *columns: Any) -> Row[Any] | None:
+        query = select(*columns).where(task_logs.c.id == log_id)
+        if self._row_locks:
+            query = query.with_for_update()
+        return conn.execute(query).one_or_none()
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def create_job(self, job: JobRecord) -> None:
+        try:
+            with self._write() as conn:
+                taken = conn.execute(
+                    select(jobs.c.id).where(jobs.c.project_id == job.project_id, jobs.c.name == job.name)
+                ).first()
+                if taken is not None:
+                    raise DuplicateJobName(job.name)
+                conn.execute(
+                    insert(jobs).values(
+                        id=job.id,
+                        project_id=job.project_id,
+                        name=job.name,
+                        tasks=list(job.tasks),
+                        created_at=job.created_at,
+                        document=job.document,
+                    )
+                )
+                conn.execute(insert(task_logs), [{"job_id": job.id, "task_id": t} for t in job.tasks])
+        except IntegrityError as exc:  # a concurrent create of the same name won the race
+            raise DuplicateJobName(job.name) from exc
+
+    def get_job(self, project_id: str, job_id: str) -> JobRecord | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(jobs).where(jobs.c.id == job_id, jobs.c.project_id == project_id)
+            ).one_or_none()
+        return None if row is None else _job(row)
+
+    def delete_job(self, project_id: str, job_id: str) -> list[str]:
+        with self._write() as conn:
+            found = conn.execute(
+                select(jobs.c.id).where(jobs.c.id == job_id, jobs.c.project_id == project_id)
+            ).first()
+            if found is None:
+                return []
+            log_ids = select(task_logs.c.id).where(task_logs.c.job_id == job_id).scalar_subquery()
+            keys = list(conn.scalars(select(segments.c.blob_key).where(segments.c.log_id.in_(log_ids))))
+            for table in (index_entries, head_chunks, segments):
+                conn.execute(delete(table).where(table.c.log_id.in_(log_ids)))
+            conn.execute(delete(task_logs).where(task_logs.c.job_id == job_id))
+            conn.execute(delete(jobs).where(jobs.c.id == job_id))
+        return keys
+
+    # -- task log state -----------------------------------------------------------------------
+
+    def log_state(self, project_id: str, job_id: str, task_id: str) -> LogState | None:
+        query = (
+            select(*_STATE_COLUMNS)
+            .join(jobs, jobs.c.id == task_logs.c.job_id)
+            .where(jobs.c.id == job_id, jobs.c.project_id == project_id, task_logs.c.task_id == task_id)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _state(row)
+
+    def log_state_by_id(self, log_id: int) -> LogState | None:
+        with self._read() as conn:
+            row = conn.execute(select(*_STATE_COLUMNS).where(task_logs.c.id == log_id)).one_or_none()
+        return None if row is None else _state(row)
+
+    def log_owner(self, log_id: int) -> tuple[str, str] | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(task_logs.c.job_id, task_logs.c.task_id).where(task_logs.c.id == log_id)
+            ).one_or_none()
+        return None if row is None else (row.job_id, row.task_id)
+
+    # -- appending ----------------------------------------------------------------------------
+
+    def append(
+        self, log_id: int, expected_end: int, data: bytes, now: float, policy: IndexPolicy
+    ) -> AppendOutcome:
+        newlines = data.count(b"\n")
+        with self._write() as conn:
+            row = self._locked_log(
+                conn,
+                log_id,
+                task_logs.c.end_offset,
+                task_logs.c.line_count,
+                task_logs.c.index_offset,
+                task_logs.c.index_line,
+                task_logs.c.index_time,
+            )
+            if row is None:
+                raise JobNotFound(f"(task log {log_id})")
+            if row.end_offset != expected_end:
+                return AppendOutcome(stored=False, end_offset=row.end_offset)
+            changes: dict[str, Any] = {
+                "end_offset": expected_end + len(data),
+                "line_count": row.line_count + newlines,
+                "last_append_at": now,
+            }
+            last = None
+            if row.index_offset is not None:
+                last = IndexEntry(row.index_offset, row.index_line, row.index_time)
+            if policy.wants_entry(last, expected_end, now):
+                conn.execute(
+                    insert(index_entries).values(
+                        log_id=log_id, offset=expected_end, line=row.line_count, appended_at=now
+                    )
+                )
+                changes.update(index_offset=expected_end, index_line=row.line_count, index_time=now)
+            conn.execute(insert(head_chunks).values(log_id=log_id, base_offset=expected_end, data=data))
+            conn.execute(update(task_logs).where(task_logs.c.id == log_id).values(**changes))
+        return AppendOutcome(stored=True, end_offset=expected_end + len(data))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read_plan(self, log_id: int, start: int, end: int) -> ReadPlan:
+        def overlapping(table: Any) -> Any:
+            floor = (
+                select(func.max(table.c.base_offset))
+                .where(table.c.log_id == log_id, table.c.base_offset <= start)
+                .scalar_subquery()
+            )
+            return (
+                select(table)
+                .where(
+                    table.c.log_id == log_id,
+                    table.c.base_offset >= func.coalesce(floor, 0),
+                    table.c.base_offset < end,
+                )
+                .order_by(table.c.base_offset)
+            )
+
+        with self._read() as conn:
+            segs = conn.execute(overlapping(segments)).all()
+            head = conn.execute(overlapping(head_chunks)).all()
+        return ReadPlan(
+            segments=tuple(Segment(r.base_offset, r.length, r.blob_key, r.created_at) for r in segs),
+            head=tuple(HeadChunk(r.base_offset, bytes(r.data)) for r in head),
+        )
+
+    def head_chunks(self, log_id: int, start: int, max_bytes: int) -> list[HeadChunk]:
+        with self._read() as conn:
+            sizes = conn.execute(
+                select(head_chunks.c.base_offset, func.length(head_chunks.c.data).label("size"))
+                .where(head_chunks.c.log_id == log_id, head_chunks.c.base_offset >= start)
+                .order_by(head_chunks.c.base_offset)
+            ).all()
+            stop, total = start, 0
+            for base, size in sizes:
+                if total and total + size > max_bytes:
+                    break
+                stop, total = base + size, total + size
+            rows = conn.execute(
+                select(head_chunks.c.base_offset, head_chunks.c.data)
+                .where(
+                    head_chunks.c.log_id == log_id,
+                    head_chunks.c.base_offset >= start,
+                    head_chunks.c.base_offset < stop,
+                )
+                .order_by(head_chunks.c.base_offset)
+            ).all()
+        return [HeadChunk(r.base_offset, bytes(r.data)) for r in rows]
+
+    # -- sealing ------------------------------------------------------------------------------
+
+    def record_segment(self, log_id: int, segment: Segment) -> bool:
+        with self._write() as conn:
+            row = self._locked_log(conn, log_id, task_logs.c.sealed_offset, task_logs.c.end_offset)
+            if row is None or row.sealed_offset != segment.base_offset:
+                return False
+            if segment.end_offset > row.end_offset:
+                return False
+            conn.execute(
+                insert(segments).values(
+                    log_id=log_id,
+                    base_offset=segment.base_offset,
+                    length=segment.length,
+                    blob_key=segment.blob_key,
+                    created_at=segment.created_at,
+                )
+            )
+            conn.execute(
+                delete(head_chunks).where(
+                    head_chunks.c.log_id == log_id, head_chunks.c.base_offset < segment.end_offset
+                )
+            )
+            conn.execute(
+                update(task_logs).where(task_logs.c.id == log_id).values(sealed_offset=segment.end_offset)
+            )
+        return True
+
+    def segments(self, log_id: int) -> list[Segment]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(segments).where(segments.c.log_id == log_id).order_by(segments.c.base_offset)
+            ).all()
+        return [Segment(r.base_offset, r.length, r.blob_key, r.created_at) for r in rows]
+
+    def segment_keys(self, prefix: str) -> set[str]:
+        with self._read() as conn:
+            return set(
+                conn.scalars(select(segments.c.blob_key).where(segments.c.blob_key.startswith(prefix, autoescape=True)))
+            )
+
+    def logs_to_seal(self, idle_before: float, min_head_bytes: int) -> list[int]:
+        head = task_logs.c.end_offset - task_logs.c.sealed_offset
+        with self._read() as conn:
+            return list(
+                conn.scalars(
+                    select(task_logs.c.id).where(
+                        head > 0, (task_logs.c.last_append_at < idle_before) | (head >= min_head_bytes)
+                    )
+                )
+            )
+
+    # -- indexes ------------------------------------------------------------------------------
+
+    def index_floor_line(self, log_id: int, line: int) -> IndexEntry | None:
+        query = (
+            select(index_entries)
+            .where(index_entries.c.log_id == log_id, index_entries.c.line <= line)
+            .order_by(index_entries.c.line.desc(), index_entries.c.offset.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            return _entry(conn.execute(query).one_or_none())
+
+    def index_floor_time(self, log_id: int, at: float) -> IndexEntry | None:
+        query = (
+            select(index_entries)
+            .where(index_entries.c.log_id == log_id, index_entries.c.appended_at <= at)
+            .order_by(index_entries.c.appended_at.desc(), index_entries.c.offset.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            return _entry(conn.execute(query).one_or_none())
+
+    def index_entries(self, log_id: int, start: int, end: int) -> list[IndexEntry]:
+        query = (
+            select(index_entries)
+            .where(
+                index_entries.c.log_id == log_id,
+                index_entries.c.offset >= start,
+                index_entries.c.offset < end,
+            )
+            .order_by(index_entries.c.offset)
+        )
+        with self._read() as conn:
+            return [IndexEntry(r.offset, r.line, r.appended_at) for r in conn.execute(query)]
+
+    def close(self) -> None:
+        self._writer.dispose()
+        self._reader.dispose()

@@ -1,0 +1,45 @@
+"""Settings: one set of names for CLI flags, `JOBTAIL_*` environment variables and fields.
+
+`jobtail serve --seal-bytes N`, `JOBTAIL_SEAL_BYTES=N` and `Settings(seal_bytes=N)` are the same
+setting; the CLI builds its flags from the fields below (see `jobtail.cli.options`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "jobtail"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBTAIL_", extra="forbid", validate_default=True)
+
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
+    workers: int = Field(1, ge=1, le=64, description="Server processes.")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Directory for the embedded database and blobs.")
+    database_url: str = Field("", description="Metadata database: sqlite:///PATH or postgresql://… [default: DATA_DIR/jobtail.db]")
+    blob_url: str = Field("", description="Segment storage: file:///DIR or memory:// [default: DATA_DIR/blobs]")
+    max_body_bytes: int = Field(16 * MiB, ge=1, description="Largest accepted request body, in bytes.")
+    preview_bytes: int = Field(5 * MiB, ge=1, le=5 * MiB, description="Preview cap in bytes (ModelArts: 5 MiB).")
+    seal_bytes: int = Field(8 * MiB, ge=1, description="Seal a task log's head into a segment at this size.")
+    seal_idle_seconds: float = Field(30.0, gt=0, description="Seal a head that has not grown for this long.")
+    preview_cache_bytes: int = Field(256 * MiB, ge=0, description="Memory for encoded previews of unchanged logs, per process.")
+    orphan_grace_seconds: float = Field(3600.0, ge=0, description="Unrecorded blobs older than this are swept.")
+    log_level: str = Field("info", description="Server log level: debug, info, warning, error.")
+
+    @model_validator(mode="after")
+    def _fill_urls(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'jobtail.db'}"
+        if not self.blob_url:
+            self.blob_url = (self.data_dir.resolve() / "blobs").as_uri()
+        return self
