@@ -9,10 +9,8 @@ request line and the header bytes of that prepared request are what a server rec
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,11 +21,6 @@ from hypothesis import strategies as st
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
-
-try:
-    import jobtail  # noqa: F401
-except ModuleNotFoundError:  # running from a source checkout without an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from jobtail.auth.signing import (
     EMPTY_SHA256,
@@ -217,6 +210,14 @@ def test_numeric_repeated_query_values_keep_sdk_order() -> None:
     signed = sdk_sign("GET", "/v2/p/x", [("k", [10, 9]), ("a", True)], {"X-Sdk-Date": DATE}, None)
     assert signed.uri == "/v2/p/x?a=true&k=9&k=10"
     assert server_accepts(*on_the_wire(signed))
+
+
+def test_signed_headers_are_used_in_the_order_given() -> None:
+    canonical = canonical_request("get", "/", "", {"host": " h ", "x-sdk-date": DATE, "x-b": "b"},
+                                  ("x-sdk-date", "host"), EMPTY_SHA256)
+    assert canonical == f"GET\n/\n\nx-sdk-date:{DATE}\nhost:h\n\nx-sdk-date;host\n{EMPTY_SHA256}"
+    with pytest.raises(KeyError):
+        canonical_request("GET", "/", "", {"host": "h"}, ("host", "x-sdk-date"), EMPTY_SHA256)
 
 
 def test_payload_hash() -> None:

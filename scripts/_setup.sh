@@ -1,0 +1,16 @@
+# Sourced by scripts/serve and scripts/test: make .venv hold jobtail with the given extras.
+# Reinstalls only when pyproject.toml changed since the last install.
+set -euo pipefail
+extras="${1:-}"
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($python --version)" >&2
+  "$python" -m venv .venv
+fi
+stamp=".venv/.jobtail-installed${extras:+-$extras}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing jobtail${extras:+[$extras]} into .venv" >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}" >&2
+  touch "$stamp"
+fi

@@ -1,0 +1,58 @@
+"""`jobtail serve` as a user runs it: a real process with the embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_appends_previews_and_seals_idle_heads(tmp_path: Path) -> None:
+    env = {**os.environ, "JOBTAIL_DATA_DIR": str(tmp_path), "JOBTAIL_SEAL_IDLE_SECONDS": "0.5"}
+    created = subprocess.run(
+        [sys.executable, "-m", "jobtail", "admin", "job", "create", "--project", "p1", "--name", "e2e"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    job_id = created.stdout.strip()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "jobtail", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "server did not come up"
+            time.sleep(0.05)
+        logs = f"{url}/v2/p1/training-jobs/{job_id}/tasks/worker-0/logs"
+        assert httpx.post(logs, content=b"epoch 1\n").json() == {"full_size": 8}
+        assert httpx.get(logs + "/preview").json() == {"content": "epoch 1\n", "current_size": 8, "full_size": 8}
+        segment_dir = tmp_path / "blobs" / "jobs" / job_id / "worker-0"
+        while not (segment_dir.exists() and any(segment_dir.iterdir())):
+            assert time.monotonic() < deadline + 30, "the idle head was never sealed"
+            time.sleep(0.1)
+        assert httpx.get(logs + "/preview").json()["content"] == "epoch 1\n"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    # uvicorn re-raises the signal once shut down, as a well-behaved process should.
+    assert server.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output
+    assert f"http://127.0.0.1:{port}" in output
+    assert (tmp_path / "jobtail.db").exists()

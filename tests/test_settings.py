@@ -1,0 +1,36 @@
+"""One set of names: CLI flags, JOBTAIL_* variables and Settings fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from jobtail.cli import main
+from jobtail.settings import Settings
+
+
+def test_every_setting_is_a_serve_flag_and_documented() -> None:
+    help_text = CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"--{name.replace('_', '-')}" in help_text
+        assert f"JOBTAIL_{name.upper()}" in help_text
+        assert f"JOBTAIL_{name.upper()}" in readme, f"README does not document JOBTAIL_{name.upper()}"
+
+
+def test_environment_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JOBTAIL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("JOBTAIL_SEAL_BYTES", "1234")
+    s = Settings()
+    assert s.seal_bytes == 1234
+    assert s.database_url == f"sqlite:///{tmp_path / 'jobtail.db'}"
+    assert s.blob_url == (tmp_path / "blobs").as_uri()
+    assert Settings(seal_bytes=99).seal_bytes == 99
+
+
+def test_invalid_settings_are_usage_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path), "--preview-bytes", "9999999999"])
+    assert result.exit_code == 2
+    assert "preview_bytes" in result.output
