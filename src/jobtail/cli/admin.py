@@ -1,0 +1,64 @@
+"""`jobtail admin`: work on the store directly, with the same storage settings as `serve`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from jobtail.cli.options import STORE_SETTINGS, domain_errors, load_settings, settings_options
+from jobtail.core.types import TaskRef
+
+
+@click.group()
+def admin() -> None:
+    """Work on the store directly (same settings as `serve`); for operators and scripts."""
+
+
+@admin.group()
+def job() -> None:
+    """Training job records."""
+
+
+@job.command("create")
+@click.option("--project", "project_id", required=True, help="Project ID (1-64 letters, digits, hyphens).")
+@click.option("--name", required=True, help="Job name (metadata.name).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 1024), help="Tasks worker-0..N-1.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@settings_options(*STORE_SETTINGS)
+@domain_errors
+def job_create(project_id: str, name: str, workers: int, as_json: bool, **given: Any) -> None:
+    """Create a job record whose tasks receive logs through the append endpoint; prints its id."""
+    from jobtail.wiring import open_store
+
+    store = open_store(load_settings(given))
+    try:
+        record = store.create_job(project_id, name, node_count=workers)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"id": record.id, "project_id": record.project_id, "name": record.name,
+                               "tasks": list(record.tasks), "create_time": record.created_at}))
+    else:
+        click.echo(record.id)
+
+
+@admin.command()
+@click.option("--project", "project_id", required=True, help="Project ID.")
+@click.argument("job_id")
+@click.option("--task", "task_ids", multiple=True, help="Task to seal (repeatable); every task when omitted.")
+@settings_options(*STORE_SETTINGS)
+@domain_errors
+def seal(project_id: str, job_id: str, task_ids: tuple[str, ...], **given: Any) -> None:
+    """Seal the heads of a job's task logs into segments now."""
+    from jobtail.wiring import open_store
+
+    store = open_store(load_settings(given))
+    try:
+        tasks = task_ids or store.get_job(project_id, job_id).tasks
+        for task in tasks:
+            written = store.seal(TaskRef(project_id, job_id, task))
+            click.echo(f"{task}: {written} segment(s) written", err=True)
+    finally:
+        store.close()
