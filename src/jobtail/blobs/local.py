@@ -53,16 +53,20 @@ class LocalBlobStore:
     def read(self, key: str, start: int, end: int) -> bytes:
         try:
             fd = os.open(self._path(key), os.O_RDONLY)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise BlobNotFound(key) from None
         try:
             return os.pread(fd, max(0, end - start), start)
+        except IsADirectoryError:
+            raise BlobNotFound(key) from None
         finally:
             os.close(fd)
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
-        path.unlink(missing_ok=True)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except (IsADirectoryError, NotADirectoryError):
+            pass  # a key that names a directory, or runs through a file, holds no object
 
     def list(self, prefix: str) -> Iterator[BlobInfo]:
         found = []

@@ -8,18 +8,23 @@ default pglz on log text (see the README's architecture notes).
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from jobtail.meta.sql import SqlMetaStore
 
 
-def open_postgres(url: str) -> SqlMetaStore:
-    """Connect to the database named by `url` (driver psycopg 3) and create the schema if missing."""
+def engines(url: str) -> tuple[Engine, Engine]:
+    """A (writer, reader) engine pair on the database named by `url` (driver psycopg 3)."""
     parsed = make_url(url).set(drivername="postgresql+psycopg")
     writer = create_engine(parsed, pool_size=10, max_overflow=30, pool_pre_ping=True)
-    reader = writer.execution_options(isolation_level="REPEATABLE READ")
+    return writer, writer.execution_options(isolation_level="REPEATABLE READ")
+
+
+def open_postgres(url: str) -> SqlMetaStore:
+    """Connect to the database named by `url` and create the schema if missing."""
+    writer, reader = engines(url)
     store = SqlMetaStore(writer, reader, row_locks=True)
     try:
         with writer.begin() as conn:

@@ -13,9 +13,14 @@ BACKENDS = {
 }
 
 
+def scheme_of(url: str) -> str:
+    """The backend name of a database URL (`sqlite`, `postgresql`, ...), driver suffix removed."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
 def open_meta(url: str) -> MetaStore:
     """Open the metadata store named by `url` (`sqlite:///…` or `postgresql://…`)."""
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = scheme_of(url)
     if scheme not in BACKENDS:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://…")
     module, _, name = BACKENDS[scheme].partition(":")

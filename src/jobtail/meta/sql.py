@@ -205,7 +205,9 @@ class SqlMetaStore:
     # -- reading ------------------------------------------------------------------------------
 
     def read_plan(self, log_id: int, start: int, end: int) -> ReadPlan:
-        def overlapping(table: Any) -> Any:
+        def overlapping(table: Any, piece_end: Any) -> Any:
+            # Pieces of one log never overlap, so the candidates start at the last piece
+            # beginning at or before `start`; that one counts only if it reaches past `start`.
             floor = (
                 select(func.max(table.c.base_offset))
                 .where(table.c.log_id == log_id, table.c.base_offset <= start)
@@ -217,13 +219,16 @@ class SqlMetaStore:
                     table.c.log_id == log_id,
                     table.c.base_offset >= func.coalesce(floor, 0),
                     table.c.base_offset < end,
+                    piece_end > start,
                 )
                 .order_by(table.c.base_offset)
             )
 
         with self._read() as conn:
-            segs = conn.execute(overlapping(segments)).all()
-            head = conn.execute(overlapping(head_chunks)).all()
+            segs = conn.execute(overlapping(segments, segments.c.base_offset + segments.c.length)).all()
+            head = conn.execute(
+                overlapping(head_chunks, head_chunks.c.base_offset + func.length(head_chunks.c.data))
+            ).all()
         return ReadPlan(
             segments=tuple(Segment(r.base_offset, r.length, r.blob_key, r.created_at) for r in segs),
             head=tuple(HeadChunk(r.base_offset, bytes(r.data)) for r in head),
@@ -288,10 +293,10 @@ class SqlMetaStore:
         return [Segment(r.base_offset, r.length, r.blob_key, r.created_at) for r in rows]
 
     def segment_keys(self, prefix: str) -> set[str]:
+        # Not LIKE: SQLite's LIKE ignores case, and job ids differ in case only sometimes.
+        matches = func.substr(segments.c.blob_key, 1, len(prefix)) == prefix
         with self._read() as conn:
-            return set(
-                conn.scalars(select(segments.c.blob_key).where(segments.c.blob_key.startswith(prefix, autoescape=True)))
-            )
+            return set(conn.scalars(select(segments.c.blob_key).where(matches)))
 
     def logs_to_seal(self, idle_before: float, min_head_bytes: int) -> list[int]:
         head = task_logs.c.end_offset - task_logs.c.sealed_offset

@@ -41,10 +41,16 @@ def _engine(url: str, begin: str) -> Engine:
     return engine
 
 
-def open_sqlite(url: str) -> SqlMetaStore:
-    """Open (creating if needed) the SQLite database named by `url`."""
+def engines(url: str) -> tuple[Engine, Engine]:
+    """A (writer, reader) engine pair on the SQLite file named by `url`, creating its directory."""
     database = make_url(url).database
     if not database or database == ":memory:":
         raise ValueError("the SQLite metadata backend needs a file: sqlite:///path/to/jobtail.db")
     Path(database).parent.mkdir(parents=True, exist_ok=True)
-    return SqlMetaStore(_engine(url, "BEGIN IMMEDIATE"), _engine(url, "BEGIN"), row_locks=False)
+    return _engine(url, "BEGIN IMMEDIATE"), _engine(url, "BEGIN")
+
+
+def open_sqlite(url: str) -> SqlMetaStore:
+    """Open (creating if needed) the SQLite database named by `url`."""
+    writer, reader = engines(url)
+    return SqlMetaStore(writer, reader, row_locks=False)
