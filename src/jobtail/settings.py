@@ -7,6 +7,7 @@ setting; the CLI builds its flags from the fields below (see `jobtail.cli.option
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir, description="Directory for the embedded database and blobs.")
     database_url: str = Field("", description="Metadata database: sqlite:///PATH or postgresql://… [default: DATA_DIR/jobtail.db]")
     blob_url: str = Field("", description="Segment storage: file:///DIR or memory:// [default: DATA_DIR/blobs]")
+    master_key_file: str = Field(
+        "", description="Key from which every secret key is derived; replicas share it, replacing it voids every AK/SK "
+        "[default: DATA_DIR/master.key, created on first use]"
+    )
     max_body_bytes: int = Field(16 * MiB, ge=1, description="Largest accepted request body, in bytes.")
     preview_bytes: int = Field(5 * MiB, ge=1, le=5 * MiB, description="Preview cap in bytes (ModelArts: 5 MiB).")
     seal_bytes: int = Field(8 * MiB, ge=1, description="Seal a task log's head into a segment at this size.")
@@ -34,6 +39,11 @@ class Settings(BaseSettings):
     preview_cache_bytes: int = Field(256 * MiB, ge=0, description="Memory for encoded previews of unchanged logs, per process.")
     orphan_grace_seconds: float = Field(3600.0, ge=0, description="Unrecorded blobs older than this are swept.")
     log_level: str = Field("info", description="Server log level: debug, info, warning, error.")
+    executor: Literal["local", "none"] = Field(
+        "local", description="Who runs created jobs: local (processes on this machine) or none (they run elsewhere and ship logs)."
+    )
+    max_running_tasks: int = Field(8, ge=1, description="Local executor: tasks running at once; further jobs wait as Pending.")
+    terminate_grace_seconds: float = Field(10.0, ge=0, description="Local executor: SIGTERM to SIGKILL delay when stopping a job.")
 
     @model_validator(mode="after")
     def _fill_urls(self) -> Settings:
@@ -42,4 +52,6 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'jobtail.db'}"
         if not self.blob_url:
             self.blob_url = (self.data_dir.resolve() / "blobs").as_uri()
+        if not self.master_key_file:
+            self.master_key_file = str(self.data_dir / "master.key")
         return self

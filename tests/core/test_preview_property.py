@@ -58,6 +58,7 @@ def test_preview_matches_definition(
         elif op == "seal":
             store.seal(ref)
         else:
+            store.close()
             store = store_factory(**options)
         if log:
             preview = store.preview(ref)
@@ -66,3 +67,4 @@ def test_preview_matches_definition(
     state = store.state(ref)
     assert state.end_offset == len(log)
     assert state.line_count == log.count(b"\n")
+    store.close()

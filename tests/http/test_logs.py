@@ -7,21 +7,13 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
-from huaweicloudsdkmodelarts.v1 import ModelArtsClient, ShowTrainingJobLogsPreviewRequest
+from huaweicloudsdkmodelarts.v1 import ShowTrainingJobLogsPreviewRequest
 from reference import reference_preview
 from support.live import LiveServer
+from support.sdk import PROJECT, sdk_client
 
 from jobtail.core.types import TaskRef
-
-PROJECT = "0123456789abcdef0123456789abcdef"
-
-
-def sdk_client(url: str, project_id: str = PROJECT) -> ModelArtsClient:
-    credentials = BasicCredentials("test-ak", "test-sk", project_id)
-    return ModelArtsClient.new_builder().with_credentials(credentials).with_endpoints([url]).build()
-
 
 def logs_path(job_id: str, task: str = "worker-0", project: str = PROJECT) -> str:
     return f"/v2/{project}/training-jobs/{job_id}/tasks/{task}/logs"

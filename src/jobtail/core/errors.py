@@ -8,6 +8,8 @@
     ├── TaskNotFound                  the job has no task of that name
     ├── LogNotGenerated               the task exists but has not written a byte yet
     ├── LogCleared                    every byte of the task log was dropped by retention
+    ├── JobNotTerminable              terminate asked of a job that is not running
+    ├── UnsupportedAction             an unknown job action type
     ├── OffsetConflict                an append did not start at the end of the log
     ├── PayloadTooLarge               a request body is over the configured limit
     └── StorageError                  stored data is missing or inconsistent (not the caller's fault)
@@ -50,6 +52,18 @@ class DuplicateJobName(JobtailError):
     def __init__(self, name: str) -> None:
         super().__init__(f"Duplicate training job (name {name}).")
         self.name = name
+
+
+class JobNotTerminable(JobtailError):
+    def __init__(self, phase: str) -> None:
+        super().__init__("The job cannot be terminated.")
+        self.phase = phase
+
+
+class UnsupportedAction(JobtailError):
+    def __init__(self, action: str) -> None:
+        super().__init__(f"Unsupported action type:{action}")
+        self.action = action
 
 
 class TaskNotFound(InvalidParameter):

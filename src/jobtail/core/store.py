@@ -28,6 +28,7 @@ from jobtail.core.types import IndexPolicy, JobRecord, LogState, Preview, Segmen
 from jobtail.meta.base import MetaStore
 
 _APPEND_RACE_RETRIES = 64
+MAX_NODE_COUNT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +83,13 @@ class LogStore:
         *,
         node_count: int = 1,
         document: dict[str, Any] | None = None,
+        executor: str = "none",
     ) -> JobRecord:
         """Create a job with tasks `worker-0 ... worker-(node_count-1)`, each with an empty log."""
         ids.check_project_id(project_id)
         ids.check_job_name(name)
-        if not 1 <= node_count <= 1024:
-            raise ids.InvalidParameter("node_count")
+        if not 1 <= node_count <= MAX_NODE_COUNT:
+            raise ids.InvalidParameter("spec.resource.node_count", f"It must be 1-{MAX_NODE_COUNT}.")
         job = JobRecord(
             id=ids.new_job_id(),
             project_id=project_id,
@@ -95,6 +97,7 @@ class LogStore:
             tasks=tuple(ids.worker_tasks(node_count)),
             created_at=int(self._clock() * 1000),
             document=document or {},
+            executor=executor,
         )
         self.meta.create_job(job)
         return job

@@ -16,15 +16,60 @@ class TaskRef:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """How one task of a job ended (ModelArts `status.task_statuses`)."""
+
+    task: str
+    exit_code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
-    """A training job as stored. `document` keeps the caller's job body (unknown fields included)."""
+    """A training job as stored. `document` keeps the caller's job body (unknown fields included).
+
+    Times are epoch milliseconds, as ModelArts reports them; 0 means "not yet". `executor` names
+    what runs the job (`local`, or `none` when it runs elsewhere and only ships its logs);
+    `owner` identifies the server process running it, for recovery after a crash.
+    """
 
     id: str
     project_id: str
     name: str
     tasks: tuple[str, ...]
-    created_at: int  # epoch milliseconds, as ModelArts reports it
+    created_at: int
     document: dict[str, Any] = field(default_factory=dict)
+    phase: str = "Creating"
+    secondary_phase: str = "Creating"
+    start_time: int = 0
+    end_time: int = 0
+    task_statuses: tuple[TaskStatus, ...] = ()
+    executor: str = "none"
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One line of a job's event history (ModelArts `ListTrainingJobEvents`)."""
+
+    time: int  # epoch milliseconds
+    level: str  # Info | Warning | Error
+    message: str
+    source: str  # Job | Task
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """A search over one project's jobs; `None` filters are off. `page` counts from 0."""
+
+    name_like: str | None = None
+    phases: tuple[str, ...] | None = None
+    created_from: int | None = None
+    created_to: int | None = None
+    sort_by: str = "create_time"
+    descending: bool = True
+    page: int = 0
+    limit: int = 10
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,19 @@ from starlette.requests import Request
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: `name` for logs and audit, never a secret."""
+    """Who is calling: `name` for logs and audit, never a secret.
+
+    `kind`: "user" (a user's AK/SK), "project" (a project credential), "token", or "anonymous".
+    `project_id`: the only project it may act in (tokens and project credentials), None when it
+    acts wherever its user holds a role. `roles`: its roles in the request's project. `job_id`:
+    the only job it may touch (a project credential limited to one job), else None.
+    """
 
     name: str
+    kind: str = "anonymous"
+    project_id: str | None = None
+    roles: frozenset[str] = frozenset()
+    job_id: str | None = None
 
 
 class Guard(Protocol):
@@ -26,7 +36,8 @@ class Guard(Protocol):
 
 
 class OpenGuard:
-    """Lets everyone do everything: the embedded default until identity is configured."""
+    """Lets everyone do everything: for tests of other concerns and in-process tools.
+    The server's default is `jobtail.http.guard.IdentityGuard`."""
 
     async def authorize(self, request: Request, action: str, project_id: str) -> Principal:
         return Principal("anonymous")
@@ -34,4 +45,12 @@ class OpenGuard:
 
 # ModelArts action names used by jobtail's routes.
 GET_JOB = "modelarts:trainJob:get"
+LIST_JOBS = "modelarts:trainJob:list"
+GET_LOGS = "modelarts:trainJob:getLogs"
+CREATE_JOB = "modelarts:trainJob:create"
+UPDATE_JOB = "modelarts:trainJob:update"
+DELETE_JOB = "modelarts:trainJob:delete"
+LOG_EXPORT = "modelarts:trainJob:logExport"
 APPEND_LOGS = "modelarts:trainJob:appendLogs"  # jobtail's own: shippers and executors append
+MANAGE_PROJECT = "jobtail:project:manage"  # jobtail's own: a project's users and credentials (admin role)
+# Roles and the actions they allow: jobtail.auth.roles (tests check both lists agree).

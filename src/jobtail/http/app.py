@@ -7,15 +7,18 @@ import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobtail.core.store import LogStore
-from jobtail.http import logs, service
-from jobtail.http.access import Guard, OpenGuard
+from jobtail.core.jobs import JobService
+from jobtail.http import jobs, logs, service, tokens
+from jobtail.http.access import Guard
 from jobtail.http.errors import EXCEPTION_HANDLERS
+from jobtail.http.guard import open_identity_guard
 from jobtail.http.openapi import openapi_document
 from jobtail.http.preview_cache import PreviewCache
 from jobtail.http.routing import Operation, build_routes
@@ -29,7 +32,7 @@ MAINTENANCE_INTERVAL = 2.0  # seconds between looks for idle heads to seal
 
 def operations() -> list[Operation]:
     """Every operation jobtail serves, in documentation order."""
-    return [*logs.OPERATIONS, *service.OPERATIONS]
+    return [*jobs.OPERATIONS, *logs.OPERATIONS, *tokens.OPERATIONS, *service.OPERATIONS]
 
 
 class RequestIdMiddleware:
@@ -94,14 +97,18 @@ def create_app(
     settings: Settings | None = None, *, store: LogStore | None = None, guard: Guard | None = None
 ) -> Starlette:
     """The jobtail ASGI app. Opens the store named by `settings` at startup unless `store` is
-    given (then the caller owns it); `guard` decides access (everyone may do everything by default)."""
+    given (then the caller owns it). `guard` decides access; by default an `IdentityGuard` on the
+    same database (AK/SK signatures and tokens), opened at startup."""
     settings = settings or Settings()
     ops = operations()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = store is None
+        if guard is None:
+            app.state.guard = open_identity_guard(settings.database_url, Path(settings.master_key_file))
         app.state.store = open_store(settings) if owned else store
+        app.state.jobs = JobService(app.state.store)
         maintenance = Maintenance(app.state.store, settings)
         maintenance.start()
         try:
@@ -110,10 +117,12 @@ def create_app(
             maintenance.stop()
             if owned:
                 app.state.store.close()
+            if guard is None:
+                app.state.guard.close()
 
     app = JobtailApp(routes=build_routes(ops), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     app.state.settings = settings
-    app.state.guard = guard or OpenGuard()
+    app.state.guard = guard  # None until startup opens the default IdentityGuard
     app.state.preview_cache = PreviewCache(settings.preview_cache_bytes)
     app.state.openapi = orjson.dumps(openapi_document(ops))
     return app

@@ -22,6 +22,7 @@ _SOLUTIONS = {
     "ModelArts.2764": "Check the validity of the parameter in the request.",
     "ModelArts.2775": "Check whether the training job information in the request is valid.",
     "ModelArts.2788": "Check the request parameter.",
+    "ModelArts.2796": "Check whether the job status is valid.",
     "ModelArts.2818": "Please view the log after the log is generated.",
     "ModelArts.2819": "Please select obs url to upload your logs when creating training jobs.",
     "Jobtail.0409": "Ask for the log's full_size and resend the bytes from there.",
@@ -67,6 +68,10 @@ def _domain(exc: core.JobtailError) -> tuple[int, str, str, dict[str, object]]:
             return 400, "ModelArts.2818", exc.message, {}
         case core.LogCleared():
             return 400, "ModelArts.2819", exc.message, {}
+        case core.JobNotTerminable():
+            return 409, "ModelArts.2796", exc.message, {}
+        case core.UnsupportedAction():
+            return 400, "ModelArts.2812", exc.message, {}
         case core.OffsetConflict():
             return 409, "Jobtail.0409", exc.message, {"full_size": exc.full_size}
         case core.PayloadTooLarge():

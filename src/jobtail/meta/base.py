@@ -13,6 +13,8 @@ from jobtail.core.types import (
     HeadChunk,
     IndexEntry,
     IndexPolicy,
+    JobEvent,
+    JobQuery,
     JobRecord,
     LogState,
     ReadPlan,
@@ -29,6 +31,24 @@ class MetaStore(Protocol):
 
     def get_job(self, project_id: str, job_id: str) -> JobRecord | None:
         """The job, or None when it does not exist in *this* project."""
+
+    def update_job(self, job: JobRecord, expected_phases: tuple[str, ...]) -> bool:
+        """Store `job`'s status fields if the stored phase is one of `expected_phases`; False otherwise."""
+
+    def jobs_in_phases(self, phases: tuple[str, ...], executor: str) -> list[JobRecord]:
+        """Jobs of any project in one of `phases` that `executor` runs, oldest first."""
+
+    def search_jobs(self, project_id: str, query: JobQuery) -> tuple[int, int, list[JobRecord]]:
+        """(jobs in the project, jobs matching `query`, the requested page of matches)."""
+
+    def add_job_event(self, job_id: str, event: JobEvent) -> None:
+        """Append an event to the job's history."""
+
+    def job_events(
+        self, job_id: str, *, offset: int, limit: int, descending: bool, level: str | None = None,
+        pattern: str | None = None, start: int | None = None, end: int | None = None,
+    ) -> tuple[int, list[JobEvent]]:
+        """(events matching the filters, the slice `[offset, offset + limit)` of them in time order)."""
 
     def delete_job(self, project_id: str, job_id: str) -> list[str]:
         """Delete the job and its task logs' records; return the blob keys of its segments

@@ -28,7 +28,28 @@ jobs = Table(
     Column("tasks", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("document", JSON, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("secondary_phase", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False, default=0),
+    Column("end_time", BigInteger, nullable=False, default=0),
+    Column("task_statuses", JSON, nullable=False),
+    Column("executor", String(16), nullable=False),
+    Column("owner", String(128), nullable=True),
     UniqueConstraint("project_id", "name", name="jobs_project_name"),
+    Index("jobs_project_created", "project_id", "created_at"),
+    Index("jobs_phase", "phase"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("message", String(2048), nullable=False),
+    Column("source", String(16), nullable=False),
+    Index("job_events_job_time", "job_id", "time"),
 )
 
 # One row per task log. end_offset/line_count/index_* change on every append, sealed_offset on
@@ -81,4 +102,60 @@ index_entries = Table(
     Column("appended_at", Double, nullable=False),
     Index("index_entries_line", "log_id", "line"),
     Index("index_entries_time", "log_id", "appended_at"),
+)
+
+# -- identity ---------------------------------------------------------------------------------
+# Projects, users, a role per (user, project), credentials and tokens. No secret is stored: a
+# credential's secret key is derived from its access key under the master key, tokens are kept
+# as SHA-256 digests and passwords as scrypt hashes (see jobtail.auth.secrets, .passwords).
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_at", Double, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=True),
+    Column("created_at", Double, nullable=False),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False),
+)
+
+# A user's credential has user_id; a project credential has project_id and role (and maybe job_id).
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("access_key", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    Column("role", String(16), nullable=True),
+    Column("job_id", String(64), nullable=True),
+    Column("description", String(255), nullable=False, default=""),
+    Column("created_at", Double, nullable=False),
+    Index("credentials_user", "user_id"),
+    Index("credentials_project", "project_id"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    Column("expires_at", Double, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("tokens_user", "user_id", "expires_at"),
 )

@@ -7,25 +7,22 @@ task log, and a reader engine whose transactions each see one consistent snapsho
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
 
-from jobtail.core.errors import DuplicateJobName, JobNotFound
+from jobtail.core.errors import JobNotFound
 from jobtail.core.types import (
     AppendOutcome,
     HeadChunk,
     IndexEntry,
     IndexPolicy,
-    JobRecord,
     LogState,
     ReadPlan,
     Segment,
 )
 from jobtail.meta.schema import head_chunks, index_entries, jobs, metadata, segments, task_logs
+from jobtail.meta.sql_jobs import JobQueries
 
 _STATE_COLUMNS = (
     task_logs.c.id,
@@ -35,6 +32,46 @@ _STATE_COLUMNS = (
     task_logs.c.line_count,
     task_logs.c.last_append_at,
 )
+
+
+# Built once: on the preview's hot path, building the statement cost more than running it.
+_LOG_STATE = (
+    select(*_STATE_COLUMNS)
+    .join(jobs, jobs.c.id == task_logs.c.job_id)
+    .where(
+        jobs.c.id == bindparam("job_id"),
+        jobs.c.project_id == bindparam("project_id"),
+        task_logs.c.task_id == bindparam("task_id"),
+    )
+)
+
+
+def _overlapping(table: Any, piece_end: Any) -> Any:
+    """Pieces of `table` overlapping [:start, :end) of log :log_id, in offset order.
+
+    Pieces of one log never overlap, so the candidates start at the last piece beginning at or
+    before `start`; that one counts only if it reaches past `start`.
+    """
+    log_id, start = bindparam("log_id"), bindparam("start")
+    floor = (
+        select(func.max(table.c.base_offset))
+        .where(table.c.log_id == log_id, table.c.base_offset <= start)
+        .scalar_subquery()
+    )
+    return (
+        select(table)
+        .where(
+            table.c.log_id == log_id,
+            table.c.base_offset >= func.coalesce(floor, 0),
+            table.c.base_offset < bindparam("end"),
+            piece_end > start,
+        )
+        .order_by(table.c.base_offset)
+    )
+
+
+_SEGMENTS_OVERLAPPING = _overlapping(segments, segments.c.base_offset + segments.c.length)
+_HEAD_OVERLAPPING = _overlapping(head_chunks, head_chunks.c.base_offset + func.length(head_chunks.c.data))
 
 
 def _state(row: Row[Any]) -> LogState:
@@ -48,22 +85,11 @@ def _state(row: Row[Any]) -> LogState:
     )
 
 
-def _job(row: Row[Any]) -> JobRecord:
-    return JobRecord(
-        id=row.id,
-        project_id=row.project_id,
-        name=row.name,
-        tasks=tuple(row.tasks),
-        created_at=row.created_at,
-        document=row.document,
-    )
-
-
 def _entry(row: Row[Any] | None) -> IndexEntry | None:
     return None if row is None else IndexEntry(row.offset, row.line, row.appended_at)
 
 
-class SqlMetaStore:
+class SqlMetaStore(JobQueries):
     """`MetaStore` over two SQLAlchemy engines (see the module docstring).
 
     `row_locks`: lock the task log row (`SELECT ... FOR UPDATE`) in write transactions; needed
@@ -77,78 +103,18 @@ class SqlMetaStore:
         self._row_locks = row_locks
         metadata.create_all(writer)
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self._writer.begin() as conn:
-            yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._reader.begin() as conn:
-            yield conn
-
     def _locked_log(self, conn: Connection, log_id: int, *columns: Any) -> Row[Any] | None:
         query = select(*columns).where(task_logs.c.id == log_id)
         if self._row_locks:
             query = query.with_for_update()
         return conn.execute(query).one_or_none()
 
-    # -- jobs ---------------------------------------------------------------------------------
-
-    def create_job(self, job: JobRecord) -> None:
-        try:
-            with self._write() as conn:
-                taken = conn.execute(
-                    select(jobs.c.id).where(jobs.c.project_id == job.project_id, jobs.c.name == job.name)
-                ).first()
-                if taken is not None:
-                    raise DuplicateJobName(job.name)
-                conn.execute(
-                    insert(jobs).values(
-                        id=job.id,
-                        project_id=job.project_id,
-                        name=job.name,
-                        tasks=list(job.tasks),
-                        created_at=job.created_at,
-                        document=job.document,
-                    )
-                )
-                conn.execute(insert(task_logs), [{"job_id": job.id, "task_id": t} for t in job.tasks])
-        except IntegrityError as exc:  # a concurrent create of the same name won the race
-            raise DuplicateJobName(job.name) from exc
-
-    def get_job(self, project_id: str, job_id: str) -> JobRecord | None:
-        with self._read() as conn:
-            row = conn.execute(
-                select(jobs).where(jobs.c.id == job_id, jobs.c.project_id == project_id)
-            ).one_or_none()
-        return None if row is None else _job(row)
-
-    def delete_job(self, project_id: str, job_id: str) -> list[str]:
-        with self._write() as conn:
-            found = conn.execute(
-                select(jobs.c.id).where(jobs.c.id == job_id, jobs.c.project_id == project_id)
-            ).first()
-            if found is None:
-                return []
-            log_ids = select(task_logs.c.id).where(task_logs.c.job_id == job_id).scalar_subquery()
-            keys = list(conn.scalars(select(segments.c.blob_key).where(segments.c.log_id.in_(log_ids))))
-            for table in (index_entries, head_chunks, segments):
-                conn.execute(delete(table).where(table.c.log_id.in_(log_ids)))
-            conn.execute(delete(task_logs).where(task_logs.c.job_id == job_id))
-            conn.execute(delete(jobs).where(jobs.c.id == job_id))
-        return keys
-
     # -- task log state -----------------------------------------------------------------------
 
     def log_state(self, project_id: str, job_id: str, task_id: str) -> LogState | None:
-        query = (
-            select(*_STATE_COLUMNS)
-            .join(jobs, jobs.c.id == task_logs.c.job_id)
-            .where(jobs.c.id == job_id, jobs.c.project_id == project_id, task_logs.c.task_id == task_id)
-        )
+        params = {"project_id": project_id, "job_id": job_id, "task_id": task_id}
         with self._read() as conn:
-            row = conn.execute(query).one_or_none()
+            row = conn.execute(_LOG_STATE, params).one_or_none()
         return None if row is None else _state(row)
 
     def log_state_by_id(self, log_id: int) -> LogState | None:
@@ -205,30 +171,10 @@ class SqlMetaStore:
     # -- reading ------------------------------------------------------------------------------
 
     def read_plan(self, log_id: int, start: int, end: int) -> ReadPlan:
-        def overlapping(table: Any, piece_end: Any) -> Any:
-            # Pieces of one log never overlap, so the candidates start at the last piece
-            # beginning at or before `start`; that one counts only if it reaches past `start`.
-            floor = (
-                select(func.max(table.c.base_offset))
-                .where(table.c.log_id == log_id, table.c.base_offset <= start)
-                .scalar_subquery()
-            )
-            return (
-                select(table)
-                .where(
-                    table.c.log_id == log_id,
-                    table.c.base_offset >= func.coalesce(floor, 0),
-                    table.c.base_offset < end,
-                    piece_end > start,
-                )
-                .order_by(table.c.base_offset)
-            )
-
+        params = {"log_id": log_id, "start": start, "end": end}
         with self._read() as conn:
-            segs = conn.execute(overlapping(segments, segments.c.base_offset + segments.c.length)).all()
-            head = conn.execute(
-                overlapping(head_chunks, head_chunks.c.base_offset + func.length(head_chunks.c.data))
-            ).all()
+            segs = conn.execute(_SEGMENTS_OVERLAPPING, params).all()
+            head = conn.execute(_HEAD_OVERLAPPING, params).all()
         return ReadPlan(
             segments=tuple(Segment(r.base_offset, r.length, r.blob_key, r.created_at) for r in segs),
             head=tuple(HeadChunk(r.base_offset, bytes(r.data)) for r in head),

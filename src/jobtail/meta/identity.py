@@ -1,0 +1,253 @@
+"""The identity store on the metadata database (SQLite or PostgreSQL), SQLAlchemy Core.
+
+Every lookup on the request path is one indexed query that also fetches the caller's role in the
+requested project, so a revoked credential, a deleted user or a changed grant counts for the very
+next request, on every replica.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from jobtail.auth.errors import IdentityExists, IdentityNotFound, InvalidIdentity
+from jobtail.auth.records import Access, Credential, Login, Project, User, new_user_id
+from jobtail.meta.registry import scheme_of
+from jobtail.meta.schema import credentials, grants, metadata, projects, tokens, users
+
+_ENGINES = {
+    "sqlite": "jobtail.meta.sqlite",
+    "postgresql": "jobtail.meta.postgres",
+    "postgres": "jobtail.meta.postgres",
+}
+
+
+def open_identity(database_url: str) -> SqlIdentityStore:
+    """Open the identity store in the metadata database named by `database_url`, creating its tables."""
+    scheme = scheme_of(database_url)
+    if scheme not in _ENGINES:
+        raise ValueError(f"unsupported database URL {database_url!r}: use sqlite:///PATH or postgresql://…")
+    writer, reader = importlib.import_module(_ENGINES[scheme]).engines(database_url)
+    return SqlIdentityStore(writer, reader)
+
+
+class SqlIdentityStore:
+    """`IdentityStore` over a (writer, reader) engine pair from `jobtail.meta.sqlite` or `.postgres`."""
+
+    def __init__(self, writer: Engine, reader: Engine) -> None:
+        self._writer = writer
+        self._reader = reader
+        metadata.create_all(writer)
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._reader.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._writer.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self._writer.dispose()
+        self._reader.dispose()
+
+    # -- the request path -------------------------------------------------------------------
+
+    def credential_access(self, access_key: str, project_id: str) -> Access | None:
+        c, g = credentials, grants
+        query = (
+            select(c.c.user_id, c.c.project_id, c.c.role, c.c.job_id, users.c.name, g.c.role.label("granted"))
+            .select_from(c)
+            .outerjoin(users, users.c.id == c.c.user_id)
+            .outerjoin(g, and_(g.c.user_id == c.c.user_id, g.c.project_id == project_id))
+            .where(c.c.access_key == access_key)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            return None
+        if row.user_id is not None:
+            return Access(subject=f"user {row.name} (AK {access_key})", kind="user", scope=None, role=row.granted)
+        role = row.role if row.project_id == project_id else None
+        return Access(subject=f"credential {access_key}", kind="project", scope=row.project_id, role=role,
+                      job_id=row.job_id)
+
+    def token_access(self, digest: str, project_id: str) -> Access | None:
+        t, g = tokens, grants
+        query = (
+            select(t.c.project_id, t.c.expires_at, users.c.name, g.c.role)
+            .select_from(t)
+            .join(users, users.c.id == t.c.user_id)
+            .outerjoin(g, and_(g.c.user_id == t.c.user_id, g.c.project_id == project_id))
+            .where(t.c.digest == digest)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            return None
+        return Access(subject=f"user {row.name} (token)", kind="token", scope=row.project_id, role=row.role,
+                      expires_at=row.expires_at)
+
+    def login(self, user_name: str, project_id: str | None, project_name: str | None) -> Login | None:
+        with self._read() as conn:
+            user = conn.execute(
+                select(users.c.id, users.c.name, users.c.password_hash).where(users.c.name == user_name)
+            ).one_or_none()
+            if user is None:
+                return None
+            project = None
+            if project_id is not None or project_name is not None:
+                where = projects.c.id == project_id if project_id is not None else projects.c.name == project_name
+                project = conn.execute(select(projects.c.id, projects.c.name).where(where)).one_or_none()
+            role = None
+            if project is not None:
+                role = conn.execute(
+                    select(grants.c.role).where(grants.c.user_id == user.id, grants.c.project_id == project.id)
+                ).scalar_one_or_none()
+        return Login(user_id=user.id, name=user.name, password_hash=user.password_hash,
+                     project_id=None if project is None else project.id,
+                     project_name=None if project is None else project.name, role=role)
+
+    def issue_token(self, digest: str, user_id: str, project_id: str | None, expires_at: float, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(delete(tokens).where(tokens.c.user_id == user_id, tokens.c.expires_at < now))
+            conn.execute(insert(tokens).values(digest=digest, user_id=user_id, project_id=project_id,
+                                               expires_at=expires_at, created_at=now))
+
+    # -- administration ---------------------------------------------------------------------
+
+    def create_project(self, project_id: str, name: str, now: float) -> Project:
+        try:
+            with self._write() as conn:
+                taken = conn.execute(
+                    select(projects.c.id, projects.c.name).where((projects.c.id == project_id) | (projects.c.name == name))
+                ).first()
+                if taken is not None:
+                    what = f"id {project_id}" if taken.id == project_id else f"name {name}"
+                    raise IdentityExists(f"a project with {what} already exists")
+                conn.execute(insert(projects).values(id=project_id, name=name, created_at=now))
+        except IntegrityError:  # lost a race with another process
+            raise IdentityExists(f"a project with id {project_id} or name {name} already exists") from None
+        return Project(project_id, name, now)
+
+    def projects(self) -> list[Project]:
+        with self._read() as conn:
+            rows = conn.execute(select(projects).order_by(projects.c.created_at, projects.c.id)).all()
+        return [Project(r.id, r.name, r.created_at) for r in rows]
+
+    def create_user(self, name: str, password_hash: str | None, now: float) -> User:
+        user_id = new_user_id()
+        try:
+            with self._write() as conn:
+                if conn.execute(select(users.c.id).where(users.c.name == name)).first() is not None:
+                    raise IdentityExists(f"a user named {name} already exists")
+                conn.execute(insert(users).values(id=user_id, name=name, password_hash=password_hash, created_at=now))
+        except IntegrityError:
+            raise IdentityExists(f"a user named {name} already exists") from None
+        return User(user_id, name, now, password_hash is not None)
+
+    def users(self) -> list[User]:
+        with self._read() as conn:
+            rows = conn.execute(select(users).order_by(users.c.created_at, users.c.name)).all()
+            granted = conn.execute(select(grants).order_by(grants.c.project_id)).all()
+        by_user: dict[str, list[tuple[str, str]]] = {}
+        for g in granted:
+            by_user.setdefault(g.user_id, []).append((g.project_id, g.role))
+        return [User(r.id, r.name, r.created_at, r.password_hash is not None, tuple(by_user.get(r.id, ())))
+                for r in rows]
+
+    def _user_id(self, conn: Connection, name: str) -> str:
+        user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar_one_or_none()
+        if user_id is None:
+            raise IdentityNotFound(f"no user named {name}")
+        return str(user_id)
+
+    def _check_project(self, conn: Connection, project_id: str) -> None:
+        if conn.execute(select(projects.c.id).where(projects.c.id == project_id)).first() is None:
+            raise IdentityNotFound(f"no project with id {project_id}")
+
+    def set_password(self, name: str, password_hash: str | None) -> None:
+        with self._write() as conn:
+            user_id = self._user_id(conn, name)
+            conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+            conn.execute(delete(tokens).where(tokens.c.user_id == user_id))
+
+    def grant(self, user_name: str, project_id: str, role: str) -> None:
+        with self._write() as conn:
+            user_id = self._user_id(conn, user_name)
+            self._check_project(conn, project_id)
+            changed = conn.execute(
+                update(grants).where(grants.c.user_id == user_id, grants.c.project_id == project_id).values(role=role)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(grants).values(user_id=user_id, project_id=project_id, role=role))
+
+    def revoke_grant(self, user_name: str, project_id: str) -> bool:
+        with self._write() as conn:
+            user_id = self._user_id(conn, user_name)
+            result = conn.execute(delete(grants).where(grants.c.user_id == user_id, grants.c.project_id == project_id))
+        return bool(result.rowcount)
+
+    def delete_user(self, name: str) -> bool:
+        with self._write() as conn:
+            user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar_one_or_none()
+            if user_id is None:
+                return False
+            # Explicit, not only ON DELETE CASCADE: an older SQLite connection might lack foreign keys.
+            for table in (tokens, credentials, grants):
+                conn.execute(delete(table).where(table.c.user_id == user_id))
+            conn.execute(delete(users).where(users.c.id == user_id))
+        return True
+
+    def create_credential(self, credential: Credential) -> None:
+        with self._write() as conn:
+            user_id = None
+            if credential.user_name is not None:
+                user_id = self._user_id(conn, credential.user_name)
+            elif credential.project_id is not None and credential.role is not None:
+                self._check_project(conn, credential.project_id)
+            else:
+                raise InvalidIdentity("a credential belongs to a user, or to a project with a role")
+            conn.execute(insert(credentials).values(
+                access_key=credential.access_key, user_id=user_id, project_id=credential.project_id,
+                role=credential.role, job_id=credential.job_id, description=credential.description,
+                created_at=credential.created_at,
+            ))
+
+    def credentials(self) -> list[Credential]:
+        query = (
+            select(credentials, users.c.name)
+            .outerjoin(users, users.c.id == credentials.c.user_id)
+            .order_by(credentials.c.created_at, credentials.c.access_key)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [Credential(r.access_key, r.created_at, r.name, r.project_id, r.role, r.job_id, r.description)
+                for r in rows]
+
+    def revoke_credential(self, access_key: str) -> bool:
+        with self._write() as conn:
+            result = conn.execute(delete(credentials).where(credentials.c.access_key == access_key))
+        return bool(result.rowcount)
+
+    def bootstrap(self, project: Project, user_name: str, credential_key: str, now: float) -> bool:
+        try:
+            with self._write() as conn:
+                for table in (projects, users, credentials):
+                    if conn.execute(select(func.count()).select_from(table)).scalar_one():
+                        return False
+                user_id = new_user_id()
+                conn.execute(insert(projects).values(id=project.id, name=project.name, created_at=now))
+                conn.execute(insert(users).values(id=user_id, name=user_name, password_hash=None, created_at=now))
+                conn.execute(insert(grants).values(user_id=user_id, project_id=project.id, role="admin"))
+                conn.execute(insert(credentials).values(access_key=credential_key, user_id=user_id,
+                                                        description="bootstrap", created_at=now))
+        except IntegrityError:  # another replica bootstrapped at the same moment (same user name)
+            return False
+        return True
