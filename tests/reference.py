@@ -22,3 +22,20 @@ def reference_preview(log: bytes, cap: int) -> tuple[str, int, int]:
                 skip += 1
             window = window[skip:]
     return window.decode("utf-8", errors="replace"), len(window), len(log)
+
+
+def reference_lines(log: bytes) -> list[bytes]:
+    """The log's lines without their newlines; a final line without a newline counts."""
+    parts = log.split(b"\n")
+    return parts[:-1] if parts[-1] == b"" else parts
+
+
+def reference_page(log: bytes, base_line: int | None, count: int, descending: bool) -> list[tuple[int, bytes]]:
+    """CONTRACT §10.2 paging over `reference_lines`: (line number, text) in returned order."""
+    numbered = list(enumerate(reference_lines(log), start=1))
+    if descending:
+        last = len(numbered) if base_line is None else min(len(numbered), base_line - 1)
+        first = max(1, last - count + 1)
+        return list(reversed(numbered[first - 1 : last])) if last >= 1 else []
+    first = 1 if base_line is None else max(1, base_line + 1)
+    return numbered[first - 1 : first - 1 + count]

@@ -32,12 +32,23 @@ class Settings(BaseSettings):
         "", description="Key from which every secret key is derived; replicas share it, replacing it voids every AK/SK "
         "[default: DATA_DIR/master.key, created on first use]"
     )
+    public_url: str = Field(
+        "", description="Base URL clients reach this server at, for temporary log links [default: from each request]"
+    )
     max_body_bytes: int = Field(16 * MiB, ge=1, description="Largest accepted request body, in bytes.")
+    max_log_bytes: int = Field(0, ge=0, description="Largest a task log may grow through appends, in bytes (0: no cap).")
+    rate_limit_per_second: float = Field(
+        200.0, ge=0, description="Requests per second one credential may make, per process (0: no limit)."
+    )
+    search_budget_seconds: float = Field(10.0, gt=0, description="Longest a search scans before answering with a cursor.")
     preview_bytes: int = Field(5 * MiB, ge=1, le=5 * MiB, description="Preview cap in bytes (ModelArts: 5 MiB).")
     seal_bytes: int = Field(8 * MiB, ge=1, description="Seal a task log's head into a segment at this size.")
     seal_idle_seconds: float = Field(30.0, gt=0, description="Seal a head that has not grown for this long.")
     preview_cache_bytes: int = Field(256 * MiB, ge=0, description="Memory for encoded previews of unchanged logs, per process.")
     orphan_grace_seconds: float = Field(3600.0, ge=0, description="Unrecorded blobs older than this are swept.")
+    max_streams_per_principal: int = Field(32, ge=1, description="Live follow streams one caller may hold open at once, per process.")
+    stream_heartbeat_seconds: float = Field(15.0, gt=0, description="A follow stream with nothing to send sends a heartbeat comment this often.")
+    follow_poll_seconds: float = Field(0.25, gt=0, le=60, description="How often each process looks for appends made by other processes, for its followers.")
     log_level: str = Field("info", description="Server log level: debug, info, warning, error.")
     executor: Literal["local", "none"] = Field(
         "local", description="Who runs created jobs: local (processes on this machine) or none (they run elsewhere and ship logs)."

@@ -7,6 +7,7 @@ what its docstrings promise; nothing here looks at tables or SQL.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -28,7 +29,7 @@ from jobtail.core.types import (
 from jobtail.meta.base import MetaStore
 from jobtail.meta.registry import open_meta
 
-EVERY_APPEND = IndexPolicy(every_bytes=1, every_seconds=0.0)
+EVERY_APPEND = IndexPolicy(every_bytes=10**12, every_seconds=0.0)
 NEVER_AFTER_FIRST = IndexPolicy(every_bytes=10**12, every_seconds=1e12)
 
 
@@ -328,13 +329,18 @@ def test_index_floor_line_and_time(meta: MetaStore) -> None:
     assert meta.index_floor_line(log_id, 27) == third
     assert meta.index_floor_line(log_id, 10**9) == third
 
-    assert meta.index_floor_time(log_id, 999.999) is None
-    assert meta.index_floor_time(log_id, 1000.0) == first
-    assert meta.index_floor_time(log_id, 1002.999) == first
-    assert meta.index_floor_time(log_id, 1003.0) == second
-    assert meta.index_floor_time(log_id, 1012.0) == second
-    assert meta.index_floor_time(log_id, 1013.0) == third
-    assert meta.index_floor_time(log_id, 1e12) == third
+    assert meta.index_ceil_time(log_id, 0.0) == first
+    assert meta.index_ceil_time(log_id, 1000.0) == first
+    assert meta.index_ceil_time(log_id, 1000.001) == second
+    assert meta.index_ceil_time(log_id, 1003.0) == second
+    assert meta.index_ceil_time(log_id, 1012.0) == third
+    assert meta.index_ceil_time(log_id, 1013.0) == third
+    assert meta.index_ceil_time(log_id, 1013.001) is None
+
+    assert meta.index_floor_offset(log_id, 0) == first
+    assert meta.index_floor_offset(log_id, 99) == first
+    assert meta.index_floor_offset(log_id, 100) == second
+    assert meta.index_floor_offset(log_id, 10**9) == third
 
     assert meta.index_entries(log_id, 0, 100) == [first]
     assert meta.index_entries(log_id, 0, 101) == [first, second]
@@ -355,10 +361,25 @@ def test_index_floor_line_picks_the_last_entry_of_equal_lines(meta: MetaStore) -
     assert meta.index_floor_line(log_id, 1) == IndexEntry(300, 1, 13.0)
 
 
+def test_index_has_entries_inside_large_appends(meta: MetaStore) -> None:
+    _, log_id = new_log(meta)
+    policy = IndexPolicy(every_bytes=100, every_seconds=1e9)
+    data = b"ab\n" * 50 + b"x" * 150 + b"\n\n"  # 302 bytes: newlines before 100, 200, 300 = 33, 50, 50
+    end = meta.append(log_id, 0, data, 7.0, policy).end_offset
+    assert meta.index_entries(log_id, 0, end) == [
+        IndexEntry(0, 0, 7.0), IndexEntry(100, 33, 7.0), IndexEntry(200, 50, 7.0), IndexEntry(300, 50, 7.0)]
+    assert meta.index_floor_offset(log_id, 250) == IndexEntry(200, 50, 7.0)
+    # the next append is spaced from the last inner entry, not from the append's start
+    end = meta.append(log_id, end, b"y" * 98, 8.0, policy).end_offset
+    assert meta.index_entries(log_id, 301, end) == []
+    meta.append(log_id, end, b"z", 9.0, policy)
+    assert meta.index_entries(log_id, 301, 10**6) == [IndexEntry(400, 52, 9.0)]
+
+
 def test_empty_log_has_no_index(meta: MetaStore) -> None:
     _, log_id = new_log(meta)
     assert meta.index_floor_line(log_id, 10) is None
-    assert meta.index_floor_time(log_id, 1e12) is None
+    assert meta.index_ceil_time(log_id, 0.0) is None
     assert meta.index_entries(log_id, 0, 10**9) == []
 
 
@@ -706,7 +727,7 @@ def test_delete_job_returns_segment_keys_and_removes_everything(meta: MetaStore)
         assert meta.read_plan(log_id, 0, 30) == ReadPlan((), ())
         assert meta.index_entries(log_id, 0, 10**6) == []
         assert meta.index_floor_line(log_id, 10**6) is None
-        assert meta.index_floor_time(log_id, 1e12) is None
+        assert meta.index_ceil_time(log_id, 0.0) is None
     assert meta.segment_keys(f"jobs/{doomed.id}/") == set()
     assert not set(meta.logs_to_seal(1e12, 1)) & set(doomed_ids)
     assert meta.delete_job("proj-a", doomed.id) == []
@@ -746,7 +767,7 @@ def _observe(meta: MetaStore, jobs: list[JobRecord]) -> dict[str, object]:
             seen[f"segments {log_id}"] = meta.segments(log_id)
             seen[f"index {log_id}"] = meta.index_entries(log_id, 0, 10**9)
             seen[f"floor line {log_id}"] = meta.index_floor_line(log_id, 3)
-            seen[f"floor time {log_id}"] = meta.index_floor_time(log_id, 1001.5)
+            seen[f"ceil time {log_id}"] = meta.index_ceil_time(log_id, 1001.5)
     seen["keys"] = meta.segment_keys("")
     seen["to seal"] = sorted(meta.logs_to_seal(1e12, 1))
     return seen
@@ -785,3 +806,27 @@ def test_everything_survives_close_and_reopen(meta_url: str) -> None:
         assert plan_bytes(meta.read_plan(a0, 0, 38), 0, 38, segment_data) == log
     finally:
         meta.close()
+
+
+# -- follow: the poller's two queries ------------------------------------------------------------
+
+
+def test_log_ends_and_job_phases_answer_for_many_logs_at_once(meta: MetaStore) -> None:
+    jobs = [make_job(project=p, tasks=("worker-0", "worker-1")) for p in ("proj-a", "proj-b")]
+    for job in jobs:
+        meta.create_job(job)
+    logs = [log_id_of(meta, job, task) for job in jobs for task in job.tasks]
+    assert meta.log_ends(logs) == dict.fromkeys(logs, 0)
+    append_all(meta, logs[1], [b"abc", b"de\n"])
+    append_all(meta, logs[2], [b"\xff" * 7])
+    seal(meta, logs[1], 3, f"jobs/{jobs[0].id}/worker-1/0", {})  # sealing moves no end offset
+    assert meta.log_ends([*logs, 999_999]) == {logs[0]: 0, logs[1]: 6, logs[2]: 7, logs[3]: 0}
+    assert meta.log_ends([]) == {}
+
+    assert meta.update_job(dataclasses.replace(jobs[1], phase="Running"), ("Creating",))
+    assert meta.job_phases([j.id for j in jobs] + ["no-such-job"]) == {jobs[0].id: "Creating", jobs[1].id: "Running"}
+    assert meta.job_phases([]) == {}
+
+    meta.delete_job("proj-a", jobs[0].id)
+    assert meta.log_ends(logs) == {logs[2]: 7, logs[3]: 0}
+    assert meta.job_phases([j.id for j in jobs]) == {jobs[1].id: "Running"}

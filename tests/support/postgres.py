@@ -74,6 +74,7 @@ class PostgresServer:
         self.port, self.url = 0, ""
         self._pid: int | None = None
         self._stopped, self._owner_pid = False, os.getpid()
+        self.durable = False
         atexit.register(self._atexit)  # a crashed session must not leave a server behind
 
     def __enter__(self) -> PostgresServer:
@@ -113,8 +114,9 @@ class PostgresServer:
         for attempt in range(5):
             self.port = _free_port()
             self.log = self.root / f"server-{attempt}.log"  # fresh log so old bind errors don't match
-            opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
-                    " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c max_connections=200"
+            if not self.durable:  # throwaway test data: skip the syncs
+                opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             res = self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.log), "-w", "-t", "30",
                             "-o", opts, "start")
             if res.returncode == 0:
@@ -162,8 +164,11 @@ class PostgresServer:
             self.stop()
 
 
-def start_postgres() -> PostgresServer:
-    """Start a throwaway server with an empty ``jobtail_test`` database; caller must stop() it."""
+def start_postgres(durable: bool = False) -> PostgresServer:
+    """Start a throwaway server with an empty ``jobtail_test`` database; caller must stop() it.
+
+    ``durable``: keep PostgreSQL's default fsync and commit settings (benchmarks); the tests
+    turn them off."""
     bindir = find_pg_bin()
     if bindir is None:
         raise PostgresUnavailable("initdb/pg_ctl/postgres not found on PATH or in /usr/lib/postgresql/*/bin")
@@ -174,6 +179,7 @@ def start_postgres() -> PostgresServer:
     if owner is not None:
         os.chown(root, owner.pw_uid, owner.pw_gid)
     server = PostgresServer(bindir, root)
+    server.durable = durable
     try:
         server._start()
     except BaseException:

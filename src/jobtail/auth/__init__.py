@@ -1,1 +1,4 @@
-"""Request authentication: verification of Huawei Cloud SDK AK/SK signatures (`jobtail.auth.signing`)."""
+"""Identity and access, without HTTP: AK/SK signatures (`signing`), roles and their ModelArts
+actions (`roles`), keys and tokens (`secrets`, `tokens`), passwords, lockout, the IdentityStore
+interface (`store`, implemented in `jobtail.meta.identity`), administration, first-start
+bootstrap, and the keys of temporary log links (`links`)."""

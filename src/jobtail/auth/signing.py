@@ -28,6 +28,7 @@ DEFAULT_SKEW = timedelta(minutes=15)
 # Content types whose body the SDK signs; any other *present* type gets UNSIGNED-PAYLOAD.
 _SIGNED_BODY_TYPES = ("application/json", "application/bson")
 
+_SDK_DATE_RE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 _TOKEN = r"[!#$%&'*+.^`|~0-9a-z-]+"  # a lowercase HTTP header name
 _AUTH_RE = re.compile(
     r"SDK-HMAC-SHA256[ \t]+Access=([^\s,]+)[ \t]*,[ \t]*"
@@ -162,14 +163,15 @@ def signature(secret_key: str, string_to_sign: str) -> str:
 
 def parse_sdk_date(value: str) -> datetime | None:
     """Parse an `X-Sdk-Date` (`20240101T000000Z`) into an aware UTC datetime; None unless it is
-    in exactly that form (strptime's lenient one-digit fields are refused)."""
+    in exactly that form (ASCII digits, every field zero-padded, a real date and time)."""
+    match = _SDK_DATE_RE.fullmatch(value)  # a regex, not strptime: this runs on every request
+    if match is None or match[1] < "1000":
+        return None
     try:
-        parsed = datetime.strptime(value, SDK_DATE_FORMAT)
+        year, month, day, hour, minute, second = (int(field) for field in match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         return None
-    if parsed.strftime(SDK_DATE_FORMAT) != value:
-        return None
-    return parsed.replace(tzinfo=UTC)
 
 
 def within_skew(sdk_date: datetime, now: datetime, skew: timedelta = DEFAULT_SKEW) -> bool:
@@ -205,10 +207,13 @@ def verify(
     parsed = parse_sdk_date(sdk_date)
     if parsed is None or (now is not None and not within_skew(parsed, now, skew)):
         return False
-    candidates = {
+    orders = [False]
+    if canonical_query(raw_query, keep_value_order=True) != canonical_query(raw_query):
+        orders.append(True)  # repeated keys: the SDK may have sent their values in another order
+    candidates = [
         canonical_request(method, raw_path, raw_query, headers, signed, payload_hash, keep_value_order=k)
-        for k in (False, True)
-    }
+        for k in orders
+    ]
     expected = [signature(secret_key, string_to_sign(sdk_date, c)) for c in candidates]
     return any([hmac.compare_digest(e, authorization.signature) for e in expected])
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
-from jobtail import __version__
+from jobtail import JobtailError, __version__
 from jobtail.cli.admin import admin
+from jobtail.cli.jobs import jobs, submit
+from jobtail.cli.logs import logs
 from jobtail.cli.options import load_settings, settings_options
+from jobtail.cli.ship import ship
+from jobtail.settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -29,7 +34,33 @@ def serve(**given: Any) -> None:
         f"database {settings.database_url}  blobs {settings.blob_url}",
         err=True,
     )
+    _bootstrap(settings)
     run(settings)
 
 
+def _bootstrap(settings: Settings) -> None:
+    """On an empty identity store: a default project and an admin credential in a private file."""
+    from jobtail.auth.bootstrap import bootstrap, endpoint_url
+    from jobtail.auth.secrets import load_master_key
+    from jobtail.meta.identity import open_identity
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        master_key = load_master_key(Path(settings.master_key_file))
+    except JobtailError as exc:
+        raise click.ClickException(exc.message) from None
+    identity = open_identity(settings.database_url)
+    try:
+        done = bootstrap(identity, master_key, settings.data_dir, endpoint_url(settings.host, settings.port))
+    finally:
+        identity.close()
+    if done is not None:
+        click.echo(f"jobtail: first start: created project 'default' ({done.project_id}) and an admin "
+                   f"credential (AK {done.access_key}); its secret is in {done.path} (mode 600)", err=True)
+
+
 main.add_command(admin)
+main.add_command(submit)
+main.add_command(jobs)
+main.add_command(logs)
+main.add_command(ship)

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from jobtail.cli import identity
 from jobtail.cli.options import STORE_SETTINGS, domain_errors, load_settings, settings_options
 from jobtail.core.types import TaskRef
 
@@ -62,3 +63,8 @@ def seal(project_id: str, job_id: str, task_ids: tuple[str, ...], **given: Any) 
             click.echo(f"{task}: {written} segment(s) written", err=True)
     finally:
         store.close()
+
+
+admin.add_command(identity.project)
+admin.add_command(identity.user)
+admin.add_command(identity.credential)

@@ -12,6 +12,7 @@
     ├── UnsupportedAction             an unknown job action type
     ├── OffsetConflict                an append did not start at the end of the log
     ├── PayloadTooLarge               a request body is over the configured limit
+    ├── LogTooLarge                   an append would take a task log past its size cap
     └── StorageError                  stored data is missing or inconsistent (not the caller's fault)
 
 The HTTP layer maps each class to a ModelArts error code in exactly one place
@@ -103,6 +104,21 @@ class PayloadTooLarge(JobtailError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"Request entity too large: the limit is {limit} bytes.")
         self.limit = limit
+
+
+class LogTooLarge(JobtailError):
+    """An append would take the task log past `limit` bytes; nothing of it was stored.
+
+    `full_size` is the log's end offset: the bytes already stored stay readable.
+    """
+
+    def __init__(self, limit: int, full_size: int) -> None:
+        super().__init__(
+            f"Exceed quota limit of resource(task log size): the log holds {full_size} bytes "
+            f"and may hold at most {limit}."
+        )
+        self.limit = limit
+        self.full_size = full_size
 
 
 class StorageError(JobtailError):

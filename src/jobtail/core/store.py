@@ -19,11 +19,14 @@ from jobtail.core.errors import (
     JobNotFound,
     LogCleared,
     LogNotGenerated,
+    LogTooLarge,
     OffsetConflict,
     TaskNotFound,
 )
+from jobtail.core.lines import Line, LineFinder
 from jobtail.core.preview import PREVIEW_CAP, snap, window_start
 from jobtail.core.reader import Reader
+from jobtail.core.search import Pattern, Searcher, SearchResult
 from jobtail.core.types import IndexPolicy, JobRecord, LogState, Preview, Segment, TaskRef
 from jobtail.meta.base import MetaStore
 
@@ -67,8 +70,13 @@ class LogStore:
         self.index_policy = index_policy
         self._clock = clock
         self._reader = Reader(meta, blobs)
+        self._lines = LineFinder(meta, self._reader)
+        self._searcher = Searcher(self._reader, self._lines)
         self._sealing: set[int] = set()
         self._sealing_lock = threading.Lock()
+        # Called as listener(log_id, end_offset) after every stored append, in the appending
+        # thread; they must be quick and not raise (the follow Notifier wakes followers here).
+        self.listeners: list[Callable[[int, int], None]] = []
 
     def close(self) -> None:
         self.meta.close()
@@ -150,6 +158,97 @@ class LogStore:
             full_size=state.end_offset,
         )
 
+    def lines(
+        self,
+        ref: TaskRef,
+        *,
+        base_line: int | None,
+        count: int,
+        descending: bool,
+        since: float | None = None,
+        until: float | None = None,
+        state: LogState | None = None,
+    ) -> list[Line]:
+        """A page of lines per CONTRACT §10.2: with `base_line` B, continue past line B (B
+        excluded) in the requested direction; without it, the newest lines (descending, newest
+        first) or the oldest (ascending). `since`/`until` (epoch seconds) keep only lines whose
+        bytes arrived in `[since, until)`, to the time index's precision."""
+        state = state or self.state(ref)
+        if state.end_offset == 0:
+            raise LogNotGenerated()
+        if state.start_offset >= state.end_offset:
+            raise LogCleared()
+        low = 1 if since is None else self.line_at_time(ref, since, state)
+        high = self._lines.total(state) if until is None else self.line_at_time(ref, until, state) - 1
+        if descending:
+            last = high if base_line is None else min(high, base_line - 1)
+            first = max(low, last - count + 1)
+            return list(reversed(self._lines.page(state, first, last - first + 1))) if last >= first else []
+        first = low if base_line is None else max(low, base_line + 1)
+        return self._lines.page(state, first, min(count, high - first + 1)) if high >= first else []
+
+    def search(
+        self,
+        ref: TaskRef,
+        pattern: Pattern,
+        *,
+        after_line: int | None = None,
+        before_line: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        context: int = 0,
+        budget_seconds: float = 10.0,
+        state: LogState | None = None,
+    ) -> SearchResult:
+        """Lines matching `pattern` (see `jobtail.core.search`). With `before_line` the scan runs
+        backwards from just before it, newest match first; otherwise forwards from after
+        `after_line` (or the first line)."""
+        state = state or self.state(ref)
+        if state.end_offset == 0:
+            raise LogNotGenerated()
+        first = 1 if since is None else self.line_at_time(ref, since, state)
+        last = self._lines.total(state) if until is None else self.line_at_time(ref, until, state) - 1
+        if after_line is not None:
+            first = max(first, after_line + 1)
+        if before_line is not None:
+            last = min(last, before_line - 1)
+        return self._searcher.search(
+            state, pattern, first_line=first, last_line=last, backward=before_line is not None,
+            limit=limit, context=context, budget_seconds=budget_seconds,
+        )
+
+    def line_at_time(self, ref: TaskRef, at: float, state: LogState | None = None) -> int:
+        """The first line holding bytes that arrived at or after `at` (past the last line if none)."""
+        state = state or self.state(ref)
+        entry = self.meta.index_ceil_time(state.log_id, at)
+        if entry is None or entry.offset >= state.end_offset:
+            return self._lines.total(state) + 1
+        return self._lines.line_of(state, entry.offset)
+
+    def offset_at_time(self, ref: TaskRef, at: float, state: LogState | None = None) -> int:
+        """Where the first line holding bytes that arrived at or after `at` begins (the end
+        offset when none did), to the time index's precision; never before the first retained byte."""
+        state = state or self.state(ref)
+        entry = self.meta.index_ceil_time(state.log_id, at)
+        if entry is None or entry.offset >= state.end_offset:
+            return state.end_offset
+        start = self._lines.start_of(state, self._lines.line_of(state, entry.offset))
+        return max(start, state.start_offset)
+
+    def arrival_times(self, state: LogState, offsets: list[int]) -> list[float]:
+        """For each offset (ascending), when the bytes there arrived, to the index's precision."""
+        if not offsets:
+            return []
+        floor = self.meta.index_floor_offset(state.log_id, offsets[0])
+        entries = self.meta.index_entries(state.log_id, offsets[0], offsets[-1] + 1)
+        times, current, i = [], floor, 0
+        for offset in offsets:
+            while i < len(entries) and entries[i].offset <= offset:
+                current, i = entries[i], i + 1
+            times.append(current.appended_at if current else 0.0)
+        return times
+
     def read(self, ref: TaskRef, start: int, end: int, state: LogState | None = None) -> Iterator[bytes]:
         """Stream the retained bytes `[start, end)`, clipped to the log as of `state`."""
         state = state or self.state(ref)
@@ -159,13 +258,14 @@ class LogStore:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, ref: TaskRef, data: bytes, offset: int | None = None) -> Appended:
+    def append(self, ref: TaskRef, data: bytes, offset: int | None = None, *, max_size: int = 0) -> Appended:
         """Append `data` at `offset` (the end when None); returns the new end offset.
 
         Idempotent by offset: bytes that repeat what is already stored at `offset` are
         acknowledged without being stored twice, and only the part past the end is appended.
         Raises OffsetConflict (carrying the end offset) when `offset` is past the end or the
-        overlapping bytes differ.
+        overlapping bytes differ, and LogTooLarge when `max_size` (0: no cap) is set and the
+        new bytes would take the log past it; either way nothing is stored.
         """
         state = self.state(ref)
         end = state.end_offset
@@ -178,8 +278,12 @@ class LogStore:
                 chunk = self._unstored_suffix(state, at, data, end)
                 if not chunk:
                     return Appended(state.log_id, end, seal_due=False)
+            if max_size and end + len(chunk) > max_size:
+                raise LogTooLarge(max_size, end)
             outcome = self.meta.append(state.log_id, end, chunk, self._clock(), self.index_policy)
             if outcome.stored:
+                for listener in tuple(self.listeners):
+                    listener(state.log_id, outcome.end_offset)
                 seal_due = outcome.end_offset - state.sealed_offset >= self.seal_bytes
                 return Appended(state.log_id, outcome.end_offset, seal_due)
             end = outcome.end_offset  # another writer appended meanwhile: judge again

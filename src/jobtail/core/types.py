@@ -143,16 +143,28 @@ class IndexEntry:
 
 @dataclass(frozen=True, slots=True)
 class IndexPolicy:
-    """How sparse the line and time index is: a new entry at an append's first byte when at
-    least `every_bytes` were appended or `every_seconds` passed since the previous entry."""
+    """How sparse the line and time index is.
+
+    An append gets an entry at its first byte when at least `every_bytes` were appended or
+    `every_seconds` passed since the previous entry, and one every `every_bytes` inside it, so
+    that finding any line or instant never means scanning more than about `every_bytes`.
+    """
 
     every_bytes: int = 256 * 1024
     every_seconds: float = 1.0
 
-    def wants_entry(self, last: IndexEntry | None, offset: int, now: float) -> bool:
-        if last is None:
-            return True
-        return offset - last.offset >= self.every_bytes or now - last.appended_at >= self.every_seconds
+    def entries(self, last: IndexEntry | None, offset: int, lines_before: int, data: bytes, now: float) -> list[IndexEntry]:
+        """The entries an append of `data` at `offset` adds, given the newest existing entry and
+        the number of newlines before `offset`."""
+        found: list[IndexEntry] = []
+        if last is None or offset - last.offset >= self.every_bytes or now - last.appended_at >= self.every_seconds:
+            found.append(IndexEntry(offset, lines_before, now))
+        lines, counted = lines_before, 0
+        for at in range(self.every_bytes, len(data), self.every_bytes):
+            lines += data.count(b"\n", counted, at)
+            counted = at
+            found.append(IndexEntry(offset + at, lines, now))
+        return found
 
 
 @dataclass(frozen=True, slots=True)

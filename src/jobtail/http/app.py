@@ -14,11 +14,14 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobtail.core.store import LogStore
+from jobtail.auth.links import link_key
+from jobtail.auth.secrets import load_master_key
 from jobtail.core.jobs import JobService
-from jobtail.http import jobs, logs, service, tokens
+from jobtail.http import download, jobs, lines, logs, otlp, search, service, stream, tokens
 from jobtail.http.access import Guard
 from jobtail.http.errors import EXCEPTION_HANDLERS
 from jobtail.http.guard import open_identity_guard
+from jobtail.http.limits import RateLimiter
 from jobtail.http.openapi import openapi_document
 from jobtail.http.preview_cache import PreviewCache
 from jobtail.http.routing import Operation, build_routes
@@ -32,7 +35,17 @@ MAINTENANCE_INTERVAL = 2.0  # seconds between looks for idle heads to seal
 
 def operations() -> list[Operation]:
     """Every operation jobtail serves, in documentation order."""
-    return [*jobs.OPERATIONS, *logs.OPERATIONS, *tokens.OPERATIONS, *service.OPERATIONS]
+    return [
+        *jobs.OPERATIONS,
+        *logs.OPERATIONS,
+        *lines.OPERATIONS,
+        *download.OPERATIONS,
+        *stream.OPERATIONS,
+        *search.OPERATIONS,
+        *tokens.OPERATIONS,
+        *otlp.OPERATIONS,
+        *service.OPERATIONS,
+    ]
 
 
 class RequestIdMiddleware:
@@ -108,13 +121,23 @@ def create_app(
         if guard is None:
             app.state.guard = open_identity_guard(settings.database_url, Path(settings.master_key_file))
         app.state.store = open_store(settings) if owned else store
+        app.state.link_key = link_key(load_master_key(Path(settings.master_key_file)))
         app.state.jobs = JobService(app.state.store)
         maintenance = Maintenance(app.state.store, settings)
         maintenance.start()
+        app.state.following = stream.Following(app.state.store, settings)  # live follow: notifier, SIGTERM hook
+        if settings.executor == "local":
+            from jobtail.runner.local import LocalExecutor
+
+            app.state.executor = LocalExecutor(app.state.jobs, settings)
+            app.state.executor.start()
         try:
             yield
         finally:
+            if app.state.executor is not None:
+                app.state.executor.stop()
             maintenance.stop()
+            app.state.following.close()
             if owned:
                 app.state.store.close()
             if guard is None:
@@ -124,5 +147,7 @@ def create_app(
     app.state.settings = settings
     app.state.guard = guard  # None until startup opens the default IdentityGuard
     app.state.preview_cache = PreviewCache(settings.preview_cache_bytes)
+    app.state.limiter = RateLimiter(settings.rate_limit_per_second)
+    app.state.executor = None  # a LocalExecutor from startup when settings.executor == "local"
     app.state.openapi = orjson.dumps(openapi_document(ops))
     return app

@@ -26,17 +26,20 @@ _SOLUTIONS = {
     "ModelArts.2818": "Please view the log after the log is generated.",
     "ModelArts.2819": "Please select obs url to upload your logs when creating training jobs.",
     "Jobtail.0409": "Ask for the log's full_size and resend the bytes from there.",
+    "ModelArts.2815": "Ask the operator to raise max_log_bytes, or write to another task log.",
 }
 
 
 class ApiError(Exception):
     """An error response decided in the HTTP layer itself (authentication, routing, bodies)."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 **extra: object) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}  # e.g. Retry-After on a 429
         self.extra = extra
 
 
@@ -76,6 +79,8 @@ def _domain(exc: core.JobtailError) -> tuple[int, str, str, dict[str, object]]:
             return 409, "Jobtail.0409", exc.message, {"full_size": exc.full_size}
         case core.PayloadTooLarge():
             return 413, "APIGW.0201", f"Request entity too large. (limit {exc.limit} bytes)", {}
+        case core.LogTooLarge():
+            return 400, "ModelArts.2815", exc.message, {"full_size": exc.full_size, "max_log_bytes": exc.limit}
     log.error("storage error: %s (%s)", exc.message, getattr(exc, "hint", ""))
     return 500, "ModelArts.0010", "Internal error.", {}
 
@@ -88,7 +93,9 @@ async def on_domain_error(request: Request, exc: Exception) -> Response:
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(request, exc.status, exc.code, exc.message, **exc.extra)
+    response = error_response(request, exc.status, exc.code, exc.message, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,7 @@ from jobtail.core.errors import InvalidParameter, InvalidQueryParameter
 from jobtail.core.jobs import ALL_PHASES
 from jobtail.core.types import JobEvent, JobQuery, JobRecord
 from jobtail.http.errors import ApiError
+from jobtail.http.params import query_choice, query_int
 
 
 def render_job(job: JobRecord, now_ms: int | None = None) -> dict[str, Any]:
@@ -104,20 +105,9 @@ def render_search(body: dict[str, Any], query: JobQuery, total: int, count: int,
     }
 
 
-def _query_int(params: Any, key: str, default: int, low: int, high: int) -> int:
-    raw = params.get(key)
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise InvalidQueryParameter(key)
-    return int(raw)
-
-
 def parse_event_query(params: Any) -> dict[str, Any]:
     """ListTrainingJobEvents query parameters → keyword arguments of `JobService.events`."""
-    order = params.get("order", "asc")
-    if order not in ("asc", "desc"):
-        raise InvalidQueryParameter("order")
+    order = query_choice(params, "order", "asc", ("asc", "desc"))
     level = params.get("level")
     if level is not None and level not in ("Info", "Warning", "Error"):
         raise InvalidQueryParameter("level")
@@ -128,15 +118,15 @@ def parse_event_query(params: Any) -> dict[str, Any]:
     if (start is None) != (end is None):
         raise InvalidQueryParameter("start_time")
     filters: dict[str, Any] = {
-        "offset": _query_int(params, "offset", 0, 0, 10**9),
-        "limit": _query_int(params, "limit", 50, 1, 100),
+        "offset": query_int(params, "offset", 0, 0, 10**9),
+        "limit": query_int(params, "limit", 50, 1, 100),
         "descending": order == "desc",
         "level": level,
         "pattern": pattern,
     }
     if start is not None:
-        filters["start"] = _query_int(params, "start_time", 0, 0, 10**15)
-        filters["end"] = _query_int(params, "end_time", 0, 0, 10**15)
+        filters["start"] = query_int(params, "start_time", 0, 0, 10**15)
+        filters["end"] = query_int(params, "end_time", 0, 0, 10**15)
     return filters
 
 

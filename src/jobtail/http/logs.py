@@ -8,10 +8,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobtail.core.errors import InvalidParameter, InvalidQueryParameter
+from jobtail.core.errors import InvalidParameter
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
 from jobtail.http import access
+from jobtail.http.params import query_int
 from jobtail.http.preview_cache import PreviewCache
 from jobtail.http.routing import Operation, Param
 
@@ -45,25 +46,23 @@ async def preview(request: Request) -> Response:
     return json_response(await run_in_threadpool(_preview_body, state.store, state.preview_cache, task_ref(request)))
 
 
-def _offset(request: Request) -> int | None:
-    raw = request.query_params.get("offset")
-    if raw is None:
-        return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
-        raise InvalidQueryParameter("offset")
-    return int(raw)
-
-
 async def append(request: Request) -> Response:
     store: LogStore = request.app.state.store
-    ref, offset, body = task_ref(request), _offset(request), request.state.body
+    ref, body = task_ref(request), request.state.body
+    offset = query_int(request.query_params, "offset", None, 0, 2**63 - 1)
     if not body:
         raise InvalidParameter("body", "The body holds no log bytes.")
-    appended = await run_in_threadpool(store.append, ref, body, offset)
+    cap = request.app.state.settings.max_log_bytes
+    appended = await run_in_threadpool(lambda: store.append(ref, body, offset, max_size=cap))
     seal = BackgroundTask(run_in_threadpool, store.seal_log, appended.log_id) if appended.seal_due else None
     return Response(
         orjson.dumps({"full_size": appended.full_size}), media_type="application/json", background=seal
     )
+
+
+async def size(request: Request) -> Response:
+    state = await run_in_threadpool(request.app.state.store.state, task_ref(request))
+    return json_response(orjson.dumps({"full_size": state.end_offset}))
 
 
 _PREVIEW_SCHEMA = {
@@ -103,6 +102,16 @@ OPERATIONS = [
             ),
         ),
         body_type="application/octet-stream",
+        response={"type": "object", "properties": {"full_size": {"type": "integer"}}, "required": ["full_size"]},
+        tags=("logs",),
+    ),
+    Operation(
+        "GET",
+        TASK_PATH + "/logs/size",
+        size,
+        operation_id="ShowTrainingJobTaskLogSize",
+        summary="Where a task's log ends: where a shipper resumes appending (jobtail extension).",
+        action=access.APPEND_LOGS,
         response={"type": "object", "properties": {"full_size": {"type": "integer"}}, "required": ["full_size"]},
         tags=("logs",),
     ),

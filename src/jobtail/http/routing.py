@@ -44,6 +44,9 @@ class Operation:
     status: int = 200
     response: dict[str, Any] | None = None  # JSON schema of the success body
     tags: tuple[str, ...] = ()
+    # Where the project comes from when the path has none (called after the body is read;
+    # "" = none named); e.g. OTLP's X-Project-Id header or resource attributes.
+    project: Callable[[Request], str] | None = None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -68,9 +71,14 @@ def _endpoint(op: Operation) -> Handler:
             ids.check_project_id(project_id)
         if op.body_type is not None:
             request.state.body = await read_body(request, request.app.state.settings.max_body_bytes)
+        if project_id is None and op.project is not None:
+            project_id = op.project(request)
         if op.action is not None:
             guard = request.app.state.guard
             request.state.principal = await guard.authorize(request, op.action, project_id or "")
+            limiter = getattr(request.app.state, "limiter", None)  # per-credential rate (http.limits)
+            if limiter is not None:
+                limiter.take(request.state.principal)
         return await op.handler(request)
 
     endpoint.__name__ = op.operation_id

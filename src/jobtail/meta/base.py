@@ -63,6 +63,16 @@ class MetaStore(Protocol):
     def log_owner(self, log_id: int) -> tuple[str, str] | None:
         """The (job_id, task_id) a task log belongs to."""
 
+    def log_ends(self, log_ids: list[int]) -> dict[int, int]:
+        """End offsets of the task logs among `log_ids` that exist (unknown ids are left out).
+
+        A single query for any realistic number of ids: the follow poller asks this for every
+        followed log of the process at once, several times a second.
+        """
+
+    def job_phases(self, job_ids: list[str]) -> dict[str, str]:
+        """Phases of the jobs (of any project) among `job_ids` that exist (unknown ids are left out)."""
+
     def append(
         self, log_id: int, expected_end: int, data: bytes, now: float, policy: IndexPolicy
     ) -> AppendOutcome:
@@ -98,8 +108,11 @@ class MetaStore(Protocol):
     def index_floor_line(self, log_id: int, line: int) -> IndexEntry | None:
         """The last index entry with `entry.line <= line`."""
 
-    def index_floor_time(self, log_id: int, at: float) -> IndexEntry | None:
-        """The last index entry with `entry.appended_at <= at`."""
+    def index_floor_offset(self, log_id: int, offset: int) -> IndexEntry | None:
+        """The last index entry with `entry.offset <= offset`."""
+
+    def index_ceil_time(self, log_id: int, at: float) -> IndexEntry | None:
+        """The first index entry (by offset) with `entry.appended_at >= at`."""
 
     def index_entries(self, log_id: int, start: int, end: int) -> list[IndexEntry]:
         """Index entries with `start <= offset < end`, in offset order."""

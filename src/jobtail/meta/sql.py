@@ -46,6 +46,12 @@ _LOG_STATE = (
 )
 
 
+# The follow poller's two queries, once per tick for every followed log of the process.
+_LOG_ENDS = select(task_logs.c.id, task_logs.c.end_offset).where(task_logs.c.id.in_(bindparam("ids", expanding=True)))
+_JOB_PHASES = select(jobs.c.id, jobs.c.phase).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+_IDS_PER_QUERY = 10_000  # far below SQLite's and PostgreSQL's bound-parameter limits
+
+
 def _overlapping(table: Any, piece_end: Any) -> Any:
     """Pieces of `table` overlapping [:start, :end) of log :log_id, in offset order.
 
@@ -129,6 +135,20 @@ class SqlMetaStore(JobQueries):
             ).one_or_none()
         return None if row is None else (row.job_id, row.task_id)
 
+    def log_ends(self, log_ids: list[int]) -> dict[int, int]:
+        ends: dict[int, int] = {}
+        with self._read() as conn:
+            for i in range(0, len(log_ids), _IDS_PER_QUERY):
+                ends.update(conn.execute(_LOG_ENDS, {"ids": log_ids[i : i + _IDS_PER_QUERY]}).all())
+        return ends
+
+    def job_phases(self, job_ids: list[str]) -> dict[str, str]:
+        phases: dict[str, str] = {}
+        with self._read() as conn:
+            for i in range(0, len(job_ids), _IDS_PER_QUERY):
+                phases.update(conn.execute(_JOB_PHASES, {"ids": job_ids[i : i + _IDS_PER_QUERY]}).all())
+        return phases
+
     # -- appending ----------------------------------------------------------------------------
 
     def append(
@@ -157,13 +177,14 @@ class SqlMetaStore(JobQueries):
             last = None
             if row.index_offset is not None:
                 last = IndexEntry(row.index_offset, row.index_line, row.index_time)
-            if policy.wants_entry(last, expected_end, now):
+            entries = policy.entries(last, expected_end, row.line_count, data, now)
+            if entries:
                 conn.execute(
-                    insert(index_entries).values(
-                        log_id=log_id, offset=expected_end, line=row.line_count, appended_at=now
-                    )
+                    insert(index_entries),
+                    [{"log_id": log_id, "offset": e.offset, "line": e.line, "appended_at": e.appended_at} for e in entries],
                 )
-                changes.update(index_offset=expected_end, index_line=row.line_count, index_time=now)
+                newest = entries[-1]
+                changes.update(index_offset=newest.offset, index_line=newest.line, index_time=newest.appended_at)
             conn.execute(insert(head_chunks).values(log_id=log_id, base_offset=expected_end, data=data))
             conn.execute(update(task_logs).where(task_logs.c.id == log_id).values(**changes))
         return AppendOutcome(stored=True, end_offset=expected_end + len(data))
@@ -267,11 +288,21 @@ class SqlMetaStore(JobQueries):
         with self._read() as conn:
             return _entry(conn.execute(query).one_or_none())
 
-    def index_floor_time(self, log_id: int, at: float) -> IndexEntry | None:
+    def index_floor_offset(self, log_id: int, offset: int) -> IndexEntry | None:
         query = (
             select(index_entries)
-            .where(index_entries.c.log_id == log_id, index_entries.c.appended_at <= at)
-            .order_by(index_entries.c.appended_at.desc(), index_entries.c.offset.desc())
+            .where(index_entries.c.log_id == log_id, index_entries.c.offset <= offset)
+            .order_by(index_entries.c.offset.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            return _entry(conn.execute(query).one_or_none())
+
+    def index_ceil_time(self, log_id: int, at: float) -> IndexEntry | None:
+        query = (
+            select(index_entries)
+            .where(index_entries.c.log_id == log_id, index_entries.c.appended_at >= at)
+            .order_by(index_entries.c.offset)
             .limit(1)
         )
         with self._read() as conn:

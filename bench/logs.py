@@ -1,0 +1,188 @@
+"""Benchmark reading a whole log: search against `grep -c`, download against nginx.
+
+    .venv/bin/python bench/logs.py [--size 1g] [--keep]
+
+Builds one task log (default 1 GiB) of realistic training-log text with a needle line planted
+every 16 MiB, writes the same bytes to a plain file, and measures in the same run:
+
+- search: jobtail's search endpoint finding every needle (checked: count and line numbers)
+  next to `grep -c` over the file (median of 3 runs each; MB/s = log bytes / time);
+- download: the whole log through a temporary link (sha256 checked) next to nginx serving the
+  file, with the jobtail worker's resident memory sampled every 20 ms during the download.
+Prints a table and writes JSON to bench/results/. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
+from _harness import Jobtail, Nginx, ensure_tools, exit_on_sigterm, free_port, median, say  # noqa: E402
+from _loggen import CHUNK, MiB, LogMaker  # noqa: E402
+
+from jobtail.client import connect  # noqa: E402
+from jobtail.core.types import TaskRef  # noqa: E402
+from jobtail.settings import Settings  # noqa: E402
+from jobtail.wiring import open_store  # noqa: E402
+
+NEEDLE_EVERY = 16 * MiB
+RUNS = 3
+
+
+def parse_size(text: str) -> int:
+    units = {"k": 1024, "m": MiB, "g": 1024 * MiB}
+    return int(text[:-1]) * units[text[-1].lower()] if text[-1].lower() in units else int(text)
+
+
+def build(data_dir: Path, path: Path, size: int) -> tuple[str, list[int], str]:
+    """Write the log through the store and to `path`; returns (job id, needle line numbers, sha256)."""
+    store = open_store(Settings(data_dir=data_dir))
+    job = store.create_job("bench", "logs")
+    ref = TaskRef("bench", job.id, "worker-0")
+    digest, needles, lines, written, next_needle = hashlib.sha256(), [], 0, 0, NEEDLE_EVERY
+    with path.open("wb") as f:
+        for chunk in LogMaker().chunks(size):
+            if written + len(chunk) >= next_needle:
+                needle = b"NEEDLE-%06d planted here\n" % len(needles)
+                needles.append(lines + chunk.count(b"\n") + 1)
+                chunk += needle
+                next_needle += NEEDLE_EVERY
+            appended = store.append(ref, chunk)
+            if appended.seal_due:
+                store.seal_log(appended.log_id)
+            f.write(chunk)
+            digest.update(chunk)
+            lines += chunk.count(b"\n")
+            written += len(chunk)
+    store.seal(ref)
+    store.close()
+    return job.id, needles, digest.hexdigest()
+
+
+def bench_credentials(data_dir: Path) -> Path:
+    """A developer credential for the `bench` project, written like the bootstrap file."""
+    jobtail = [sys.executable, "-m", "jobtail", "admin"]
+    common = ["--data-dir", str(data_dir)]
+    subprocess.run([*jobtail, "project", "create", "--id", "bench", "bench", *common], check=True,
+                   capture_output=True)
+    made = subprocess.run([*jobtail, "credential", "create", "--project", "bench", "--role", "developer", "--json",
+                           *common], check=True, capture_output=True, text=True).stdout
+    path = data_dir / "bench-credentials.json"
+    path.write_text(made)
+    path.chmod(0o600)
+    return path
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def timed_download(url: str, pid: int | None) -> tuple[float, str, int, int]:
+    """(seconds, sha256, bytes, peak RSS of `pid` while downloading)."""
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        while pid is not None and not stop.is_set():
+            peak[0] = max(peak[0], rss(pid))
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    digest, size = hashlib.sha256(), 0
+    start = time.perf_counter()
+    with httpx.stream("GET", url, headers={"accept-encoding": "identity"}, timeout=600) as response:
+        response.raise_for_status()
+        for piece in response.iter_bytes(1 << 20):
+            digest.update(piece)
+            size += len(piece)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    return elapsed, digest.hexdigest(), size, peak[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="1g", help="log size: 256m, 1g, ... (default 1g)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    size = parse_size(args.size)
+    exit_on_sigterm()
+    nginx_exe, _wrk = ensure_tools()
+    grep = shutil.which("grep") or "grep"
+    root = Path(tempfile.mkdtemp(prefix="jobtail-bench-logs-"))
+    try:
+        data_dir, www = root / "data", root / "www"
+        root.chmod(0o755)  # nginx's workers (www-data) must reach www/
+        www.mkdir(mode=0o755)
+        (www / "probe.txt").write_text("ok")  # the readiness probe must not fetch the whole log
+        say(f"building a {args.size} log (needle every 16 MiB) in {root}")
+        job_id, needles, sha = build(data_dir, www / "log.txt", size)
+        os.environ["JOBTAIL_SEARCH_BUDGET_SECONDS"] = "600"  # measure whole scans, not the budget
+        with Jobtail(data_dir, free_port(), 1, root / "jobtail.log") as jt, \
+                Nginx(nginx_exe, root / "nginx", www, free_port(), "/probe.txt") as ng:
+            client = connect(jt.base, credentials_file=bench_credentials(data_dir))
+            task = f"/v2/bench/training-jobs/{job_id}/tasks/worker-0/logs"
+            search_times, grep_times = [], []
+            for _ in range(RUNS):
+                start = time.perf_counter()
+                found = client.json("GET", task + "/search", params={"q": "NEEDLE-", "limit": "1000"})
+                search_times.append(time.perf_counter() - start)
+                assert [int(m["line"]) for m in found["matches"]] == needles, "search missed or misplaced a needle"
+                start = time.perf_counter()
+                out = subprocess.run([grep, "-c", "NEEDLE-", str(www / "log.txt")], capture_output=True, text=True,
+                                     env={**os.environ, "LC_ALL": "C"}, check=True).stdout
+                grep_times.append(time.perf_counter() - start)
+                assert int(out) == len(needles)
+            link = client.json("GET", task + "/url", params={"Content-Type": "application/octet-stream"})["obs_url"]
+            worker = jt.pids()[0]
+            base_rss = rss(worker)
+            jt_runs = [timed_download(link, worker) for _ in range(RUNS)]
+            ng_runs = [timed_download(f"{ng.base}/log.txt", None) for _ in range(RUNS)]
+            client.close()
+        for _, digest, _, _ in jt_runs + ng_runs:
+            assert digest == sha, "a download differs from the log"
+        total = (www / "log.txt").stat().st_size
+        t_search, t_grep = median(search_times), median(grep_times)
+        t_jt, t_ng = median([r[0] for r in jt_runs]), median([r[0] for r in ng_runs])
+        peak = max(r[3] for r in jt_runs)
+        mb = total / 1e6
+        rows = [
+            f"log: {total / MiB:,.0f} MiB, {len(needles)} needles; medians of {RUNS} runs (MB = 10^6 B)",
+            f"search   jobtail {t_search:7.2f} s  {mb / t_search:8.0f} MB/s   grep -c {t_grep:6.2f} s  "
+            f"{mb / t_grep:8.0f} MB/s   ratio {t_grep / t_search:.2f}",
+            f"download jobtail {t_jt:7.2f} s  {mb / t_jt:8.0f} MB/s   nginx   {t_ng:6.2f} s  "
+            f"{mb / t_ng:8.0f} MB/s   ratio {t_ng / t_jt:.2f}",
+            f"jobtail worker RSS: {base_rss / MiB:.0f} MiB before the downloads, peak {peak / MiB:.0f} MiB during "
+            f"them ({(peak - base_rss) / MiB:+.0f} MiB for a {total / MiB:,.0f} MiB log)",
+        ]
+        print("\n".join(rows))
+        out_dir = Path(__file__).parent / "results"
+        out_dir.mkdir(exist_ok=True)
+        result = {"size": total, "needles": len(needles), "search_s": search_times, "grep_s": grep_times,
+                  "download_s": [r[0] for r in jt_runs], "nginx_s": [r[0] for r in ng_runs],
+                  "rss_before": base_rss, "rss_peak": peak, "chunk": CHUNK}
+        (out_dir / f"logs-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2))
+        return 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

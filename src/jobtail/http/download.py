@@ -1,0 +1,140 @@
+"""Temporary links to a whole task log (CONTRACT §4, §10.3) and the download they point to.
+
+The link points at jobtail itself, is signed and expires after 300 s. The download streams the
+log from segments and head with bounded memory, honours a single `Range` (suffix ranges too),
+and gzips a whole-log response when the client accepts it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import orjson
+from starlette.requests import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response, StreamingResponse
+
+from jobtail.auth.links import LINK_TTL_SECONDS, link_valid, sign_link
+from jobtail.core.errors import LogCleared, LogNotGenerated
+from jobtail.core.store import LogStore
+from jobtail.core.types import LogState, TaskRef
+from jobtail.http import access
+from jobtail.http.errors import ApiError, error_response
+from jobtail.http.logs import TASK_PATH, task_ref
+from jobtail.http.params import query_choice, query_int
+from jobtail.http.routing import Operation, Param
+
+DOWNLOAD = "application/octet-stream"
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _mode(request: Request) -> str:
+    """`download` for application/octet-stream (query string first, then header), else `preview`."""
+    wanted = request.query_params.get("Content-Type") or request.headers.get("content-type", "")
+    return "download" if wanted.split(";")[0].strip().lower() == DOWNLOAD else "preview"
+
+
+async def link(request: Request) -> Response:
+    ref, mode = task_ref(request), _mode(request)
+    state = await run_in_threadpool(request.app.state.store.state, ref)
+    if state.end_offset == 0:
+        raise LogNotGenerated()
+    expires = int(time.time()) + LINK_TTL_SECONDS
+    signature = sign_link(request.app.state.link_key, ref.project_id, ref.job_id, ref.task_id, mode, expires)
+    base = request.app.state.settings.public_url.rstrip("/") or str(request.base_url).rstrip("/")
+    path = request.url.path.rsplit("/", 1)[0] + "/download"
+    query = urlencode({"mode": mode, "expires": expires, "signature": signature})
+    return Response(orjson.dumps({"obs_url": f"{base}{path}?{query}"}), media_type="application/json")
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """[start, end) for a single `bytes=` range, None for the whole log; ApiError 416 when
+    unsatisfiable. Several ranges are answered with the whole log (RFC 9110 allows it)."""
+    if header is None or "," in header:
+        return None
+    m = _RANGE.fullmatch(header.strip())
+    if m is None or m.groups() == ("", ""):
+        return None  # not a byte range we understand: ignore it, as RFC 9110 allows
+    first, last = m.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size
+        if int(last) == 0:
+            start = size
+    else:
+        start, end = int(first), size if last == "" else min(size, int(last) + 1)
+    if start >= size or start >= end:
+        raise ApiError(416, "Jobtail.0416", f"Range not satisfiable: the log has {size} bytes.",
+                       **{"full_size": size})
+    return start, end
+
+
+def _gzip(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    for piece in pieces:
+        if out := compressor.compress(piece):
+            yield out
+    yield compressor.flush()
+
+
+async def download(request: Request) -> Response:
+    ref = task_ref(request)
+    q = request.query_params
+    mode = query_choice(q, "mode", "preview", ("preview", "download"))
+    expires = query_int(q, "expires", None, 0, 10**12)
+    signature = q.get("signature", "")
+    key = request.app.state.link_key
+    if expires is None or not link_valid(key, ref.project_id, ref.job_id, ref.task_id, mode, expires, signature):
+        raise ApiError(403, "APIGW.0306", "API access denied: the link's signature does not match.")
+    if expires < time.time():
+        raise ApiError(403, "APIGW.0306", "API access denied: the link has expired; ask for a new one.")
+    store: LogStore = request.app.state.store
+    state: LogState = await run_in_threadpool(store.state, ref)
+    if state.end_offset == 0:
+        raise LogNotGenerated()
+    if state.start_offset >= state.end_offset:
+        raise LogCleared()
+    # Offsets in the body are log offsets; bytes before start_offset (dropped) are not served.
+    size = state.end_offset
+    try:
+        chosen = _byte_range(request.headers.get("range"), size)
+    except ApiError as exc:
+        response = error_response(request, exc.status, exc.code, exc.message, **exc.extra)
+        response.headers["Content-Range"] = f"bytes */{size}"
+        return response
+    start, end = chosen or (state.start_offset, size)
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
+    if mode == "download":
+        headers["Content-Disposition"] = f'attachment; filename="modelarts-job-{ref.job_id}-{ref.task_id}.log"'
+    body = store.read(ref, start, end, state)
+    if chosen is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["Content-Length"] = str(end - start)
+        return StreamingResponse(body, 206, headers=headers, media_type="text/plain; charset=utf-8")
+    if "gzip" in request.headers.get("accept-encoding", "").lower():
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept-Encoding"
+        return StreamingResponse(_gzip(body), headers=headers, media_type="text/plain; charset=utf-8")
+    headers["Content-Length"] = str(end - start)
+    return StreamingResponse(body, headers=headers, media_type="text/plain; charset=utf-8")
+
+
+OPERATIONS = [
+    Operation(
+        "GET", TASK_PATH + "/logs/url", link, operation_id="ShowObsUrlOfTrainingJobLogs",
+        summary="A 5-minute link to the task's whole log.", action=access.LOG_EXPORT,
+        query=(Param("Content-Type", "application/octet-stream: a download link; otherwise a preview link."),),
+        response={"type": "object", "properties": {"obs_url": {"type": "string"}}}, tags=("logs",),
+    ),
+    Operation(
+        "GET", TASK_PATH + "/logs/download", download, operation_id="DownloadTrainingJobTaskLog",
+        summary="The whole log, through a signed link from .../logs/url (jobtail; no other credential).",
+        action=None,
+        query=(Param("mode", "preview (inline) or download (attachment)."), Param("expires", "Epoch seconds."),
+               Param("signature", "HMAC of the link.")),
+        tags=("logs",),
+    ),
+]

@@ -1,0 +1,78 @@
+"""ShowTrainingJobLogsFromAom: the line-paged log API (CONTRACT §3 and §10.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from jobtail.core.store import LogStore
+from jobtail.core.timespec import format_instant
+from jobtail.core.types import TaskRef
+from jobtail.http import access
+from jobtail.http.params import query_bool, query_choice, query_instant, query_int
+from jobtail.http.routing import Operation, Param
+
+
+def _page(store: LogStore, ref: TaskRef, params: dict[str, Any]) -> bytes:
+    state = store.state(ref)
+    page = store.lines(ref, state=state, **params["page"])
+    texts = [line.text.decode("utf-8", "replace") for line in page]
+    if params["timestamps"]:
+        ordered = sorted(line.offset for line in page)
+        times = dict(zip(ordered, store.arrival_times(state, ordered), strict=True))
+        texts = [f"{format_instant(times[line.offset])} {text}" for line, text in zip(page, texts, strict=True)]
+    base = params["base_line"]
+    return orjson.dumps({
+        "start_line": str(page[0].number) if page else base,
+        "end_line": str(page[-1].number) if page else base,
+        "lines": len(page),
+        "content": "\n".join(texts),
+    })
+
+
+async def lines(request: Request) -> Response:
+    q, p = request.query_params, request.path_params
+    base = query_int(q, "base_line", None, 0, 10**18)
+    params = {
+        "page": {
+            "base_line": base,
+            "count": query_int(q, "lines", 50, 1, 500),
+            "descending": query_choice(q, "order", "desc", ("asc", "desc")) == "desc",
+            "since": query_instant(q, "since"),
+            "until": query_instant(q, "until"),
+        },
+        "timestamps": query_bool(q, "timestamps"),
+        "base_line": "" if base is None else str(base),
+    }
+    ref = TaskRef(p["project_id"], p["training_job_id"], p["task_id"])
+    body = await run_in_threadpool(_page, request.app.state.store, ref, params)
+    return Response(body, media_type="application/json")
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/v2/{project_id}/training-jobs/{training_job_id}/logs/{task_id}",
+        lines,
+        operation_id="ShowTrainingJobLogsFromAom",
+        summary="A page of a task's log lines, forwards or backwards from a line number.",
+        action=access.GET_LOGS,
+        query=(
+            Param("base_line", "Line number to continue from (excluded); absent: the newest (desc) or oldest (asc) lines.",
+                  {"type": "string", "pattern": "^[0-9]+$"}),
+            Param("lines", "Lines to return, 1-500 (default 50).", {"type": "integer", "minimum": 1, "maximum": 500}),
+            Param("order", "desc (default): newest first; asc: oldest first.", {"type": "string", "enum": ["asc", "desc"]}),
+            Param("since", "Only lines that arrived at or after this time: 10m, 2h, ISO 8601, epoch ms (jobtail)."),
+            Param("until", "Only lines that arrived before this time (jobtail)."),
+            Param("timestamps", "Prefix each line with its arrival time (jobtail).", {"type": "boolean"}),
+        ),
+        response={"type": "object", "properties": {
+            "start_line": {"type": "string"}, "end_line": {"type": "string"},
+            "lines": {"type": "integer"}, "content": {"type": "string"}}},
+        tags=("logs",),
+    ),
+]

@@ -1,0 +1,407 @@
+"""Live follow of a task log: `GET …/tasks/{task_id}/logs/stream` as Server-Sent Events.
+
+**Where it starts**: the `Last-Event-ID` header (what an EventSource sends when it reconnects),
+else `?offset=N`, else `?since=` (`10m`, `2h`, ISO 8601, epoch ms: the start of the first line
+holding bytes that arrived then or later, through the time index), else 0. An offset before the
+first retained byte starts there; one past the log's end is refused (400). All three are
+validated whichever wins.
+
+**What it sends** (each `data` is one line of JSON):
+
+    retry: 1000                                  once, first: EventSource's reconnection delay
+
+    id: 1234                                     the log offset after this event's bytes
+    event: log
+    data: {"offset": 1000, "end": 1234, "text": "..."}       the bytes are valid UTF-8
+    data: {"offset": 1000, "end": 1234, "base64": "..."}     anything else
+
+    : heartbeat                                  after `stream_heartbeat_seconds` of silence
+
+    id: 1234
+    event: end
+    data: {"reason": "task finished", "offset": 1234}
+
+An event carries the log bytes `[offset, end)`, at most 1 MiB; each event's `offset` is the
+previous one's `end` (only retention, by dropping bytes not yet sent, can open a visible gap).
+Reconnecting with the last `id` seen, as `Last-Event-ID` or `offset`, resumes exactly after it.
+A multi-byte UTF-8 character is never split across events: an incomplete one at the end of the
+log is held back until the rest arrives, or sent as base64 when the log is finished. A run of
+invalid bytes goes as base64 up to the end of its line; text resumes with the next valid byte.
+
+**Why it ends** (`reason` of the final `end` event; `offset` is where a reconnect would resume):
+`task finished` (the job is Completed or Failed), `job terminated`, `job abnormal` — each only
+after every byte up to the log's end, read after that phase was seen, was sent; `job deleted`;
+`server shutting down` (the process got SIGTERM or SIGINT: reconnect with `offset`, e.g. to
+another replica). A client going away ends the stream at once.
+
+**Waking up**: streams never poll the database on a timer of their own. Appends through this
+process wake them immediately; appends through other processes or replicas, phase changes and
+deletions are caught by the process's one poller (`jobtail.core.follow.Notifier`), which reads
+every followed log's end offset in one query every `follow_poll_seconds`.
+
+**Limits**: at most `max_streams_per_principal` open streams per caller (by principal name) and
+server process; one more is refused with 429 `APIGW.0308` and `Retry-After`. Memory per stream
+is one event's bytes; a slow reader slows its own stream only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import signal
+import threading
+from collections.abc import AsyncGenerator, Callable
+from types import FrameType
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from jobtail.core.errors import InvalidParameter, InvalidQueryParameter, JobNotFound, StorageError, TaskNotFound
+from jobtail.core.follow import AsyncWake, Notifier
+from jobtail.core.jobs import ABNORMAL, COMPLETED, FAILED, TERMINATED
+from jobtail.core.store import LogStore
+from jobtail.core.types import LogState, TaskRef
+from jobtail.http import access
+from jobtail.http.errors import error_response
+from jobtail.http.logs import TASK_PATH, task_ref
+from jobtail.http.params import query_instant, query_int
+from jobtail.http.routing import Operation, Param
+from jobtail.settings import Settings
+
+EVENT_BYTES = 1024 * 1024  # log bytes per event, at most
+RETRY_MS = 1000
+RETRY_AFTER_SECONDS = 5  # told to a caller over its stream cap
+SHUTTING_DOWN, DELETED = "server shutting down", "job deleted"
+ENDED = {COMPLETED: "task finished", FAILED: "task finished", TERMINATED: "job terminated", ABNORMAL: "job abnormal"}
+
+
+# -- encoding -----------------------------------------------------------------------------------
+
+
+def utf8_pieces(data: bytes, final: bool) -> tuple[list[tuple[str | None, bytes]], int]:
+    """Split `data` into (text, bytes) pieces for valid UTF-8 and (None, bytes) pieces to send as
+    base64, and say how many leading bytes of `data` they cover: an incomplete character at the
+    end is left out (held back) unless `final`. A run of invalid bytes extends to the end of its
+    line; adjacent base64 pieces are merged."""
+    pieces: list[tuple[str | None, bytes]] = []
+    view, pos, size = memoryview(data), 0, len(data)
+    while pos < size:
+        try:
+            text, used = codecs.utf_8_decode(view[pos:], "strict", final)
+        except UnicodeDecodeError as exc:
+            if exc.start:
+                good = pos + exc.start
+                pieces.append((codecs.utf_8_decode(view[pos:good], "strict", True)[0], data[pos:good]))
+                pos = good
+            newline = data.find(b"\n", pos)
+            stop = size if newline < 0 else newline + 1
+            if stop == size and not final:  # keep a character cut by the end of `data` whole
+                stop = max(pos + 1, stop - _unfinished(data[pos:]))  # (the run's first byte is invalid)
+            if pieces and pieces[-1][0] is None:
+                pieces[-1] = (None, pieces[-1][1] + data[pos:stop])
+            else:
+                pieces.append((None, data[pos:stop]))
+            pos = stop
+            continue
+        if used:
+            pieces.append((text, data[pos : pos + used]))
+        pos += used
+        break
+    return pieces, pos
+
+
+def _unfinished(data: bytes) -> int:
+    """Length of a valid but unfinished UTF-8 character at the end of `data` (0 if none)."""
+    for back in range(1, min(3, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return 0
+        if byte >= 0xC0:  # the lead byte: is the rest a valid start of its character?
+            try:
+                used = codecs.utf_8_decode(data[-back:], "strict", False)[1]
+            except UnicodeDecodeError:
+                return 0
+            return back if used == 0 else 0
+    return 0
+
+
+def log_event(offset: int, raw: bytes, text: str | None) -> bytes:
+    """One `log` event for the bytes `raw` found at `offset`."""
+    end = offset + len(raw)
+    body: dict[str, Any] = {"offset": offset, "end": end}
+    if text is not None:
+        body["text"] = text
+    else:
+        body["base64"] = base64.b64encode(raw).decode("ascii")
+    return b"id: %d\nevent: log\ndata: %b\n\n" % (end, orjson.dumps(body))
+
+
+def end_event(reason: str, offset: int) -> bytes:
+    return b"id: %d\nevent: end\ndata: %b\n\n" % (offset, orjson.dumps({"reason": reason, "offset": offset}))
+
+
+# -- per-process machinery ----------------------------------------------------------------------
+
+
+class Shutdown:
+    """Ends every stream when the server is asked to stop.
+
+    Uvicorn waits for open responses before it shuts the app down, so streams must end first:
+    `install()` (from the main thread; elsewhere it does nothing) chains a SIGTERM/SIGINT handler
+    in front of the current one (uvicorn's), which `trigger()`s, then calls the previous handler.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+        self._event = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def trigger(self) -> None:
+        """End every stream of this process (safe from a signal handler: no locks taken)."""
+        self._event.set()
+        self._notifier.wake_all()
+
+    def install(self) -> bool:
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return True
+
+    def uninstall(self) -> None:
+        for sig, previous in self._previous.items():
+            if signal.getsignal(sig) == self._handle:
+                signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.trigger()
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous in (signal.SIG_DFL, None):  # what would have happened without us
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+
+class StreamSlots:
+    """Counts open streams per principal against a cap."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> bool:
+        with self._lock:
+            if self._open.get(key, 0) >= self.cap:
+                return False
+            self._open[key] = self._open.get(key, 0) + 1
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            left = self._open.get(key, 0) - 1
+            if left > 0:
+                self._open[key] = left
+            else:
+                self._open.pop(key, None)
+
+    def open(self, key: str) -> int:
+        with self._lock:
+            return self._open.get(key, 0)
+
+
+class Following:
+    """What live follow needs in one server process; made by the app's lifespan, closed with it."""
+
+    def __init__(self, store: LogStore, settings: Settings) -> None:
+        self.store = store
+        self.heartbeat = settings.stream_heartbeat_seconds
+        self.notifier = Notifier(store.meta, settings.follow_poll_seconds)
+        self.shutdown = Shutdown(self.notifier)
+        self.slots = StreamSlots(settings.max_streams_per_principal)
+        store.listeners.append(self.notifier.appended)
+        self.shutdown.install()
+
+    def close(self) -> None:
+        self.shutdown.uninstall()
+        if self.notifier.appended in self.store.listeners:
+            self.store.listeners.remove(self.notifier.appended)
+        self.notifier.close()
+
+
+class EventStream(StreamingResponse):
+    """A `text/event-stream` response that, however it ends, closes its event generator (so the
+    follower is unregistered at once) and then calls `on_close`."""
+
+    def __init__(self, events: AsyncGenerator[bytes, None], on_close: Callable[[], None]) -> None:
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        super().__init__(events, headers=headers, media_type="text/event-stream")
+        self._events = events
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                await self._events.aclose()
+            finally:
+                self._on_close()
+
+
+# -- the operation ------------------------------------------------------------------------------
+
+
+def _read(store: LogStore, ref: TaskRef, start: int, end: int, state: LogState) -> bytes | None:
+    """The log bytes `[start, end)`, or None when the job or task was deleted meanwhile."""
+    try:
+        return b"".join(store.read(ref, start, end, state))
+    except StorageError:  # its records or blobs went away under the read: deleted, or damage?
+        try:
+            store.state(ref)
+        except (JobNotFound, TaskNotFound):
+            return None
+        raise
+
+
+async def _events(following: Following, ref: TaskRef, job_id: str, phase: str, log_id: int,
+                  start: int) -> AsyncGenerator[bytes, None]:
+    store, shutdown = following.store, following.shutdown
+    loop = asyncio.get_running_loop()
+    wake = AsyncWake(loop)
+    follower = following.notifier.follow(log_id, job_id, end=start, phase=phase, wake=wake)
+    try:
+        yield b"retry: %d\n\n" % RETRY_MS
+        sent, held = start, b""  # sent: offset after the last byte sent; held: bytes read past it
+        quiet_since = loop.time()
+        while True:
+            phase = follower.phase  # before the state: its end then covers every append before the phase
+            if shutdown.is_set():
+                reason = SHUTTING_DOWN
+                break
+            if follower.deleted:
+                reason = DELETED
+                break
+            try:
+                state = await run_in_threadpool(store.state, ref)
+            except (JobNotFound, TaskNotFound):
+                reason = DELETED
+                break
+            final = phase in ENDED
+            pos = sent + len(held)
+            if pos < state.start_offset:  # retention dropped bytes not yet sent: skip the gap
+                for text, raw in utf8_pieces(held, True)[0]:
+                    yield log_event(sent, raw, text)
+                    sent += len(raw)
+                sent = pos = state.start_offset
+                held = b""
+            gone = False
+            while pos < state.end_offset and not shutdown.is_set():
+                stop = min(state.end_offset, pos + EVENT_BYTES - len(held))
+                chunk = await run_in_threadpool(_read, store, ref, pos, stop, state)
+                if gone := chunk is None:
+                    break
+                data = held + chunk
+                pieces, used = utf8_pieces(data, final and stop == state.end_offset)
+                for text, raw in pieces:
+                    yield log_event(sent, raw, text)
+                    sent += len(raw)
+                held, pos = data[used:], stop
+                quiet_since = loop.time()
+            if gone:
+                reason = DELETED
+                break
+            if shutdown.is_set():
+                continue
+            if final:
+                for text, raw in utf8_pieces(held, True)[0]:
+                    yield log_event(sent, raw, text)
+                    sent += len(raw)
+                reason = ENDED[phase]
+                break
+            if not await wake.wait(following.heartbeat - (loop.time() - quiet_since)):
+                if loop.time() - quiet_since >= following.heartbeat:
+                    yield b": heartbeat\n\n"
+                    quiet_since = loop.time()
+        yield end_event(reason, sent)
+    finally:
+        following.notifier.unfollow(follower)
+
+
+def _requested_start(request: Request) -> tuple[str, int | float] | None:
+    """("offset", n) or ("since", epoch seconds) as the request asks, or None (from 0)."""
+    q = request.query_params
+    offset = query_int(q, "offset", None, 0, 2**63 - 1)
+    since = query_instant(q, "since")
+    last = request.headers.get("last-event-id", "").strip()
+    if last:
+        if not (last.isascii() and last.isdigit() and len(last) <= 19):
+            raise InvalidParameter("Last-Event-ID", "It must be the id of an event of this stream.")
+        return "Last-Event-ID", int(last)
+    if offset is not None:
+        return "offset", offset
+    return None if since is None else ("since", since)
+
+
+def _open(store: LogStore, ref: TaskRef, wanted: tuple[str, int | float] | None) -> tuple[str, LogState, int]:
+    """(job phase, log state, start offset); raises the usual errors for unknown jobs and tasks."""
+    job = store.get_job(ref.project_id, ref.job_id)
+    state = store.state(ref)
+    if wanted is None:
+        return job.phase, state, state.start_offset
+    name, value = wanted
+    if name == "since":
+        return job.phase, state, store.offset_at_time(ref, value, state)
+    if value > state.end_offset:
+        if name == "offset":
+            raise InvalidQueryParameter("offset")
+        raise InvalidParameter(name, f"The log ends at {state.end_offset}.")
+    return job.phase, state, max(int(value), state.start_offset)
+
+
+async def stream(request: Request) -> Response:
+    following: Following = request.app.state.following
+    ref = task_ref(request)
+    wanted = _requested_start(request)
+    phase, state, start = await run_in_threadpool(_open, following.store, ref, wanted)
+    principal = getattr(request.state, "principal", None)
+    key = principal.name if principal is not None else "anonymous"
+    if not following.slots.acquire(key):
+        response = error_response(
+            request, 429, "APIGW.0308",
+            f"The throttling threshold has been reached: at most {following.slots.cap} open log streams per caller.",
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    events = _events(following, ref, ref.job_id, phase, state.log_id, start)
+    return EventStream(events, on_close=lambda: following.slots.release(key))
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        TASK_PATH + "/logs/stream",
+        stream,
+        operation_id="StreamTrainingJobTaskLog",
+        summary="Follow a task's log live as Server-Sent Events, resumable by offset (jobtail).",
+        action=access.GET_LOGS,
+        query=(
+            Param("offset", "Log offset to start at (an event id); the Last-Event-ID header takes precedence.",
+                  {"type": "integer", "minimum": 0}),
+            Param("since", "Start at the first line that arrived at or after this time: 10m, 2h, ISO 8601, epoch ms."),
+        ),
+        tags=("logs",),
+    ),
+]

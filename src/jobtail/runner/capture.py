@@ -1,0 +1,179 @@
+"""Copy one task's output into its task log, through the same append path as ingest.
+
+A task writes stdout and stderr into one pipe (so their order is kept); a thread reads it and
+appends to the task log with explicit offsets (`LogStore.append(ref, data, offset)`), which makes
+a retried append after a transient database error idempotent. Reads are batched: whatever is
+already in the pipe, up to `BATCH_BYTES`, is appended together, and no byte waits longer than
+`BATCH_SECONDS` after it was read — so a partial line (a progress bar, a prompt) reaches the
+preview within a fraction of a second, and a process writing faster than the log is read is
+slowed down by the full pipe rather than losing output.
+
+Platform lines, `[ModelArts Service Log][LEVEL][time] …`, mark the start and the exit of the
+task, always at the start of a line. When the task has ended the head of the log is sealed.
+If the job is deleted meanwhile, output is read and dropped so the process never blocks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import select
+import threading
+import time
+from datetime import datetime
+
+from jobtail.core.errors import JobNotFound, OffsetConflict, TaskNotFound
+from jobtail.core.store import LogStore
+from jobtail.core.types import TaskRef
+
+log = logging.getLogger("jobtail.runner")
+
+BATCH_BYTES = 1024 * 1024
+BATCH_SECONDS = 0.1
+DRAIN_SECONDS = 1.0  # after the task ended: how long output may still trickle in (a leaked pipe)
+LEAK_SECONDS = 10.0  # ... and how long a process that escaped the task may keep writing into it
+PIPE_BYTES = 1024 * 1024
+_F_SETPIPE_SZ = 1031
+
+
+def platform_line(message: str, level: str = "INFO") -> bytes:
+    """One `[ModelArts Service Log]` line, timestamped like the ModelArts platform's own."""
+    now = datetime.now()
+    stamp = now.strftime("%Y/%m/%d %H:%M:%S") + f",{now.microsecond // 1000:03d}"
+    return f"[ModelArts Service Log][{level}][{stamp}] {message}\n".encode()
+
+
+class TaskCapture:
+    """Reads the pipe whose write end (`write_fd`) a task's stdout and stderr go to."""
+
+    def __init__(self, store: LogStore, ref: TaskRef) -> None:
+        self.store = store
+        self.ref = ref
+        self._offset = store.state(ref).end_offset
+        self._read_fd, self.write_fd = os.pipe()
+        try:
+            fcntl.fcntl(self._read_fd, _F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:  # over /proc/sys/fs/pipe-max-size: the default 64 KiB works, only slower
+            pass
+        self._last_byte = b"\n"
+        self._dropping = False
+        self._exit_line = b""
+        self._finish_by = 0.0
+        self._finishing = threading.Event()
+        self._started = False
+        self._thread = threading.Thread(target=self._run, name=f"jobtail-capture-{ref.task_id}", daemon=True)
+        self.done = threading.Event()
+
+    # -- the executor's side ------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Append `data` now; only before `start()` (the start line)."""
+        self._append(bytes(data))
+
+    def start(self) -> None:
+        """Start reading; the caller closes its copy of `write_fd` once the task has it."""
+        self._started = True
+        self._thread.start()
+
+    def close_write_end(self) -> None:
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def finish(self, exit_line: bytes) -> None:
+        """The task has ended: read what is left, append `exit_line`, seal, then set `done`.
+
+        Without `start()` (the task could not be spawned) this runs in the caller's thread."""
+        self._exit_line = exit_line
+        self._finish_by = time.monotonic() + DRAIN_SECONDS
+        self._finishing.set()
+        if not self._started:
+            self.close_write_end()
+            self._started = True
+            self._run()
+
+    def drop_output(self) -> None:
+        """Stop storing (the job was deleted); output is still read so the task never blocks."""
+        self._dropping = True
+
+    # -- the reading thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._copy()
+            self._finishing.wait()
+            line = self._exit_line
+            if line:
+                self._append(line if self._last_byte == b"\n" else b"\n" + line)
+            if not self._dropping:
+                self.store.seal(self.ref)
+        except (JobNotFound, TaskNotFound):
+            pass
+        except Exception:
+            log.exception("capturing %s failed", self.ref)
+        finally:
+            self.close_write_end()
+            os.close(self._read_fd)
+            self.done.set()
+
+    def _copy(self) -> None:
+        """Copy until end of file, or until nothing arrives within DRAIN_SECONDS of `finish()`
+        (a process that escaped the task may hold the pipe open), and never past LEAK_SECONDS."""
+        poller = select.poll()
+        poller.register(self._read_fd, select.POLLIN)
+        buffer = bytearray()
+        first_at = 0.0
+        while True:
+            now = time.monotonic()
+            finishing = self._finishing.is_set()
+            if buffer:
+                wait = max(0.0, first_at + BATCH_SECONDS - now)
+            else:
+                wait = max(0.0, self._finish_by - now) if finishing else 0.25
+            chunk = None
+            if poller.poll(wait * 1000):
+                chunk = os.read(self._read_fd, BATCH_BYTES - len(buffer))
+                if chunk and not buffer:
+                    first_at = time.monotonic()
+                buffer += chunk
+            elif finishing and not buffer and time.monotonic() >= self._finish_by:
+                return
+            if buffer and (chunk == b"" or len(buffer) >= BATCH_BYTES or time.monotonic() - first_at >= BATCH_SECONDS):
+                self._append(bytes(buffer))
+                buffer.clear()
+            if chunk == b"" or (finishing and now > self._finish_by + LEAK_SECONDS):
+                if buffer:
+                    self._append(bytes(buffer))
+                return
+
+    def _append(self, data: bytes) -> None:
+        """Append at our offset; retried until stored (or the job is gone)."""
+        if self._dropping or not data:
+            return
+        delay = 0.05
+        while True:
+            try:
+                appended = self.store.append(self.ref, data, self._offset)
+            except (JobNotFound, TaskNotFound):
+                self._dropping = True
+                return
+            except OffsetConflict as conflict:  # someone else appended to this task log: go after them
+                log.warning("%s: foreign bytes in the task log; continuing at %d", self.ref, conflict.full_size)
+                self._offset = conflict.full_size
+                continue
+            except Exception:
+                if self._dropping:
+                    return
+                log.exception("appending to %s failed; retrying", self.ref)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            break
+        self._offset = appended.full_size
+        self._last_byte = data[-1:]
+        if appended.seal_due:
+            try:
+                self.store.seal_log(appended.log_id)
+            except Exception:  # maintenance seals it later
+                log.exception("sealing %s failed", self.ref)

@@ -1,0 +1,252 @@
+"""The local executor: runs jobs created with executor `local` as processes on this machine.
+
+One daemon thread per server process. It runs jobs only while it holds the data directory's
+lease (`jobtail.runner.owner`); otherwise it waits to take over. Holding the lease, it first
+cleans up after dead runners (`jobtail.runner.recovery`), then every `POLL_SECONDS`, or at once
+when `wake()` is called after an API request, it:
+
+1. claims Creating jobs with a compare-and-set Creating → Pending that records `owner`; when
+   several executors share a database (replicas on several hosts), exactly one claim succeeds;
+2. watches its jobs' records: Terminating stops a job, a deleted job is stopped without writing
+   anything, a queued job terminated through the API becomes Terminated;
+3. collects tasks that ended (a non-zero exit stops the job's other tasks) and, once every task
+   has ended and its output is in the log, records `task_statuses` and the final phase;
+4. starts queued jobs in creation order while their tasks fit under `max_running_tasks` (a job
+   larger than the cap runs when nothing else does; a job that does not fit yet holds back
+   the ones behind it, so big jobs are not starved). Pending → Running, then one process per
+   task (`jobtail.runner.process`) with the environment of `jobtail.runner.environment`, its
+   output copied into the task log (`jobtail.runner.capture`).
+
+`stop()` (server shutdown) stops every running job (SIGTERM, SIGKILL after
+`terminate_grace_seconds`) and marks it Abnormal; jobs still queued go back to Creating.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from jobtail.core.errors import JobNotFound
+from jobtail.core.jobs import (
+    ABNORMAL,
+    ACTIVE,
+    COMPLETED,
+    CREATING,
+    FAILED,
+    PENDING,
+    RUNNING,
+    TERMINATED,
+    TERMINATING,
+    JobService,
+)
+from jobtail.core.types import JobRecord, TaskRef
+from jobtail.runner import job_run
+from jobtail.runner.capture import TaskCapture, platform_line
+from jobtail.runner.environment import free_port, task_environment
+from jobtail.runner.job_run import JobRun
+from jobtail.runner.owner import Lease, Owner
+from jobtail.runner.process import TaskProcess
+from jobtail.runner.recovery import RunRecords, recover
+from jobtail.settings import Settings
+
+log = logging.getLogger("jobtail.runner")
+
+POLL_SECONDS = 0.25
+LEASE_RETRY_SECONDS = 1.0
+SHUTDOWN_SLACK = 10.0  # seconds past the grace period that shutdown waits for output
+
+_FINAL = {None: (COMPLETED, "Training job completed.", "Info"),
+          job_run.FAILED: (FAILED, "Training job failed.", "Error"),
+          job_run.TERMINATE: (TERMINATED, "Training job is terminated.", "Info"),
+          job_run.SHUTDOWN: (ABNORMAL, "The jobtail server shut down while the job was running; "
+                                       "its processes were stopped.", "Error")}
+
+
+class LocalExecutor:
+    """See the module docstring. `start()`, `wake()` and `stop()` are safe from any thread."""
+
+    def __init__(self, jobs: JobService, settings: Settings) -> None:
+        self.jobs = jobs
+        self.cap = settings.max_running_tasks
+        self.grace = settings.terminate_grace_seconds
+        self.owner = Owner.current()
+        self.lease = Lease(settings.data_dir / "runner" / "executor.lock")
+        self.records = RunRecords(settings.data_dir / "runner")
+        self._runs: dict[str, JobRun] = {}
+        self._queue: list[JobRecord] = []  # claimed, Pending, oldest first
+        self._waiting: set[str] = set()  # queued jobs told they wait for task slots
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="jobtail-executor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.grace + 2 * SHUTDOWN_SLACK)
+
+    @property
+    def running_tasks(self) -> int:
+        return sum(len(run.job.tasks) for run in self._runs.values())
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        while not self.lease.try_acquire(self.owner):
+            if self._stopping.wait(LEASE_RETRY_SECONDS):
+                return
+        try:
+            self._guarded(lambda: recover(self.jobs, self.records))
+            while not self._stopping.is_set():
+                self._guarded(self._tick)
+                self._wake.wait(POLL_SECONDS)
+                self._wake.clear()
+            self._guarded(self._shutdown)
+        finally:
+            self.lease.release()
+
+    @staticmethod
+    def _guarded(work: Callable[[], object]) -> None:
+        try:
+            work()
+        except Exception:  # keep the executor alive; the next round retries
+            log.exception("local executor round failed")
+
+    def _tick(self) -> None:
+        active = {job.id: job for job in self.jobs.in_phases(ACTIVE, "local")}
+        for job in list(active.values()):
+            if job.phase == CREATING:
+                claimed = self.jobs.transition(job, PENDING, owner=str(self.owner))
+                if claimed is not None:
+                    self._queue.append(claimed)
+                    active[job.id] = claimed
+        self._watch(active)
+        self._collect()
+        self._start_queued()
+
+    def _watch(self, active: dict[str, JobRecord]) -> None:
+        for run in self._runs.values():
+            current = active.get(run.job.id)
+            if current is None or current.owner != str(self.owner):  # deleted, or no longer ours
+                run.stop(job_run.DELETED)
+            elif current.phase == TERMINATING:
+                run.stop(job_run.TERMINATE)
+        for job in list(self._queue):
+            current = active.get(job.id)
+            if current is None or current.owner != str(self.owner) or current.phase != PENDING:
+                self._queue.remove(job)
+                if current is not None and current.phase == TERMINATING:
+                    done = self.jobs.transition(current, TERMINATED)
+                    if done is not None:
+                        self.jobs.event(done, "Training job is terminated.")
+
+    def _collect(self) -> None:
+        for run in list(self._runs.values()):
+            for task in run.poll():
+                self._task_event(run, task)
+            if run.done:
+                self._finish(run)
+
+    def _task_event(self, run: JobRun, task: job_run.TaskRun) -> None:
+        if run.writes and task.exit is not None:
+            verb = "stopped" if task.stopped else "finished"
+            level = "Info" if task.exit.code == 0 else ("Warning" if task.stopped else "Error")
+            self.jobs.event(run.job, f"[{task.name}] Training {verb}. Exit code {task.exit.code}.", level, "Task")
+
+    def _finish(self, run: JobRun) -> None:
+        del self._runs[run.job.id]
+        self.records.remove(run.job.id)
+        if not run.writes:
+            return
+        phase, message, level = _FINAL[run.reason]
+        final = self.jobs.transition(run.job, phase, expected=(RUNNING, TERMINATING), task_statuses=run.statuses())
+        if final is None:
+            log.warning("job %s changed while it ended; not marking it %s", run.job.id, phase)
+            return
+        self.jobs.event(final, message, level)
+
+    def _start_queued(self) -> None:
+        while self._queue and not self._stopping.is_set():
+            job = self._queue[0]
+            running = self.running_tasks
+            if running and running + len(job.tasks) > self.cap:
+                if job.id not in self._waiting:
+                    self._waiting.add(job.id)
+                    self.jobs.event(job, f"Training job is waiting: {running} of {self.cap} task slots are in use.")
+                return
+            self._queue.pop(0)
+            self._waiting.discard(job.id)
+            self._launch(job)
+
+    # -- starting a job -------------------------------------------------------------------------
+
+    def _launch(self, job: JobRecord) -> None:
+        running = self.jobs.transition(job, RUNNING)
+        if running is None:  # terminated or deleted since we looked: the next round sees it
+            return
+        self.jobs.event(running, "Training job is running.")
+        run = self._runs[job.id] = JobRun(running, self.grace)
+        algorithm = running.document.get("algorithm") or {}
+        command = str(algorithm.get("command") or "")
+        cwd = algorithm.get("working_dir") or None
+        port = free_port()
+        try:
+            for index in range(len(running.tasks)):
+                if not self._start_task(run, index, command, cwd, port):
+                    break
+        except JobNotFound:
+            run.stop(job_run.DELETED)
+        except Exception as exc:  # the database failed us mid-start: fail the job, stop what started
+            log.exception("starting job %s failed", running.id)
+            run.stop(job_run.FAILED)
+            self.jobs.event(running, f"Could not start the job: {exc}", "Error")
+
+    def _start_task(self, run: JobRun, index: int, command: str, cwd: str | None, port: int) -> bool:
+        """Start task `index` of the run; False when it could not be started (the run then fails)."""
+        job, task = run.job, run.job.tasks[index]
+        capture = TaskCapture(self.jobs.store, TaskRef(job.project_id, job.id, task))
+        try:
+            capture.write(platform_line(f"{task} started (RANK {index} of {len(job.tasks)}, MASTER_PORT {port}) "
+                                        f"in {cwd or os.getcwd()}: {command}"))
+            process = TaskProcess.spawn(command, env=task_environment(job, index, port), cwd=cwd,
+                                        output_fd=capture.write_fd, grace_seconds=self.grace)
+        except OSError as exc:
+            self._task_event(run, run.not_started(task, capture, str(exc)))
+            return False
+        except BaseException:
+            capture.finish(b"")  # closes its pipe
+            raise
+        capture.close_write_end()
+        capture.start()
+        run.started(task, capture, process)
+        self.records.write(job.id, self.owner, run.sessions())
+        self.jobs.event(job, f"[{task}] Training started.", source="Task")
+        return True
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        for run in self._runs.values():
+            run.stop(job_run.SHUTDOWN)
+        deadline = time.monotonic() + self.grace + SHUTDOWN_SLACK
+        while self._runs and time.monotonic() < deadline:
+            self._guarded(self._collect)
+            time.sleep(0.05)
+        for run in list(self._runs.values()):  # output still not in: record what is known
+            run.abandon()
+            self._guarded(lambda: self._finish(run))  # noqa: B023
+        for job in self._queue:
+            requeued = self.jobs.transition(job, CREATING, owner=None)
+            if requeued is not None:
+                self.jobs.event(requeued, "Training job is queued again: the jobtail server that queued it shut down.",
+                                "Warning")
+        self._queue.clear()

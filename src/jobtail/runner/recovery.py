@@ -1,0 +1,124 @@
+"""What a new executor does about jobs whose runner died: run records and recovery at start.
+
+While a job runs, `DATA_DIR/runner/<job id>.json` records its owner and the session id of each
+task (`{"owner": …, "sessions": {"worker-0": 1234, …}}`). A server killed with SIGKILL leaves
+the record behind. Its tasks normally stop by themselves (each shim hears of its parent's death),
+but when the shim was killed too, processes may survive; so at the start of a lease:
+
+1. For each record whose owner is a dead process of this host, every live process that is in one
+   of the recorded sessions *and* carries `JOBTAIL_JOB_ID=<the job>` in its environment is
+   killed — both must hold, so a recycled pid or session id is never touched. Then the record goes.
+2. Each job of executor `local` that is Running or Terminating and owned by a dead process of
+   this host becomes Abnormal, with the event "The jobtail server running this job stopped (…);
+   its processes were stopped.", the same message in `task_statuses` (exit code -1: unknown) and
+   a platform line at the end of each task log. A Pending job (queued, never started) goes back
+   to Creating so that an executor runs it.
+
+Jobs owned on another host (or pid namespace) are left to that host's executor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobtail.core.errors import JobtailError
+from jobtail.core.jobs import ABNORMAL, CREATING, PENDING, RUNNING, TERMINATING, JobService
+from jobtail.core.types import JobRecord, TaskRef, TaskStatus
+from jobtail.runner.capture import platform_line
+from jobtail.runner.environment import JOB_MARKER
+from jobtail.runner.owner import Owner
+from jobtail.runner.process import kill_marked
+
+log = logging.getLogger("jobtail.runner")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    job_id: str
+    owner: Owner | None
+    sessions: dict[str, int]
+
+
+class RunRecords:
+    """The run records of one data directory (see the module docstring)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def write(self, job_id: str, owner: Owner, sessions: dict[str, int]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{job_id}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"owner": str(owner), "sessions": sessions}))
+        os.replace(temporary, path)
+
+    def remove(self, job_id: str) -> None:
+        (self.directory / f"{job_id}.json").unlink(missing_ok=True)
+
+    def all(self) -> list[RunRecord]:
+        found = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+                sessions = {str(k): int(v) for k, v in data["sessions"].items()}
+                found.append(RunRecord(path.stem, Owner.parse(data.get("owner")), sessions))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                log.warning("ignoring unreadable run record %s", path)
+        return found
+
+
+def kill_leftovers(job_id: str, sessions: set[int]) -> int:
+    """SIGKILL every live process of `sessions` that carries the job's marker; returns how many."""
+    return kill_marked(sessions, f"{JOB_MARKER}={job_id}")
+
+
+def _dead_here(owner: Owner | None) -> bool:
+    return owner is not None and owner.here() and not owner.process_alive()
+
+
+def recover(jobs: JobService, records: RunRecords) -> list[str]:
+    """Clean up after dead runners of this host (module docstring); returns the jobs marked Abnormal."""
+    for record in records.all():
+        if _dead_here(record.owner):
+            killed = kill_leftovers(record.job_id, set(record.sessions.values()))
+            if killed:
+                log.warning("killed %d leftover process(es) of job %s", killed, record.job_id)
+            records.remove(record.job_id)
+    abnormal = []
+    for job in jobs.in_phases((PENDING, RUNNING, TERMINATING), "local"):
+        owner = Owner.parse(job.owner)
+        if owner is None or not _dead_here(owner):
+            continue
+        if job.phase == PENDING:
+            requeued = jobs.transition(job, CREATING, owner=None)
+            if requeued is not None:
+                jobs.event(requeued, f"Training job is queued again: the jobtail server that queued it "
+                                     f"stopped ({owner.describe()}).", "Warning")
+            continue
+        message = f"The jobtail server running this job stopped ({owner.describe()}); its processes were stopped."
+        _note_in_logs(jobs, job, message)  # first: a job that shows ended has all of its log
+        statuses = tuple(TaskStatus(task, -1, message) for task in job.tasks)
+        marked = jobs.transition(job, ABNORMAL, expected=(RUNNING, TERMINATING), task_statuses=statuses)
+        if marked is None:
+            continue
+        jobs.event(marked, message, "Error")
+        abnormal.append(job.id)
+    return abnormal
+
+
+def _note_in_logs(jobs: JobService, job: JobRecord, message: str) -> None:
+    """End each task log with a platform line saying what happened."""
+    for task in job.tasks:
+        ref = TaskRef(job.project_id, job.id, task)
+        try:
+            end = jobs.store.state(ref).end_offset
+            last = b"".join(jobs.store.read(ref, end - 1, end)) if end else b"\n"
+            line = platform_line(message, "ERROR")
+            jobs.store.append(ref, line if last == b"\n" else b"\n" + line)
+            jobs.store.seal(ref)
+        except JobtailError:
+            log.exception("could not note the recovery in %s", ref)

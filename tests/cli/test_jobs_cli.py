@@ -1,0 +1,141 @@
+"""`jobtail submit`, `jobtail jobs …` and `jobtail logs` against a live server with real
+authentication: the CLI signs with the AK/SK of a credentials file, as after `jobtail serve`."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from support.jobs import PY
+from support.live import LiveServer
+from support.runners import Runners
+
+from jobtail.auth.bootstrap import bootstrap
+from jobtail.auth.secrets import load_master_key
+from jobtail.cli import main
+from jobtail.core.store import LogStore
+from jobtail.core.types import TaskRef
+from jobtail.http.guard import IdentityGuard
+from jobtail.meta.identity import open_identity
+
+pytestmark = pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
+
+
+class Cli:
+    def __init__(self, live: LiveServer, credentials: Path, project: str) -> None:
+        self.live = live
+        self.credentials = credentials
+        self.project = project
+
+    def __call__(self, *args: str, code: int = 0, env: dict[str, str] | None = None) -> Result:
+        result = CliRunner(env={"JOBTAIL_URL": None, "JOBTAIL_CREDENTIALS": str(self.credentials), **(env or {})}
+                           ).invoke(main, list(args))
+        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").stdout)
+
+    def wait(self, job_id: str, phases: tuple[str, ...] = ("Completed", "Failed", "Terminated", "Abnormal")) -> Any:
+        deadline = time.monotonic() + 20
+        while (job := self.json("jobs", "show", job_id))["status"]["phase"] not in phases:
+            assert time.monotonic() < deadline, job["status"]["phase"]
+            time.sleep(0.05)
+        return job
+
+
+@pytest.fixture
+def cli(store_factory: Callable[..., LogStore], meta_url: str, tmp_path: Path) -> Iterator[Cli]:
+    """A live server running jobs locally behind the real IdentityGuard, and a credentials file
+    for its bootstrapped admin, as `jobtail serve` writes on first start."""
+    runners = Runners(tmp_path, store_factory)
+    identity = open_identity(meta_url)
+    master_key = load_master_key(tmp_path / "master.key")
+    live = runners.start(guard=IdentityGuard(identity, master_key))
+    (tmp_path / "home").mkdir()
+    done = bootstrap(identity, master_key, tmp_path / "home", live.url)
+    assert done is not None
+    yield Cli(live, done.path, done.project_id)
+    runners.stop_all()
+    identity.close()
+
+
+def test_submit_follow_streams_worker_0_and_exits_with_the_failing_rank_code(cli: Cli) -> None:
+    code = ("import os, sys, time\n"
+            "rank = os.environ['RANK']\n"
+            "print('hello from', rank, os.environ['GREETING'])\n"
+            "sys.stdout.write('epoch 1: 50%\\r'); sys.stdout.flush(); time.sleep(0.3)\n"
+            "print('epoch 1: 100%')\n"
+            "sys.exit(7) if rank == '1' else time.sleep(60)\n")
+    result = cli("submit", "--workers", "2", "--env", "GREETING=hi", "--follow", "--", PY, "-c", code, code=7)
+    job_id = re.search(r"jobtail: job (\S+) submitted; following worker-0", result.stderr).group(1)  # type: ignore[union-attr]
+    assert f"jobtail: job {job_id} Failed (exit code 7)" in result.stderr
+    out = result.stdout
+    assert re.match(r"\[ModelArts Service Log\]\[INFO\]\[.*\] worker-0 started \(RANK 0 of 2", out)
+    assert "\nhello from 0 hi\nepoch 1: 50%\repoch 1: 100%\n" in out
+    assert re.search(r"\] stopped because worker-1 failed; exit with 143\n$", out)
+    stored = cli.live.store.read(TaskRef(cli.project, job_id, "worker-0"), 0, 1 << 20)
+    assert out.encode() == b"".join(stored)  # the whole log, each byte once
+
+
+def test_submit_logs_list_and_show(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the job runs where `submit` was run
+    (tmp_path / "data.txt").write_text("local data\n")
+    job_id = cli("submit", "--name", "cat-it", "-w", "2", "--", "cat data.txt && printf 'no newline'").stdout.strip()
+    assert re.fullmatch(r"[0-9a-f-]{36}", job_id)
+    job = cli.wait(job_id)
+    assert job["status"]["phase"] == "Completed"
+    assert job["algorithm"]["command"] == "cat data.txt && printf 'no newline'"  # one argument: a shell line
+    assert job["algorithm"]["working_dir"] == str(tmp_path)
+
+    log = cli("logs", job_id, "-t", "worker-1").stdout
+    assert "\nlocal data\nno newline\n[ModelArts Service Log][INFO]" in log and log.endswith("exit with 0\n")
+    assert cli("logs", job_id).stdout.startswith("[ModelArts Service Log][INFO]")
+
+    table = cli("jobs", "list").stdout.splitlines()
+    assert table[0].split() == ["ID", "NAME", "PHASE", "TASKS", "CREATED", "DURATION"]
+    assert table[1].split()[:4] == [job_id, "cat-it", "Completed", "2"]
+    listed = cli.json("jobs", "list", "--phase", "Completed")
+    assert [j["metadata"]["id"] for j in listed["items"]] == [job_id]
+    assert cli.json("jobs", "list", "--phase", "Running")["items"] == []
+
+    shown = cli("jobs", "show", job_id).stdout
+    assert f"{job_id}  cat-it  Completed" in shown
+    assert "worker-1  exit code 0: Exited with code 0." in shown
+    assert "Training job completed." in shown
+
+    created = json.loads(cli("submit", "--json", "--", "true").stdout)
+    assert created["status"]["phase"] == "Creating" and created["metadata"]["name"].startswith("job-")
+
+
+def test_stop_and_delete(cli: Cli) -> None:
+    job_id = cli("submit", "--", "sleep 60").stdout.strip()
+    cli.wait(job_id, ("Running",))
+    assert cli("jobs", "stop", "--wait", job_id).stdout == f"{job_id} Terminated\n"
+    assert cli.json("jobs", "show", job_id)["status"]["task_statuses"][0]["exit_code"] == 143
+    again = cli("jobs", "stop", job_id, code=1)
+    assert again.stderr == "Error: ModelArts.2796 The job cannot be terminated.\n"
+    assert cli("jobs", "delete", job_id).stdout == f"{job_id} deleted\n"
+    gone = cli("jobs", "show", job_id, code=1)
+    assert gone.stderr == f"Error: ModelArts.2775 Training job (ID: {job_id}) not found.\n"
+    assert cli("logs", job_id, code=1).stderr == f"Error: ModelArts.2775 Training job (ID: {job_id}) not found.\n"
+
+
+def test_connection_problems_are_one_line_errors(cli: Cli, tmp_path: Path) -> None:
+    missing = cli("jobs", "list", "--credentials", str(tmp_path / "nope.json"), code=1)
+    assert missing.stderr.startswith(f"Error: no credentials file at {tmp_path / 'nope.json'}")
+    assert missing.stderr.count("\n") == 1
+    down = cli("jobs", "list", "--url", "http://127.0.0.1:9", code=1)
+    assert down.stderr.startswith("Error: cannot reach the jobtail server") and down.stderr.count("\n") == 1
+    wrong_key = tmp_path / "wrong.json"
+    wrong_key.write_text(json.dumps({**json.loads(cli.credentials.read_text()), "secret_key": "x" * 40}))
+    denied = cli("jobs", "list", env={"JOBTAIL_CREDENTIALS": str(wrong_key)}, code=1)
+    assert denied.stderr.startswith("Error: APIGW.0301 ")
+    bad_env = cli("submit", "--env", "NOEQUALS", "--", "true", code=2)
+    assert "'NOEQUALS' is not NAME=VALUE" in bad_env.stderr

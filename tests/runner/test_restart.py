@@ -1,0 +1,117 @@
+"""`jobtail serve` killed with SIGKILL while jobs run, then started again: no orphans, Abnormal jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from support.jobs import PY, group_gone, live_pids
+
+from jobtail.client import Client, connect
+
+SLEEPER = f"{PY} -c 'import os, time; print(\"pgid=%d\" % os.getpgid(0), flush=True); time.sleep(120)'"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(data_dir: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+    env = {**os.environ, "JOBTAIL_DATA_DIR": str(data_dir), "JOBTAIL_TERMINATE_GRACE_SECONDS": "1"}
+    env.pop("JOBTAIL_URL", None)
+    server = subprocess.Popen([sys.executable, "-m", "jobtail", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "server did not come up"
+            time.sleep(0.05)
+        yield server
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+
+
+def submit(client: Client, name: str) -> str:
+    body = {"kind": "job", "metadata": {"name": name}, "algorithm": {"command": SLEEPER},
+            "spec": {"resource": {"node_count": 2}}}
+    return str(client.json("POST", "/v2/{project_id}/training-jobs", json=body)["metadata"]["id"])
+
+
+def pgid_of(client: Client, job_id: str, task: str) -> int:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            path = f"/v2/{{project_id}}/training-jobs/{job_id}/tasks/{task}/logs/preview"
+            content = client.json("GET", path)["content"]
+        except Exception:  # not generated yet
+            content = ""
+        found = re.search(r"^pgid=(\d+)$", content, re.M)
+        if found:
+            return int(found.group(1))
+        assert time.monotonic() < deadline, f"{task} never reported its process group"
+        time.sleep(0.05)
+
+
+def wait_ended(client: Client, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while (job := client.json("GET", f"/v2/{{project_id}}/training-jobs/{job_id}"))["status"]["phase"] == "Running":
+        assert time.monotonic() < deadline, "recovery never ended the job"
+        time.sleep(0.05)
+    return job  # type: ignore[no-any-return]
+
+
+def test_a_killed_server_leaves_no_orphans_and_its_jobs_become_abnormal(tmp_path: Path) -> None:
+    port = free_port()
+    with serving(tmp_path, port) as server, connect(f"http://127.0.0.1:{port}",
+                                                    credentials_file=tmp_path / "credentials.json") as client:
+        calm, hard = submit(client, "calm"), submit(client, "hard")
+        groups = {job: [pgid_of(client, job, t) for t in ("worker-0", "worker-1")] for job in (calm, hard)}
+        # For `hard`, the task supervisors die with the server (as if an OOM killer took them all):
+        # stopped first, so that neither they nor the server can react; only recovery can clean up.
+        shims = json.loads((tmp_path / "runner" / f"{hard}.json").read_text())["sessions"].values()
+        for pid in shims:
+            os.kill(pid, signal.SIGSTOP)
+        server.kill()
+        server.wait()
+        for pid in shims:
+            os.kill(pid, signal.SIGKILL)
+        for pgid in groups[calm]:  # each supervisor heard its server die and stopped its task
+            assert group_gone(pgid), f"process group {pgid} outlived the server"
+        assert all(live_pids(pgid=pgid) for pgid in groups[hard])  # orphans, until the next start
+
+    with serving(tmp_path, port), connect(f"http://127.0.0.1:{port}",
+                                          credentials_file=tmp_path / "credentials.json") as client:
+        for job_id in (calm, hard):
+            job = wait_ended(client, job_id)  # recovery runs as the executor starts
+            assert job["status"]["phase"] == "Abnormal"
+            message = job["status"]["task_statuses"][0]["message"]
+            assert message.startswith(f"The jobtail server running this job stopped (process {server.pid} on ")
+            assert message.endswith("; its processes were stopped.")
+            events = client.json("GET", f"/v2/{{project_id}}/training-jobs/{job_id}/events")["events"]
+            assert (events[-1]["level"], events[-1]["message"]) == ("Error", message)
+            log = client.json("GET", f"/v2/{{project_id}}/training-jobs/{job_id}/tasks/worker-1/logs/preview")
+            assert log["content"].endswith(message + "\n")  # written before the job was marked
+        for pgid in groups[hard]:
+            assert group_gone(pgid), f"recovery left process group {pgid} running"
+        assert not list((tmp_path / "runner").glob("*.json"))

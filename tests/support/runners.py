@@ -1,0 +1,47 @@
+"""Live servers whose local executor runs real processes (see tests/runner/conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+from support.live import LiveServer, run_server
+
+from jobtail.core.store import LogStore
+from jobtail.http.access import Guard, OpenGuard
+from jobtail.settings import Settings
+
+
+class Runners:
+    """Starts live servers with `executor="local"` over the parametrised metadata backend
+    (everyone may do everything unless a `guard` is given); `stop(server)` shuts one down
+    gracefully, the rest stop at teardown. `data_dir` defaults to the test's tmp_path; grace
+    periods are short."""
+
+    def __init__(self, tmp_path: Path, store_factory: Callable[..., LogStore]) -> None:
+        self._tmp_path = tmp_path
+        self._store_factory = store_factory
+        self._running: dict[str, tuple[uvicorn.Server, threading.Thread]] = {}
+
+    def start(self, guard: Guard | None = None, **settings: object) -> LiveServer:
+        options = {"data_dir": self._tmp_path, "seal_idle_seconds": 3600.0, "executor": "local",
+                   "terminate_grace_seconds": 1.0, **settings}
+        config = Settings(**options)  # type: ignore[arg-type]
+        store = self._store_factory(seal_bytes=config.seal_bytes, preview_bytes=config.preview_bytes)
+        server, thread, url = run_server(config, store, guard or OpenGuard())
+        self._running[url] = (server, thread)
+        return LiveServer(url, store, config)
+
+    def stop(self, live: LiveServer) -> None:
+        server, thread = self._running.pop(live.url)
+        server.should_exit = True
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the server did not shut down"
+
+    def stop_all(self) -> None:
+        for url in list(self._running):
+            server, thread = self._running.pop(url)
+            server.should_exit = True
+            thread.join(timeout=60)
