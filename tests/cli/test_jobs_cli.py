@@ -19,12 +19,13 @@ from support.runners import Runners
 from jobtail.auth.bootstrap import bootstrap
 from jobtail.auth.secrets import load_master_key
 from jobtail.cli import main
+from jobtail.cli.jobs import job_exit_code
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
 from jobtail.http.guard import IdentityGuard
 from jobtail.meta.identity import open_identity
 
-pytestmark = pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
+sqlite_only = pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
 
 
 class Cli:
@@ -66,6 +67,7 @@ def cli(store_factory: Callable[..., LogStore], meta_url: str, tmp_path: Path) -
     identity.close()
 
 
+@sqlite_only
 def test_submit_follow_streams_worker_0_and_exits_with_the_failing_rank_code(cli: Cli) -> None:
     code = ("import os, sys, time\n"
             "rank = os.environ['RANK']\n"
@@ -84,6 +86,7 @@ def test_submit_follow_streams_worker_0_and_exits_with_the_failing_rank_code(cli
     assert out.encode() == b"".join(stored)  # the whole log, each byte once
 
 
+@sqlite_only
 def test_submit_logs_list_and_show(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the job runs where `submit` was run
     (tmp_path / "data.txt").write_text("local data\n")
@@ -114,6 +117,7 @@ def test_submit_logs_list_and_show(cli: Cli, tmp_path: Path, monkeypatch: pytest
     assert created["status"]["phase"] == "Creating" and created["metadata"]["name"].startswith("job-")
 
 
+@sqlite_only
 def test_stop_and_delete(cli: Cli) -> None:
     job_id = cli("submit", "--", "sleep 60").stdout.strip()
     cli.wait(job_id, ("Running",))
@@ -127,6 +131,7 @@ def test_stop_and_delete(cli: Cli) -> None:
     assert cli("logs", job_id, code=1).stderr == f"Error: ModelArts.2775 Training job (ID: {job_id}) not found.\n"
 
 
+@sqlite_only
 def test_connection_problems_are_one_line_errors(cli: Cli, tmp_path: Path) -> None:
     missing = cli("jobs", "list", "--credentials", str(tmp_path / "nope.json"), code=1)
     assert missing.stderr.startswith(f"Error: no credentials file at {tmp_path / 'nope.json'}")
@@ -139,3 +144,16 @@ def test_connection_problems_are_one_line_errors(cli: Cli, tmp_path: Path) -> No
     assert denied.stderr.startswith("Error: APIGW.0301 ")
     bad_env = cli("submit", "--env", "NOEQUALS", "--", "true", code=2)
     assert "'NOEQUALS' is not NAME=VALUE" in bad_env.stderr
+
+
+@pytest.mark.parametrize(("phase", "statuses", "code"), [
+    ("Completed", [{"exit_code": 0, "message": "Exited with code 0."}], 0),
+    ("Failed", [{"exit_code": 143, "message": "Stopped because worker-1 failed; exit code 143 (SIGTERM)."},
+                {"exit_code": 3, "message": "Exited with code 3."}], 3),
+    ("Terminated", [{"exit_code": 137, "message": "Stopped by a terminate request; exit code 137 (SIGKILL)."}], 137),
+    ("Abnormal", [{"exit_code": -1, "message": "The jobtail server running this job stopped (…)."}], 1),
+    ("Terminated", [], 1),
+])
+def test_a_job_exit_code_is_that_of_the_task_that_failed(phase: str, statuses: list[dict[str, object]],
+                                                        code: int) -> None:
+    assert job_exit_code({"status": {"phase": phase, "task_statuses": statuses}}) == code

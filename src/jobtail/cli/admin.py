@@ -30,12 +30,15 @@ def job() -> None:
 @settings_options(*STORE_SETTINGS)
 @domain_errors
 def job_create(project_id: str, name: str, workers: int, as_json: bool, **given: Any) -> None:
-    """Create a job record whose tasks receive logs through the append endpoint; prints its id."""
+    """Create a record of a job that runs elsewhere (phase Running, executor none): its tasks
+    receive logs through the append endpoint, `jobtail ship` or OTLP. Prints its id."""
+    from jobtail.core.jobs import JobService
     from jobtail.wiring import open_store
 
     store = open_store(load_settings(given))
     try:
-        record = store.create_job(project_id, name, node_count=workers)
+        document = {"kind": "job", "metadata": {"name": name}, "spec": {"resource": {"node_count": workers}}}
+        record = JobService(store).create(project_id, document, executor="none")
     finally:
         store.close()
     if as_json:

@@ -4,8 +4,9 @@
 `--` (one argument is taken as a shell command line as is; several are quoted and joined),
 `algorithm.working_dir` the current directory, `algorithm.environments` the `--env` pairs and
 `spec.resource.node_count` `--workers`. It prints the job id. With `--follow` it prints the id
-on stderr, streams worker-0's log to stdout until the job ends and exits with the job's exit
-code (`jobtail.cli.follow.job_exit_code`).
+on stderr, streams worker-0's log to stdout, byte for byte, through the live stream
+(`…/logs/stream`, `jobtail.client.LogFollow`) until the job ends, and exits with the job's exit
+code (`job_exit_code`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,41 @@ from typing import Any
 
 import click
 
-from jobtail.cli.follow import PreviewFollower, binary_stdout, job_exit_code, job_path
-from jobtail.cli.remote import connection_options, open_client
+from jobtail.cli.remote import binary_stdout, connection_options, job_path, open_client
 
 TERMINAL_PHASES = ("Completed", "Failed", "Terminated", "Abnormal")
+RESUMES = 30  # `submit --follow`: how often to follow again after the server shut down (a restart)
+
+
+def job_exit_code(job: dict[str, Any]) -> int:
+    """The exit code a shell would give the job: 0 when Completed; else the exit code of the task
+    that failed (the first non-zero one that jobtail did not stop: those messages start with
+    "Stopped"), else the first non-zero one, else 1. Codes outside 1-255 (Abnormal's -1) become 1."""
+    status = job["status"]
+    if status["phase"] == "Completed":
+        return 0
+    codes = [(int(s.get("exit_code", 0)), str(s.get("message", ""))) for s in status.get("task_statuses") or []]
+    failed = [code for code, message in codes if code != 0 and not message.startswith("Stopped")]
+    stopped = [code for code, _ in codes if code != 0]
+    code = (failed or stopped or [1])[0]
+    return code if 1 <= code <= 255 else 1
+
+
+def _follow(client: Any, job_id: str, task: str) -> dict[str, Any]:
+    """Write the task's log to stdout until its job has ended; returns the ended job."""
+    out, offset = binary_stdout(), None
+    for _ in range(RESUMES):
+        stream = client.follow(job_id, task, offset=offset)
+        for _, data in stream:
+            out.write(data)
+            out.flush()
+        offset = stream.offset
+        if stream.reason != "server shutting down":
+            break
+        click.echo("jobtail: the server is shutting down; following again", err=True)
+        time.sleep(1.0)
+    job: dict[str, Any] = client.json("GET", job_path(job_id))
+    return job
 
 
 def _env_pair(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -77,7 +109,7 @@ def submit(name: str | None, workers: int, environments: dict[str, str], follow:
             click.echo(job_id)
         if not follow:
             return
-        ended = PreviewFollower(client, job_id, "worker-0", binary_stdout()).run()
+        ended = _follow(client, job_id, "worker-0")
     code = job_exit_code(ended)
     click.echo(f"jobtail: job {job_id} {ended['status']['phase']} (exit code {code})", err=True)
     raise click.exceptions.Exit(code)

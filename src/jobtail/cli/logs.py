@@ -11,8 +11,7 @@ from typing import Any
 
 import click
 
-from jobtail.cli.follow import binary_stdout, job_path
-from jobtail.cli.remote import connection_options, open_client
+from jobtail.cli.remote import binary_stdout, connection_options, job_path, open_client
 
 
 @click.command()

@@ -10,9 +10,10 @@ project and AK/SK come from the credentials file `jobtail serve` writes on first
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -66,3 +67,14 @@ def open_client(params: dict[str, Any]) -> Any:
             "or pass --credentials, or --token with --url and --project") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def job_path(job_id: str) -> str:
+    """The API path of a job (`{project_id}` is filled in by the client)."""
+    return f"/v2/{{project_id}}/training-jobs/{job_id}"
+
+
+def binary_stdout() -> IO[bytes]:
+    """Standard output for log bytes as stored (ANSI colours and `\r` included, no re-encoding)."""
+    sys.stdout.flush()
+    return sys.stdout.buffer
