@@ -5,66 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from support.cli import Cli, sqlite_only
 from support.jobs import PY
-from support.live import LiveServer
-from support.runners import Runners
 
-from jobtail.auth.bootstrap import bootstrap
-from jobtail.auth.secrets import load_master_key
-from jobtail.cli import main
 from jobtail.cli.jobs import job_exit_code
-from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
-from jobtail.http.guard import IdentityGuard
-from jobtail.meta.identity import open_identity
-
-sqlite_only = pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
-
-
-class Cli:
-    def __init__(self, live: LiveServer, credentials: Path, project: str) -> None:
-        self.live = live
-        self.credentials = credentials
-        self.project = project
-
-    def __call__(self, *args: str, code: int = 0, env: dict[str, str] | None = None) -> Result:
-        result = CliRunner(env={"JOBTAIL_URL": None, "JOBTAIL_CREDENTIALS": str(self.credentials), **(env or {})}
-                           ).invoke(main, list(args))
-        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "--json").stdout)
-
-    def wait(self, job_id: str, phases: tuple[str, ...] = ("Completed", "Failed", "Terminated", "Abnormal")) -> Any:
-        deadline = time.monotonic() + 20
-        while (job := self.json("jobs", "show", job_id))["status"]["phase"] not in phases:
-            assert time.monotonic() < deadline, job["status"]["phase"]
-            time.sleep(0.05)
-        return job
-
-
-@pytest.fixture
-def cli(store_factory: Callable[..., LogStore], meta_url: str, tmp_path: Path) -> Iterator[Cli]:
-    """A live server running jobs locally behind the real IdentityGuard, and a credentials file
-    for its bootstrapped admin, as `jobtail serve` writes on first start."""
-    runners = Runners(tmp_path, store_factory)
-    identity = open_identity(meta_url)
-    master_key = load_master_key(tmp_path / "master.key")
-    live = runners.start(guard=IdentityGuard(identity, master_key))
-    (tmp_path / "home").mkdir()
-    done = bootstrap(identity, master_key, tmp_path / "home", live.url)
-    assert done is not None
-    yield Cli(live, done.path, done.project_id)
-    runners.stop_all()
-    identity.close()
 
 
 @sqlite_only

@@ -31,6 +31,7 @@ def _page(store: LogStore, ref: TaskRef, params: dict[str, Any]) -> bytes:
         "end_line": str(page[-1].number) if page else base,
         "lines": len(page),
         "content": "\n".join(texts),
+        "full_size": state.end_offset,  # jobtail: the snapshot's end, where a follow can resume
     })
 
 

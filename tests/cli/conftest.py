@@ -1,0 +1,32 @@
+"""Fixtures for the CLI tests: a live server with real authentication and a credentials file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.cli import Cli
+from support.runners import Runners
+
+from jobtail.auth.bootstrap import bootstrap
+from jobtail.auth.secrets import load_master_key
+from jobtail.core.store import LogStore
+from jobtail.http.guard import IdentityGuard
+from jobtail.meta.identity import open_identity
+
+
+@pytest.fixture
+def cli(store_factory: Callable[..., LogStore], meta_url: str, tmp_path: Path) -> Iterator[Cli]:
+    """A live server running jobs locally behind the real IdentityGuard, and a credentials file
+    for its bootstrapped admin, as `jobtail serve` writes on first start."""
+    runners = Runners(tmp_path, store_factory)
+    identity = open_identity(meta_url)
+    master_key = load_master_key(tmp_path / "master.key")
+    live = runners.start(guard=IdentityGuard(identity, master_key))
+    (tmp_path / "home").mkdir()
+    done = bootstrap(identity, master_key, tmp_path / "home", live.url)
+    assert done is not None
+    yield Cli(live, done.path, done.project_id)
+    runners.stop_all()
+    identity.close()

@@ -1,0 +1,74 @@
+"""`jobtail logs` beyond the preview: tail, since, timestamps, grep, all tasks, download, follow."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+from support.cli import Cli, sqlite_only
+
+from jobtail.core.jobs import JobService
+from jobtail.core.types import TaskRef
+
+
+def _job(cli: Cli) -> tuple[str, TaskRef, TaskRef]:
+    job_id = JobService(cli.live.store).create(cli.project, {"metadata": {"name": "logs-cli"},
+                                                            "spec": {"resource": {"node_count": 2}}}, "none").id
+    return job_id, TaskRef(cli.project, job_id, "worker-0"), TaskRef(cli.project, job_id, "worker-1")
+
+
+@sqlite_only
+def test_tail_since_timestamps_grep_and_all_tasks(cli: Cli) -> None:
+    job_id, w0, w1 = _job(cli)
+    for i in range(700):
+        cli.live.store.append(w0, b"step %d loss=%s\n" % (i, b"nan" if i % 100 == 0 else b"0.1"))
+    cli.live.store.append(w1, b"rank one says hi\nrank one done\n")
+
+    assert cli("logs", job_id, "--tail", "3").stdout == "step 697 loss=0.1\nstep 698 loss=0.1\nstep 699 loss=0.1\n"
+    assert len(cli("logs", job_id, "--tail", "600").stdout.splitlines()) == 600  # more than one page
+    stamped = cli("logs", job_id, "-t", "worker-1", "--since", "1h", "--timestamps").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["rank one says hi", "rank one done"]
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", line) for line in stamped)
+    assert cli("logs", job_id, "--since", "1s", "-t", "worker-1").stdout == "rank one says hi\nrank one done\n"
+    assert cli("logs", job_id, "--grep", "loss=n.n").stdout.splitlines() == [
+        f"{i + 1}:step {i} loss=nan" for i in range(0, 700, 100)]
+    merged = cli("logs", job_id, "--all-tasks", "--tail", "1").stdout.splitlines()
+    assert sorted(merged) == ["[worker-0] step 699 loss=0.1", "[worker-1] rank one done"]
+    assert "\x1b[" not in cli("logs", job_id, "--all-tasks", "--tail", "1").stdout  # no colours off a terminal
+
+
+@sqlite_only
+def test_download_saves_the_whole_log(cli: Cli, tmp_path: Path) -> None:
+    job_id, w0, _ = _job(cli)
+    log = b"".join(b"%05d \xe6\x90\x8d\n" % i for i in range(30_000)) + b"unfinished"
+    cli.live.store.append(w0, log)
+    target = tmp_path / "out" / "worker-0.log"
+    target.parent.mkdir()
+    result = cli("logs", job_id, "--download", str(target))
+    assert target.read_bytes() == log
+    assert f"saved {target} ({len(log)} bytes)" in result.stderr
+
+
+@sqlite_only
+def test_follow_prints_history_then_live_bytes_until_the_job_ends(cli: Cli) -> None:
+    job_id, w0, _ = _job(cli)
+    cli.live.store.append(w0, b"before\n")
+
+    def later() -> None:
+        time.sleep(0.5)
+        cli.live.store.append(w0, b"progress 50%\r")
+        cli.live.store.append(w0, b"progress 100%\nafter\n")
+        time.sleep(0.3)
+        JobService(cli.live.store).terminate(cli.project, job_id)
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    result = cli("logs", job_id, "-f")
+    writer.join()
+    assert result.stdout == "before\nprogress 50%\rprogress 100%\nafter\n"
+    assert "[worker-0] log stream ended: job terminated" in result.stderr
+
+    tail_follow = cli("logs", job_id, "-f", "--tail", "1", "--grep", "after")
+    assert tail_follow.stdout == "after\n"
