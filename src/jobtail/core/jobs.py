@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jobtail.core import ids
-from jobtail.core.errors import InvalidParameter, JobNotFound, JobNotTerminable
+from jobtail.core.errors import InvalidParameter, JobNotTerminable
 from jobtail.core.store import LogStore
 from jobtail.core.types import JobEvent, JobQuery, JobRecord
 

@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from jobtail.auth.links import LINK_TTL_SECONDS, link_valid, sign_link
 from jobtail.core.errors import LogCleared, LogNotGenerated
 from jobtail.core.store import LogStore
-from jobtail.core.types import LogState, TaskRef
+from jobtail.core.types import LogState
 from jobtail.http import access
 from jobtail.http.errors import ApiError, error_response
 from jobtail.http.logs import TASK_PATH, task_ref
