@@ -117,14 +117,7 @@ class Client:
         """Send a request and return its JSON body; raises RequestFailed for an error status."""
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            body = body if isinstance(body, dict) else {}
-            raise RequestFailed(response.status_code, str(body.get("error_code", response.status_code)),
-                                str(body.get("error_msg", response.text[:200])),
-                                response.headers.get("x-request-id", ""))
+            raise request_failed(response)
         return response.json() if response.content else None
 
     def follow(self, job_id: str, task_id: str = "worker-0", **options: Any) -> LogFollow:
@@ -159,7 +152,8 @@ def connect(url: str | None = None, *, credentials_file: Path | None = None, tok
 # -- live follow ----------------------------------------------------------------------------------
 
 
-def _failure(response: httpx.Response) -> RequestFailed:
+def request_failed(response: httpx.Response) -> RequestFailed:
+    """The RequestFailed for an error response, from its ModelArts-style body when it has one."""
     try:
         body = response.json()
     except ValueError:
@@ -224,7 +218,7 @@ class LogFollow:
                                              params=params) as response:
                     if response.status_code >= 400:
                         response.read()
-                        raise _failure(response)
+                        raise request_failed(response)
                     for kind, data in _sse(response.iter_lines()):
                         failures = 0
                         if kind == "log":

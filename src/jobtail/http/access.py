@@ -12,6 +12,18 @@ from typing import Protocol
 
 from starlette.requests import Request
 
+from jobtail.auth.roles import (  # re-exported: routes name their actions as access.GET_JOB, ...
+    APPEND_LOGS,
+    CREATE_JOB,
+    DELETE_JOB,
+    GET_JOB,
+    GET_LOGS,
+    LIST_JOBS,
+    LOG_EXPORT,
+    MANAGE_PROJECT,
+    UPDATE_JOB,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -43,14 +55,7 @@ class OpenGuard:
         return Principal("anonymous")
 
 
-# ModelArts action names used by jobtail's routes.
-GET_JOB = "modelarts:trainJob:get"
-LIST_JOBS = "modelarts:trainJob:list"
-GET_LOGS = "modelarts:trainJob:getLogs"
-CREATE_JOB = "modelarts:trainJob:create"
-UPDATE_JOB = "modelarts:trainJob:update"
-DELETE_JOB = "modelarts:trainJob:delete"
-LOG_EXPORT = "modelarts:trainJob:logExport"
-APPEND_LOGS = "modelarts:trainJob:appendLogs"  # jobtail's own: shippers and executors append
-MANAGE_PROJECT = "jobtail:project:manage"  # jobtail's own: a project's users and credentials (admin role)
-# Roles and the actions they allow: jobtail.auth.roles (tests check both lists agree).
+__all__ = [
+    "APPEND_LOGS", "CREATE_JOB", "DELETE_JOB", "GET_JOB", "GET_LOGS", "LIST_JOBS", "LOG_EXPORT", "MANAGE_PROJECT",
+    "UPDATE_JOB", "Guard", "OpenGuard", "Principal",
+]

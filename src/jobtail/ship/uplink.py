@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from jobtail.client import Client, RequestFailed
+from jobtail.client import Client, request_failed
 from jobtail.ship.backoff import Backoff
 
 NOTICE_SECONDS = 30.0  # while a server stays away, say so this often
@@ -37,16 +37,6 @@ class Diverged(Exception):
         super().__init__(f"append at {offset} refused; the log ends at {full_size}")
         self.offset = offset
         self.full_size = full_size
-
-
-def _failure(response: httpx.Response) -> RequestFailed:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
-    return RequestFailed(response.status_code, str(body.get("error_code", response.status_code)),
-                         str(body.get("error_msg", response.text[:200])), response.headers.get("x-request-id", ""))
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -100,10 +90,10 @@ class Uplink:
                     self._noticed_at = 0.0
                     return response
                 if status != 429 and status < 500:
-                    failure = _failure(response)
+                    failure = request_failed(response)
                     raise ShipFailed(f"{failure.code} {failure.message}") from failure
                 at_least = _retry_after(response)
-                self._notice(f"the server answered {status} {_failure(response).code}")
+                self._notice(f"the server answered {status} {request_failed(response).code}")
             self.retries += 1
             if not self.backoff.wait(self.stop, at_least):
                 raise Stopped()
