@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,6 +172,7 @@ class Server:
         while not self.ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_path.read_text(errors="replace")[-2000:]
+                self.stop()  # __exit__ will not run: leave nothing behind
                 raise RuntimeError(f"{self.name} did not become ready; its log ends:\n{tail}")
             time.sleep(0.1)
         say(f"{self.name} ready (pids {self.pids()})")
@@ -202,6 +204,22 @@ class Server:
         self.proc = None
 
 
+def jobtail_exe() -> str:
+    """The `jobtail` script of the venv this script runs in (else the one on PATH)."""
+    exe = Path(sys.executable).parent / "jobtail"  # not resolved: the venv's bin/ holds the script
+    return str(exe if exe.exists() else shutil.which("jobtail") or "jobtail")
+
+
+def jobtail_admin(data_dir: Path, *args: str, stdin: str | None = None) -> str:
+    """Run `jobtail admin ARGS --data-dir DATA_DIR` and return its stdout; RuntimeError if it fails."""
+    argv = [jobtail_exe(), "admin", *args, "--data-dir", str(data_dir)]
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if done.returncode != 0:
+        shown = " ".join(argv[1:])
+        raise RuntimeError(f"`jobtail {shown}` failed ({done.returncode}): {done.stdout}{done.stderr}")
+    return done.stdout
+
+
 def _http_ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1.0).status_code == 200
@@ -214,16 +232,16 @@ class Jobtail(Server):
 
     name = "jobtail"
 
-    def __init__(self, data_dir: Path, port: int, workers: int, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, port: int, workers: int, log_path: Path,
+                 extra: Sequence[str] = ()) -> None:
         super().__init__(log_path)
-        self.data_dir, self.port, self.workers = data_dir, port, workers
+        self.data_dir, self.port, self.workers, self.extra = data_dir, port, workers, list(extra)
         self.base = f"http://127.0.0.1:{port}"
 
     def command(self) -> list[str]:
-        exe = Path(sys.executable).parent / "jobtail"  # not resolved: the venv's bin/ holds the script
-        return [str(exe if exe.exists() else shutil.which("jobtail") or "jobtail"), "serve",
+        return [jobtail_exe(), "serve",
                 "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(self.workers), "--log-level", "warning"]
+                "--workers", str(self.workers), "--log-level", "warning", *self.extra]
 
     def ready(self) -> bool:
         # Wait for every worker too: the first one up answers /healthz before the second exists.
@@ -314,9 +332,14 @@ class Wrk:
     percentiles: dict[str, float] = field(default_factory=dict)  # "50" -> ms, with --latency
 
 
-def run_wrk(wrk: str, url: str, threads: int, connections: int, seconds: float, latency: bool = False) -> Wrk:
-    """Run wrk against `url`; raise RuntimeError if wrk fails or its output cannot be parsed."""
+def run_wrk(wrk: str, url: str, threads: int, connections: int, seconds: float, latency: bool = False,
+            headers: Mapping[str, str] | None = None) -> Wrk:
+    """Run wrk against `url`, sending `headers` with every request (`-H`; wrk adds `Host:
+    host:port` itself unless given one); raise RuntimeError if wrk fails or its output cannot be
+    parsed."""
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s"]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
     done = subprocess.run([*argv, *(["--latency"] if latency else []), url], capture_output=True, text=True)
     out = done.stdout
     m_req = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", out)
@@ -356,5 +379,5 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGHUP, handler)
 
 
-__all__ = ["Jobtail", "Nginx", "Wrk", "ensure_tools", "exit_on_sigterm", "free_port",
-           "median", "peak_rss", "percentile", "rchar", "run_wrk", "say", "tool_version"]
+__all__ = ["Jobtail", "Nginx", "Wrk", "ensure_tools", "exit_on_sigterm", "free_port", "jobtail_admin",
+           "jobtail_exe", "median", "peak_rss", "percentile", "rchar", "run_wrk", "say", "tool_version"]

@@ -1,13 +1,17 @@
 """Benchmark the ModelArts log preview: jobtail against nginx serving the very same bytes.
 
-    .venv/bin/python bench/preview.py [--quick] [--sizes 4k,1m,100m,2g] [--keep]
+    .venv/bin/python bench/preview.py [--quick] [--sizes 4k,1m,5m,100m,2g] [--keep]
 
-For each log size it builds a task log through the real store API, starts `jobtail serve` and
-an nginx that serves jobtail's exact preview responses as static files, then measures, for both
-servers alternately: throughput (wrk -t2 -c16, median of runs), single-client latency (wrk -t1 -c1
---latency, p50/p90), and for jobtail alone the "cold" preview: the GET right after a 100-byte
-append, when the cached encoded preview is stale and the tail must be read, decoded and encoded
-again. It prints one table and writes JSON to bench/results/. See bench/README.md.
+For each log size it builds a task log through the real store API, provisions access with
+`jobtail admin` (a viewer user with a password, a viewer and a developer AK/SK), starts
+`jobtail serve` (rate limit off) and an nginx that serves jobtail's exact preview responses as
+static files, then measures, for both servers alternately: throughput (wrk -t2 -c16, median of
+runs), single-client latency (wrk -t1 -c1 --latency, p50/p90), and for jobtail alone the "cold"
+preview: the GET right after a 100-byte append, when the cached encoded preview is stale and the
+tail must be read, decoded and encoded again. jobtail requests carry a token (X-Auth-Token); for
+the 1 MiB log, single-client latency with a token, with a pre-signed AK/SK request and of
+/healthz is also measured in alternation. It prints one table and writes JSON to bench/results/.
+See bench/README.md.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import http.client
 import json
 import os
 import platform
+import secrets
 import shutil
 import sys
 import tempfile
@@ -29,20 +34,44 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 from _harness import (  # noqa: E402
-    Jobtail, Nginx, ensure_tools, exit_on_sigterm, free_port, median, peak_rss, percentile, rchar,
-    run_wrk, say, tool_version,
+    Jobtail, Nginx, ensure_tools, exit_on_sigterm, free_port, jobtail_admin, median, peak_rss, percentile,
+    rchar, run_wrk, say, tool_version,
 )
 from _loggen import CHUNK, MiB, LogMaker, text_stats  # noqa: E402
 
 import jobtail  # noqa: E402
+from jobtail.auth.signing import sign_request  # noqa: E402
 from jobtail.core.types import TaskRef  # noqa: E402
 from jobtail.settings import Settings  # noqa: E402
 from jobtail.wiring import open_store  # noqa: E402
 
-SIZES = {"4k": 4 * 1024, "1m": MiB, "100m": 100 * MiB, "2g": 2048 * MiB}
+# 5m: the largest log whose preview is the whole log. 100m and 2g return the same 5 MiB window, so
+# "the preview costs the same whatever the log's size" compares 2g with 5m (1m returns only 1 MiB).
+SIZES = {"4k": 4 * 1024, "1m": MiB, "5m": 5 * MiB, "100m": 100 * MiB, "2g": 2048 * MiB}
 PROJECT, TASK = "bench", "worker-0"
+USER = "bench"  # a viewer in PROJECT; its token is what every jobtail request of the table carries
 SERVERS = ("jobtail", "nginx")
 COLD_WARMUP = 3  # cold iterations run but not counted (first-touch effects)
+AUTH_SIZE = "1m"  # the log whose cached preview is also timed with AK/SK (and /healthz beside it)
+AUTH_VARIANTS = ("token", "aksk", "healthz")
+
+
+@dataclass
+class Access:
+    """What the benchmark authenticates with, provisioned with `jobtail admin` before the server starts.
+
+    Reads (every timed jobtail request) carry the viewer user's token; the cold measurement's
+    appends need the developer role and are signed with a developer AK/SK; `viewer_key` signs the
+    AK/SK latency measurement.
+    """
+
+    password: str
+    viewer_key: tuple[str, str]  # (access key, secret key), role viewer in PROJECT
+    developer_key: tuple[str, str]  # role developer in PROJECT: may append
+    token: str = ""  # from POST /v3/auth/tokens once the server runs
+
+    def read_headers(self) -> dict[str, str]:
+        return {"X-Auth-Token": self.token}
 
 
 @dataclass
@@ -54,6 +83,7 @@ class Plan:
     runs: int  # throughput runs per server and size (the median is reported)
     latency_seconds: float  # seconds of single-client wrk per server and size
     cold_requests: int  # counted append+preview iterations per size
+    auth_rounds: int  # alternating token / AK/SK / healthz latency rounds (AUTH_SIZE only)
     workers: int = 2
 
 
@@ -73,6 +103,8 @@ class SizeResult:
     cold_ms: list[float] = field(default_factory=list)
     cold_read_bytes: float = 0.0  # rchar of the server processes per cold GET
     warm_python_ms: list[float] = field(default_factory=list)  # same client as cold, cached preview
+    # AUTH_SIZE only: variant ("token", "aksk", "healthz") -> per alternating round {"p50", "p90", "requests"}
+    auth: dict[str, list[dict[str, float]]] = field(default_factory=dict)
 
     def rps_median(self, server: str) -> float:
         return median(self.rps[server])
@@ -121,14 +153,61 @@ def build_logs(data_dir: Path, results: list[SizeResult]) -> None:
         store.close()
 
 
+# -- access -------------------------------------------------------------------------------------
+
+
+def provision(data_dir: Path) -> Access:
+    """Project, user, role and credentials through the CLI, on the data dir the server will use.
+
+    The identity store then holds a project, so `jobtail serve` skips its first-start bootstrap.
+    """
+    password = secrets.token_urlsafe(18)
+    jobtail_admin(data_dir, "project", "create", "--id", PROJECT, PROJECT)
+    jobtail_admin(data_dir, "user", "create", USER, "--password-stdin", stdin=password + "\n")
+    jobtail_admin(data_dir, "user", "grant", USER, "--project", PROJECT, "--role", "viewer")
+    keys = {}
+    for role in ("viewer", "developer"):
+        doc = json.loads(jobtail_admin(data_dir, "credential", "create", "--project", PROJECT, "--role", role,
+                                       "--description", f"bench/preview.py {role}", "--json"))
+        keys[role] = (doc["access_key"], doc["secret_key"])
+    say(f"provisioned project {PROJECT!r}: user {USER!r} (viewer), AK/SK {keys['viewer'][0]} (viewer), "
+        f"{keys['developer'][0]} (developer)")
+    return Access(password, keys["viewer"], keys["developer"])
+
+
+def log_in(jt: Jobtail, access: Access) -> None:
+    """A project-scoped token for the viewer user (Keystone password method)."""
+    body = {"auth": {"identity": {"methods": ["password"],
+                                  "password": {"user": {"name": USER, "password": access.password}}},
+                     "scope": {"project": {"id": PROJECT}}}}
+    resp = httpx.post(jt.base + "/v3/auth/tokens", json=body, timeout=30)
+    if resp.status_code != 201 or not resp.headers.get("X-Subject-Token"):
+        raise RuntimeError(f"token request answered {resp.status_code}: {resp.text[:300]}")
+    access.token = resp.headers["X-Subject-Token"]
+    say(f"token issued for {USER!r}, expires {resp.json()['token']['expires_at']}")
+
+
+def presign(jt: Jobtail, method: str, path: str, key: tuple[str, str], body: bytes | None = None,
+            content_type: str | None = None) -> dict[str, str]:
+    """The headers of one AK/SK-signed request, Host as wrk and http.client send it (host:port).
+
+    The signature holds for 15 minutes (the allowed X-Sdk-Date skew), and the server keeps no
+    replay cache, so the same header set can be sent over and over meanwhile.
+    """
+    headers = {"Host": f"127.0.0.1:{jt.port}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    return {**headers, **sign_request(method, path, headers, body, key[0], key[1])}
+
+
 # -- measuring ----------------------------------------------------------------------------------
 
 
-def fetch_previews(jt: Jobtail, results: list[SizeResult], root: Path) -> dict[str, bytes]:
+def fetch_previews(jt: Jobtail, results: list[SizeResult], root: Path, access: Access) -> dict[str, bytes]:
     """Fetch each preview once from jobtail, check it, and write it where nginx serves it."""
     bodies = {}
     for r in results:
-        resp = httpx.get(jt.base + r.task_path() + "/logs/preview", timeout=120)
+        resp = httpx.get(jt.base + r.task_path() + "/logs/preview", headers=access.read_headers(), timeout=120)
         if resp.status_code != 200:
             raise RuntimeError(f"{r.label}: jobtail preview answered {resp.status_code}: {resp.text[:300]}")
         doc = resp.json()
@@ -139,12 +218,13 @@ def fetch_previews(jt: Jobtail, results: list[SizeResult], root: Path) -> dict[s
     return bodies
 
 
-def verify_same(jt: Jobtail, ng: Nginx, results: list[SizeResult], bodies: dict[str, bytes]) -> None:
+def verify_same(jt: Jobtail, ng: Nginx, results: list[SizeResult], bodies: dict[str, bytes],
+                access: Access) -> None:
     """Both servers must send byte-identical bodies (jobtail twice: each request may hit either worker)."""
     for r in results:
         got = {"nginx": httpx.get(f"{ng.base}/{r.label}.json", timeout=120).content}
         for i in range(2):
-            with httpx.Client(timeout=120) as c:  # a new connection each time
+            with httpx.Client(timeout=120, headers=access.read_headers()) as c:  # a new connection each time
                 got[f"jobtail#{i}"] = c.get(jt.base + r.task_path() + "/logs/preview").content
         bad = [name for name, body in got.items() if body != bodies[r.label]]
         if bad:
@@ -152,19 +232,22 @@ def verify_same(jt: Jobtail, ng: Nginx, results: list[SizeResult], bodies: dict[
     say("verified: nginx and jobtail send byte-identical preview bodies for every size")
 
 
-def measure_http(wrk: str, urls: dict[str, str], r: SizeResult, plan: Plan) -> None:
+def measure_http(wrk: str, urls: dict[str, str], headers: dict[str, dict[str, str]], r: SizeResult,
+                 plan: Plan) -> None:
     """Throughput (alternating servers run by run) and single-client latency, with wrk."""
     for server in SERVERS:  # warm-up: every jobtail worker caches the encoded preview
-        run_wrk(wrk, urls[server], 2, 16, 1)
+        w = run_wrk(wrk, urls[server], 2, 16, 1, headers=headers[server])
+        if w.errors:  # say a 401: the numbers would time error answers
+            raise RuntimeError(f"{r.label}: {server} warm-up had {w.errors} errors (socket or non-2xx)")
     for run in range(plan.runs):
         for server in SERVERS:
-            w = run_wrk(wrk, urls[server], 2, 16, plan.duration)
+            w = run_wrk(wrk, urls[server], 2, 16, plan.duration, headers=headers[server])
             r.rps[server].append(w.rps)
             r.errors[server] += w.errors
             say(f"  {r.label} run {run + 1}/{plan.runs} {server:7s}: {w.rps:9.1f} req/s "
                 f"{w.rps * r.body_bytes / 1e6:7.0f} MB/s" + (f"  ERRORS {w.errors}" if w.errors else ""))
     for server in SERVERS:
-        w = run_wrk(wrk, urls[server], 1, 1, plan.latency_seconds, latency=True)
+        w = run_wrk(wrk, urls[server], 1, 1, plan.latency_seconds, latency=True, headers=headers[server])
         r.errors[server] += w.errors
         r.latency[server] = {"p50": w.percentiles.get("50", float("nan")),
                              "p90": w.percentiles.get("90", float("nan")), "requests": w.requests}
@@ -172,28 +255,68 @@ def measure_http(wrk: str, urls: dict[str, str], r: SizeResult, plan: Plan) -> N
             f"p90 {r.latency[server]['p90']:.2f} ms over {w.requests} requests")
 
 
-def measure_cold(jt: Jobtail, r: SizeResult, plan: Plan) -> None:
+def measure_auth(wrk: str, jt: Jobtail, r: SizeResult, plan: Plan, access: Access) -> None:
+    """Single-client latency of the cached preview with a token and with AK/SK, and of /healthz.
+
+    One wrk -t1 -c1 run per variant per round, the order rotating each round, so the machine's
+    other load falls on all three alike; the report takes each variant's median p50 over the
+    rounds. The AK/SK request is signed once, here (valid for 15 minutes), so the client's signing
+    is not counted and the server verifies the signature on every request.
+    """
+    path = r.task_path() + "/logs/preview"
+    signed = presign(jt, "GET", path, access.viewer_key)
+    resp = httpx.get(jt.base + path, headers=signed, timeout=60)  # httpx sends the same Host
+    if resp.status_code != 200 or len(resp.content) != r.body_bytes:
+        raise RuntimeError(f"{r.label}: the AK/SK-signed preview answered {resp.status_code}: {resp.text[:300]}")
+    wrk_headers = {k: v for k, v in signed.items() if k != "Host"}  # wrk's own Host is the signed one
+    variants = {"token": (jt.base + path, access.read_headers()), "aksk": (jt.base + path, wrk_headers),
+                "healthz": (jt.base + "/healthz", {})}
+    r.auth = {v: [] for v in AUTH_VARIANTS}
+    for v in AUTH_VARIANTS:  # warm-up (and a check that none answers an error)
+        if (w := run_wrk(wrk, variants[v][0], 1, 1, 1, headers=variants[v][1])).errors:
+            raise RuntimeError(f"{r.label}: {v} answered {w.errors} errors (socket or non-2xx)")
+    for round_ in range(plan.auth_rounds):
+        shift = round_ % len(AUTH_VARIANTS)
+        for v in AUTH_VARIANTS[shift:] + AUTH_VARIANTS[:shift]:
+            url, headers = variants[v]
+            w = run_wrk(wrk, url, 1, 1, plan.latency_seconds, latency=True, headers=headers)
+            if w.errors:
+                raise RuntimeError(f"{r.label}: {v} latency run had {w.errors} errors (socket or non-2xx)")
+            r.auth[v].append({"p50": w.percentiles.get("50", float("nan")),
+                              "p90": w.percentiles.get("90", float("nan")), "requests": w.requests})
+    say(f"  {r.label} one client, median p50 of {plan.auth_rounds} rounds: "
+        + ", ".join(f"{v} {auth_p50(r, v):.3f} ms" for v in AUTH_VARIANTS))
+
+
+def auth_p50(r: SizeResult, variant: str) -> float:
+    return median([run["p50"] for run in r.auth.get(variant, [])])
+
+
+def measure_cold(jt: Jobtail, r: SizeResult, plan: Plan, access: Access) -> None:
     """Append 100 bytes over HTTP, then time the GET preview (only the GET), `cold_requests` times.
 
     Also sums the server processes' `rchar` over each GET alone, so the figure shows what one
     preview reads (about the 5 MiB window, not the log), and times a few warm GETs afterwards with
-    the same client, so client overhead can be told apart from the server's work.
+    the same client, so client overhead can be told apart from the server's work. The GETs carry
+    the viewer token; each append is signed (not timed) with the developer AK/SK.
     """
     conn = http.client.HTTPConnection("127.0.0.1", jt.port, timeout=120)
     pids, read = jt.pids(), 0
-    preview = r.task_path() + "/logs/preview"
+    preview, append = r.task_path() + "/logs/preview", r.task_path() + "/logs"
+    read_headers = access.read_headers()
     try:
         for i in range(COLD_WARMUP + plan.cold_requests):
             line = f"2026-11-27 23:59:59,000 - INFO - [rank0] cold-preview probe {i:06d}".ljust(99) + "\n"
-            conn.request("POST", r.task_path() + "/logs", body=line.encode(),
-                         headers={"Content-Type": "application/octet-stream"})
+            conn.request("POST", append, body=line.encode(),
+                         headers=presign(jt, "POST", append, access.developer_key, line.encode(),
+                                         "application/octet-stream"))
             resp = conn.getresponse()
             answer = resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"{r.label}: append answered {resp.status}: {answer[:300]!r}")
             full = json.loads(answer)["full_size"]
             before, t0 = rchar(pids), time.perf_counter()
-            conn.request("GET", preview)
+            conn.request("GET", preview, headers=read_headers)
             resp = conn.getresponse()
             body = resp.read()
             elapsed, after = (time.perf_counter() - t0) * 1e3, rchar(pids)
@@ -204,7 +327,7 @@ def measure_cold(jt: Jobtail, r: SizeResult, plan: Plan) -> None:
                 read += after - before
         for _ in range(20):  # the log no longer moves: these hit the cache (after one miss per worker)
             t0 = time.perf_counter()
-            conn.request("GET", preview)
+            conn.request("GET", preview, headers=read_headers)
             conn.getresponse().read()
             r.warm_python_ms.append((time.perf_counter() - t0) * 1e3)
     finally:
@@ -217,7 +340,7 @@ def measure_cold(jt: Jobtail, r: SizeResult, plan: Plan) -> None:
 # -- reporting ----------------------------------------------------------------------------------
 
 
-def report(results: list[SizeResult], rss: dict[str, int]) -> list[str]:
+def report(results: list[SizeResult], rss: dict[str, int], load: list[float]) -> list[str]:
     """The table and summary lines, as printed."""
     head = ("size", "body", "jobtail req/s", "nginx req/s", "ratio", "jobtail MB/s",
             "p50 ms jobtail / nginx", "cold p50 ms", "read/request")
@@ -233,28 +356,38 @@ def report(results: list[SizeResult], rss: dict[str, int]) -> list[str]:
     lines = [" | ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     by = {r.label: r for r in results}
-    if "2g" in by and "1m" in by:
-        big, one = median(by["2g"].cold_ms), median(by["1m"].cold_ms)
-        extra = f", {big / median(by['100m'].cold_ms):.2f}x the 100 MiB one" if "100m" in by else ""
-        lines.append(f"2 GiB cold preview p50 {big:.2f} ms = {big / one:.2f}x the 1 MiB one{extra}")
+    if "2g" in by and (others := [label for label in ("5m", "1m", "100m") if label in by]):
+        big = median(by["2g"].cold_ms)
+        lines.append(f"2 GiB cold preview p50 {big:.2f} ms = " + ", ".join(
+            f"{big / median(by[label].cold_ms):.2f}x the {human(SIZES[label])} log's" for label in others)
+            + " (5 MiB, 100 MiB and 2 GiB logs return the same 5 MiB window; 1 MiB returns 1 MiB)")
+    if (a := by.get(AUTH_SIZE)) is not None and a.auth:
+        token, aksk, health = (auth_p50(a, v) for v in AUTH_VARIANTS)
+        rounds = len(a.auth["token"])
+        lines.append(f"{human(a.size)} cached preview, one client, p50 (median of {rounds} alternating rounds): "
+                     f"token {token:.3f} ms, AK/SK {aksk:.3f} ms ({(aksk - token) * 1e3:+.0f} µs), "
+                     f"/healthz {health:.3f} ms")
     lines.append("jobtail peak RSS (VmHWM): " + ", ".join(f"{k} {human(v)}" for k, v in rss.items()))
     failed = {f"{r.label}/{s}": n for r in results for s, n in r.errors.items() if n}
     lines.append(f"wrk errors (socket or non-2xx): {failed or 'none'}")
+    if load:  # wrk, both servers and whatever else runs share the machine's cores
+        lines.append(f"load average (1 min) on {os.cpu_count()} CPUs, sampled before each size and at the end: "
+                     + " ".join(f"{x:.2f}" for x in load))
     return lines
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Plan, bool]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="sizes 4k,1m,100m; one 3 s run; fewer cold requests")
+    p.add_argument("--quick", action="store_true", help="sizes 4k,1m,5m,100m; one 3 s run; fewer cold requests")
     p.add_argument("--sizes", help=f"comma-separated subset of {','.join(SIZES)} (default: all; --quick: no 2g)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs, server logs)")
     a = p.parse_args(argv)
-    labels = a.sizes.split(",") if a.sizes else (["4k", "1m", "100m"] if a.quick else list(SIZES))
+    labels = a.sizes.split(",") if a.sizes else (["4k", "1m", "5m", "100m"] if a.quick else list(SIZES))
     if unknown := [s for s in labels if s not in SIZES]:
         p.error(f"unknown sizes {unknown}; choose from {list(SIZES)}")
     if a.quick:
-        return Plan(labels, duration=3, runs=1, latency_seconds=1, cold_requests=10), a.keep
-    return Plan(labels, duration=10, runs=3, latency_seconds=3, cold_requests=40), a.keep
+        return Plan(labels, duration=3, runs=1, latency_seconds=1, cold_requests=10, auth_rounds=1), a.keep
+    return Plan(labels, duration=10, runs=3, latency_seconds=3, cold_requests=40, auth_rounds=3), a.keep
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,24 +404,35 @@ def main(argv: list[str] | None = None) -> int:
     tmp.chmod(0o755)  # nginx workers run as `nobody` when we are root and must reach the files
     say(f"working in {tmp}" + (" (kept afterwards)" if keep else " (removed afterwards)"))
     rss: dict[str, int] = {}
+    load: list[float] = []  # 1-minute load average before each size and at the end
     with contextlib.ExitStack() as stack:
         if not keep:
             stack.callback(shutil.rmtree, tmp, ignore_errors=True)  # registered first, so runs last
         build_logs(tmp / "data", results)
-        jt = stack.enter_context(Jobtail(tmp / "data", free_port(), plan.workers, tmp / "jobtail.log"))
+        access = provision(tmp / "data")
+        # No rate limit: the default (200 requests/s per credential and process) would answer most
+        # of wrk's requests with 429. This measures the preview path, not the limiter.
+        jt = stack.enter_context(Jobtail(tmp / "data", free_port(), plan.workers, tmp / "jobtail.log",
+                                         extra=["--rate-limit-per-second", "0"]))
+        log_in(jt, access)
         root = tmp / "nginx" / "html"
         root.mkdir(parents=True)
-        bodies = fetch_previews(jt, results, root)
+        bodies = fetch_previews(jt, results, root, access)
         ng = stack.enter_context(Nginx(nginx_exe, tmp / "nginx", root, free_port(), f"/{results[0].label}.json"))
-        verify_same(jt, ng, results, bodies)
+        verify_same(jt, ng, results, bodies, access)
         del bodies
         for r in results:
-            say(f"measuring {human(r.size)} (preview body {r.body_bytes:,} B)")
+            load.append(os.getloadavg()[0])
+            say(f"measuring {human(r.size)} (preview body {r.body_bytes:,} B); load average {load[-1]:.2f}")
             measure_http(wrk, {"jobtail": jt.base + r.task_path() + "/logs/preview",
-                               "nginx": f"{ng.base}/{r.label}.json"}, r, plan)
-            measure_cold(jt, r, plan)
+                               "nginx": f"{ng.base}/{r.label}.json"},
+                         {"jobtail": access.read_headers(), "nginx": {}}, r, plan)
+            if r.label == AUTH_SIZE:
+                measure_auth(wrk, jt, r, plan, access)
+            measure_cold(jt, r, plan, access)
         rss = {name: peak_rss(pid) for name, pid in jt.roles().items()}
-    lines = report(results, rss)
+        load.append(os.getloadavg()[0])
+    lines = report(results, rss, load)
     print("\n" + "\n".join(lines), flush=True)
     out = Path(__file__).resolve().parent / "results" / f"preview-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
@@ -298,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
                     "jobtail": jobtail.__version__, "nginx": tool_version([nginx_exe, "-v"]),
                     "wrk": tool_version([wrk, "-v"])},
         "units": "latency ms; MB = 1e6 bytes; read bytes = rchar per cold GET over all server processes",
+        "auth": (f"jobtail requests carry a viewer token (X-Auth-Token); sizes[{AUTH_SIZE!r}].auth: single-client "
+                 "wrk rounds of the cached preview with the token, with a pre-signed AK/SK request, and /healthz"),
+        "load_average_1min": load,
         "sizes": [{**asdict(r), "jobtail_rps_median": r.rps_median("jobtail"),
                    "nginx_rps_median": r.rps_median("nginx")} for r in results],
         "peak_rss_bytes": rss, "table": lines,

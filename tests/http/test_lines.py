@@ -70,7 +70,7 @@ def test_deep_pages_and_contract_errors(live: LiveServer) -> None:
     with live.client() as http:
         r = http.get(path, params={"base_line": "90000", "lines": "3", "order": "asc"}).json()
         assert r == {"start_line": "90001", "end_line": "90003", "lines": 3,
-                     "content": "line 90001\nline 90002\nline 90003"}
+                     "content": "line 90001\nline 90002\nline 90003", "full_size": 1_088_895}
         r = http.get(path, params={"base_line": "2", "lines": "5"}).json()
         assert (r["start_line"], r["end_line"], r["content"]) == ("1", "1", "line 1")
         stamped = http.get(path, params={"lines": "1", "timestamps": "true"}).json()["content"]
