@@ -830,3 +830,18 @@ def test_log_ends_and_job_phases_answer_for_many_logs_at_once(meta: MetaStore) -
     meta.delete_job("proj-a", jobs[0].id)
     assert meta.log_ends(logs) == {logs[2]: 7, logs[3]: 0}
     assert meta.job_phases([j.id for j in jobs]) == {jobs[1].id: "Running"}
+
+
+def test_checkpoint_keeps_every_byte_across_reopen(meta_url: str) -> None:
+    meta = open_meta(meta_url)
+    _, log_id = new_log(meta)
+    end = append_all(meta, log_id, [b"a" * 5000, b"b\n" * 3000, b"c"], now=1.0, policy=EVERY_APPEND)
+    meta.checkpoint()
+    meta.checkpoint()  # idempotent
+    meta.close()
+    reopened = open_meta(meta_url)
+    try:
+        plan = reopened.read_plan(log_id, 0, end)
+        assert b"".join(c.data for c in plan.head) == b"a" * 5000 + b"b\n" * 3000 + b"c"
+    finally:
+        reopened.close()

@@ -323,6 +323,7 @@ class LogStore:
                 if not self._seal_once(log_id, state.sealed_offset):
                     return written
                 written += 1
+                self.meta.checkpoint()  # the sealed head rows' pages can now be folded and reused
         finally:
             with self._sealing_lock:
                 self._sealing.discard(log_id)
@@ -352,7 +353,9 @@ class LogStore:
     def seal_due(self, idle_seconds: float) -> int:
         """Seal every head idle for `idle_seconds` or at least `seal_bytes` large; returns segments written."""
         due = self.meta.logs_to_seal(self._clock() - idle_seconds, self.seal_bytes)
-        return sum(self.seal_log(log_id, min_head_bytes=1) for log_id in due)
+        written = sum(self.seal_log(log_id, min_head_bytes=1) for log_id in due)
+        self.meta.checkpoint()
+        return written
 
     def sweep_orphans(self, grace_seconds: float) -> list[str]:
         """Delete blobs that no segment record names and that are older than `grace_seconds`.

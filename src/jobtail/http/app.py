@@ -71,7 +71,7 @@ class RequestIdMiddleware:
 
 
 class Maintenance:
-    """Background sealing of idle heads and sweeping of orphan blobs, in a daemon thread."""
+    """Background sealing of idle heads, WAL checkpoints and sweeping of orphan blobs, in a daemon thread."""
 
     def __init__(self, store: LogStore, settings: Settings) -> None:
         self._store = store

@@ -117,5 +117,10 @@ class MetaStore(Protocol):
     def index_entries(self, log_id: int, start: int, end: int) -> list[IndexEntry]:
         """Index entries with `start <= offset < end`, in offset order."""
 
+    def checkpoint(self) -> None:
+        """Fold the database's write-ahead log into its main file, without blocking writers, if
+        the backend leaves that to the caller (SQLite here); otherwise do nothing. Called after
+        seals and periodically by the server."""
+
     def close(self) -> None:
         """Release connections. Idempotent."""

@@ -321,6 +321,14 @@ class SqlMetaStore(JobQueries):
         with self._read() as conn:
             return [IndexEntry(r.offset, r.line, r.appended_at) for r in conn.execute(query)]
 
+    def checkpoint(self) -> None:
+        """SQLite: copy the write-ahead log into the database without blocking writers (its
+        auto-checkpoint is off, see `jobtail.meta.sqlite`). Other databases: nothing to do."""
+        if self._writer.dialect.name != "sqlite":
+            return
+        with self._reader.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def close(self) -> None:
         self._writer.dispose()
         self._reader.dispose()
