@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -13,14 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
+from support.serve import free_port, wait_until_serving
 
 from jobtail.client import connect
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_appends_previews_and_seals_idle_heads(tmp_path: Path) -> None:
@@ -32,15 +26,8 @@ def test_serve_appends_previews_and_seals_idle_heads(tmp_path: Path) -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
+        wait_until_serving(url, server)
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not come up"
-            time.sleep(0.05)
         # First start: a default project and an admin credential, in a file only its owner reads.
         credentials = tmp_path / "credentials.json"
         assert stat.S_IMODE(credentials.stat().st_mode) == 0o600

@@ -27,6 +27,7 @@ import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.live import run_server
+from support.serve import wait_until_serving
 
 from jobtail.client import Client, connect
 from jobtail.core.follow import Notifier
@@ -739,15 +740,7 @@ def test_sigterm_ends_streams_of_a_real_server_at_once(tmp_path: Path) -> None:
     server = subprocess.Popen([sys.executable, "-m", "jobtail", "serve", "--port", str(port), "--executor", "none"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not come up"
-            time.sleep(0.05)
+        wait_until_serving(f"http://127.0.0.1:{port}", server)
         project = json.loads((tmp_path / "credentials.json").read_text())["project_id"]
         job_id = subprocess.run(
             [sys.executable, "-m", "jobtail", "admin", "job", "create", "--project", project, "--name", "sigterm"],

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from support.jobs import PY, group_gone, live_pids
+from support.serve import wait_until_serving
 
 from jobtail.client import Client, connect
 
@@ -36,15 +36,7 @@ def serving(data_dir: Path, port: int) -> Iterator[subprocess.Popen[str]]:
     server = subprocess.Popen([sys.executable, "-m", "jobtail", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not come up"
-            time.sleep(0.05)
+        wait_until_serving(f"http://127.0.0.1:{port}", server)
         yield server
     finally:
         if server.poll() is None:

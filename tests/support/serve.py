@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -54,6 +56,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_serving(url: str, proc: subprocess.Popen[Any], timeout: float = 30.0,
+                       output: Callable[[], str] = lambda: "") -> None:
+    """Return once `url` answers /healthz; fail (with `output()`) if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"jobtail serve did not come up:\n{output()}")
+        time.sleep(0.05)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any JOBTAIL_* variable of the caller's, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTAIL_")}
@@ -91,17 +108,8 @@ class ServeProcess:
             self.wait_ready()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.proc is not None
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"jobtail serve did not come up:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
+        assert self.proc is not None
+        wait_until_serving(self.url, self.proc, timeout, lambda: self.log.read_text()[-3000:])
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
