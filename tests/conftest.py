@@ -1,8 +1,9 @@
 """Shared fixtures: every backend the product supports, real servers included.
 
 `meta_url` runs a test once per metadata backend (a SQLite file, a PostgreSQL server that this
-session starts), `blob_url` once per blob backend (a local directory, memory). PostgreSQL is
-required in CI (`CI` set); elsewhere its tests are skipped with the reason when it is missing.
+session starts), `blob_url` once per blob backend (a local directory, memory, an S3 bucket prefix
+on a SeaweedFS server that this session starts). PostgreSQL and SeaweedFS are required in CI (`CI`
+set); elsewhere their tests are skipped with the reason when they are missing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.postgres import PostgresServer, PostgresUnavailable, start_postgres  # noqa: E402
+from support.seaweedfs import SeaweedServer, SeaweedUnavailable, start_seaweedfs  # noqa: E402
 
 from jobtail.blobs.registry import open_blobs  # noqa: E402
 from jobtail.core.store import LogStore  # noqa: E402
@@ -38,6 +40,28 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedServer]:
+    try:
+        server = start_seaweedfs()
+    except SeaweedUnavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"SeaweedFS unavailable: {exc}")
+    with server:
+        yield server
+
+
+@pytest.fixture
+def s3_blob_url(seaweedfs: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An `s3://` URL of an empty store (a fresh prefix in the session's SeaweedFS bucket), with
+    the credentials in the standard AWS environment variables, where boto3 looks for them."""
+    for name, value in seaweedfs.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return seaweedfs.blob_url()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def meta_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL naming a fresh, empty metadata database of each backend."""
@@ -47,9 +71,11 @@ def meta_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.create_database(f"t{os.getpid()}_{next(_database_numbers)}")
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=["file", "memory", "s3"])
 def blob_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL naming a fresh, empty blob store of each backend."""
+    if request.param == "s3":
+        return request.getfixturevalue("s3_blob_url")  # type: ignore[no-any-return]
     return (tmp_path / "blobs").as_uri() if request.param == "file" else "memory://"
 
 

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="Server processes.")
     data_dir: Path = Field(default_factory=default_data_dir, description="Directory for the embedded database and blobs.")
     database_url: str = Field("", description="Metadata database: sqlite:///PATH or postgresql://… [default: DATA_DIR/jobtail.db]")
-    blob_url: str = Field("", description="Segment storage: file:///DIR or memory:// [default: DATA_DIR/blobs]")
+    blob_url: str = Field("", description="Segment storage: file:///DIR, s3://BUCKET/PREFIX?endpoint=URL&region=R or memory:// [default: DATA_DIR/blobs]")
     master_key_file: str = Field(
         "", description="Key from which every secret key is derived; replicas share it, replacing it voids every AK/SK "
         "[default: DATA_DIR/master.key, created on first use]"
@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     seal_idle_seconds: float = Field(30.0, gt=0, description="Seal a head that has not grown for this long.")
     preview_cache_bytes: int = Field(256 * MiB, ge=0, description="Memory for encoded previews of unchanged logs, per process.")
     orphan_grace_seconds: float = Field(3600.0, ge=0, description="Unrecorded blobs older than this are swept.")
+    retention_days: float = Field(
+        30.0, ge=0, description="Drop sealed log segments older than this many days, as ModelArts keeps history for 30 (0: keep forever)."
+    )
     max_streams_per_principal: int = Field(32, ge=1, description="Live follow streams one caller may hold open at once, per process.")
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="A follow stream with nothing to send sends a heartbeat comment this often.")
     follow_poll_seconds: float = Field(0.25, gt=0, le=60, description="How often each process looks for appends made by other processes, for its followers.")

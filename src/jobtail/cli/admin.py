@@ -68,6 +68,31 @@ def seal(project_id: str, job_id: str, task_ids: tuple[str, ...], **given: Any) 
         store.close()
 
 
+@admin.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be dropped.")
+@settings_options(*STORE_SETTINGS, "retention_days")
+@domain_errors
+def retention(dry_run: bool, **given: Any) -> None:
+    """Drop sealed log segments older than --retention-days now (the server also does this every
+    few minutes); prints one line per task log touched."""
+    from jobtail.core.retention import DAY_SECONDS
+    from jobtail.wiring import open_store
+
+    settings = load_settings(given)
+    store = open_store(settings)
+    try:
+        done = store.apply_retention(settings.retention_days * DAY_SECONDS, dry_run=dry_run)
+    finally:
+        store.close()
+    verb = "would drop" if dry_run else "dropped"
+    for e in done:
+        cleared = " (cleared)" if e.start_offset >= e.end_offset else ""
+        click.echo(f"{e.job_id}/{e.task_id}: {verb} {e.segments} segment(s), {e.bytes} bytes; "
+                   f"starts at {e.start_offset}{cleared}")
+    click.echo(f"{len(done)} task log(s), {sum(e.segments for e in done)} segment(s), "
+               f"{sum(e.bytes for e in done)} bytes {verb}", err=True)
+
+
 admin.add_command(identity.project)
 admin.add_command(identity.user)
 admin.add_command(identity.credential)

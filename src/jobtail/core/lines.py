@@ -49,10 +49,18 @@ class LineFinder:
         last = self._reader.read(state.log_id, state.end_offset - 1, state.end_offset)
         return state.line_count + (last != b"\n")
 
+    def first_line(self, state: LogState) -> int:
+        """Number of the first retained line: the one holding the byte at `start_offset` (which
+        may begin before it, when retention cut that line; its retained part then starts there)."""
+        if state.start_offset == 0:
+            return 1
+        return self.line_of(state, state.start_offset)
+
     def start_of(self, state: LogState, number: int) -> int:
-        """Offset where line `number` (1 ≤ number ≤ total) begins."""
-        if number <= 1:
-            return 0
+        """Offset where line `number` (1 ≤ number ≤ total) begins; `start_offset` for the first
+        retained line and any before it."""
+        if number <= 1 or (state.start_offset and number <= self.first_line(state)):
+            return state.start_offset
         # The newest index point with fewer than number-1 newlines before it lies before the
         # (number-1)-th newline, so line `number` starts after it: scan forward from there.
         entry = self._meta.index_floor_line(state.log_id, number - 2) or IndexEntry(0, 0, 0.0)
@@ -68,14 +76,19 @@ class LineFinder:
         raise StorageError(f"line {number} is past the log's end", "the line index and the log disagree")
 
     def line_of(self, state: LogState, offset: int) -> int:
-        """Number of the line holding the byte at `offset` (offset < end)."""
+        """Number of the line holding the byte at `offset` (offset < end; an offset before the
+        first retained byte counts as that byte)."""
+        offset = max(offset, state.start_offset)
         entry = self._meta.index_floor_offset(state.log_id, offset) or IndexEntry(0, 0, 0.0)
         newlines = entry.line + sum(d.count(b"\n") for _, d in self._scan(state.log_id, entry.offset, offset))
         return newlines + 1
 
     def page(self, state: LogState, first: int, count: int) -> list[Line]:
-        """Lines `first … first+count-1` (fewer at the end of the log or past MAX_PAGE_BYTES)."""
+        """Lines `first … first+count-1` (fewer at the end of the log or past MAX_PAGE_BYTES;
+        lines dropped by retention are left out)."""
         last = min(self.total(state), first + count - 1)
+        if state.start_offset:
+            first = max(first, self.first_line(state))
         lines: list[Line] = []
         number, start, size = first, 0, 0
         if first <= last:

@@ -26,6 +26,7 @@ from jobtail.core.errors import (
 from jobtail.core.lines import Line, LineFinder
 from jobtail.core.preview import PREVIEW_CAP, snap, window_start
 from jobtail.core.reader import Reader
+from jobtail.core.retention import Expired, apply_retention
 from jobtail.core.search import Pattern, Searcher, SearchResult
 from jobtail.core.types import IndexPolicy, JobRecord, LogState, Preview, Segment, TaskRef
 from jobtail.meta.base import MetaStore
@@ -178,7 +179,9 @@ class LogStore:
             raise LogNotGenerated()
         if state.start_offset >= state.end_offset:
             raise LogCleared()
-        low = 1 if since is None else self.line_at_time(ref, since, state)
+        low = self._lines.first_line(state)  # the oldest retained line
+        if since is not None:
+            low = max(low, self.line_at_time(ref, since, state))
         high = self._lines.total(state) if until is None else self.line_at_time(ref, until, state) - 1
         if descending:
             last = high if base_line is None else min(high, base_line - 1)
@@ -207,7 +210,11 @@ class LogStore:
         state = state or self.state(ref)
         if state.end_offset == 0:
             raise LogNotGenerated()
-        first = 1 if since is None else self.line_at_time(ref, since, state)
+        if state.start_offset >= state.end_offset:
+            raise LogCleared()
+        first = self._lines.first_line(state)
+        if since is not None:
+            first = max(first, self.line_at_time(ref, since, state))
         last = self._lines.total(state) if until is None else self.line_at_time(ref, until, state) - 1
         if after_line is not None:
             first = max(first, after_line + 1)
@@ -356,6 +363,15 @@ class LogStore:
         written = sum(self.seal_log(log_id, min_head_bytes=1) for log_id in due)
         self.meta.checkpoint()
         return written
+
+    def apply_retention(self, max_age_seconds: float, *, dry_run: bool = False) -> list[Expired]:
+        """Drop every task log's sealed segments created more than `max_age_seconds` ago, oldest
+        first, advancing its start offset (see `jobtail.core.retention`); `max_age_seconds` <= 0
+        keeps everything. Returns what was (with `dry_run`: would be) dropped, per log."""
+        if max_age_seconds <= 0:
+            return []
+        cutoff = self._clock() - max_age_seconds
+        return apply_retention(self.meta, self.blobs, self._lines, cutoff, dry_run=dry_run)
 
     def sweep_orphans(self, grace_seconds: float) -> list[str]:
         """Delete blobs that no segment record names and that are older than `grace_seconds`.

@@ -13,6 +13,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobtail.core.retention import DAY_SECONDS
 from jobtail.core.store import LogStore
 from jobtail.auth.links import link_key
 from jobtail.auth.secrets import load_master_key
@@ -31,6 +32,7 @@ from jobtail.wiring import open_store
 log = logging.getLogger("jobtail")
 
 MAINTENANCE_INTERVAL = 2.0  # seconds between looks for idle heads to seal
+RETENTION_ROUNDS = 150  # retention runs every this many maintenance rounds (5 minutes), from the first
 
 
 def operations() -> list[Operation]:
@@ -71,7 +73,7 @@ class RequestIdMiddleware:
 
 
 class Maintenance:
-    """Background sealing of idle heads, WAL checkpoints and sweeping of orphan blobs, in a daemon thread."""
+    """Background sealing of idle heads, WAL checkpoints, retention and sweeping of orphan blobs, in a daemon thread."""
 
     def __init__(self, store: LogStore, settings: Settings) -> None:
         self._store = store
@@ -88,8 +90,17 @@ class Maintenance:
 
     def _run(self) -> None:
         self._guarded(lambda: self._store.sweep_orphans(self._settings.orphan_grace_seconds))
+        rounds = 0
         while not self._stop.wait(MAINTENANCE_INTERVAL):
             self._guarded(lambda: self._store.seal_due(self._settings.seal_idle_seconds))
+            if rounds % RETENTION_ROUNDS == 0:
+                self._guarded(self._retention)
+            rounds += 1
+
+    def _retention(self) -> None:
+        for expired in self._store.apply_retention(self._settings.retention_days * DAY_SECONDS):
+            log.info("retention dropped %d segment(s), %d bytes, of %s/%s; it now starts at %d",
+                     expired.segments, expired.bytes, expired.job_id, expired.task_id, expired.start_offset)
 
     @staticmethod
     def _guarded(work: object) -> None:

@@ -97,10 +97,17 @@ async def download(request: Request) -> Response:
         raise LogNotGenerated()
     if state.start_offset >= state.end_offset:
         raise LogCleared()
-    # Offsets in the body are log offsets; bytes before start_offset (dropped) are not served.
+    # Range offsets are log offsets; bytes before start_offset (dropped by retention) are not
+    # served: a range reaching into them is cut to its retained part (Content-Range says which),
+    # a range wholly below start_offset is unsatisfiable (416).
     size = state.end_offset
     try:
         chosen = _byte_range(request.headers.get("range"), size)
+        if chosen is not None:
+            if chosen[1] <= state.start_offset:
+                raise ApiError(416, "Jobtail.0416", f"Range not satisfiable: bytes before {state.start_offset} "
+                               "were dropped by retention.", **{"full_size": size})
+            chosen = (max(chosen[0], state.start_offset), chosen[1])
     except ApiError as exc:
         response = error_response(request, exc.status, exc.code, exc.message, **exc.extra)
         response.headers["Content-Range"] = f"bytes */{size}"

@@ -105,6 +105,23 @@ class MetaStore(Protocol):
         """Ids of logs with head bytes whose newest append is older than `idle_before`, or whose
         head holds at least `min_head_bytes`."""
 
+    def logs_with_segments_before(self, created_before: float) -> list[int]:
+        """Ids of logs with at least one recorded segment whose `created_at` is older than
+        `created_before` (retention's candidates), in id order."""
+
+    def drop_segments(self, log_id: int, expected_start: int, first_entry: IndexEntry) -> list[str]:
+        """Retention: drop the log's oldest segments up to offset `first_entry.offset`.
+
+        If, and only if, the log's start offset is still `expected_start`, the new start
+        `first_entry.offset` is greater, not past the sealed offset, and the end of a recorded
+        segment, then atomically: set the start offset to it, delete the segment records that end
+        at or below it, delete the index entries below it, and make sure an index entry exists
+        exactly at it (`first_entry`, unless one is already there), so that line numbers stay
+        absolute: `first_entry.line` must be the number of newlines before the new start.
+        Returns the blob keys of the deleted segments (the caller deletes those blobs after the
+        commit; a crash in between leaves orphans for the sweep); [] when refused, changing nothing.
+        """
+
     def index_floor_line(self, log_id: int, line: int) -> IndexEntry | None:
         """The last index entry with `entry.line <= line`."""
 

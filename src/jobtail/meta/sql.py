@@ -276,6 +276,54 @@ class SqlMetaStore(JobQueries):
                 )
             )
 
+    # -- retention ----------------------------------------------------------------------------
+
+    def logs_with_segments_before(self, created_before: float) -> list[int]:
+        with self._read() as conn:
+            return list(
+                conn.scalars(
+                    select(segments.c.log_id)
+                    .where(segments.c.created_at < created_before)
+                    .group_by(segments.c.log_id)
+                    .order_by(segments.c.log_id)
+                )
+            )
+
+    def drop_segments(self, log_id: int, expected_start: int, first_entry: IndexEntry) -> list[str]:
+        new_start = first_entry.offset
+        with self._write() as conn:
+            row = self._locked_log(conn, log_id, task_logs.c.start_offset, task_logs.c.sealed_offset)
+            if row is None or row.start_offset != expected_start:
+                return []
+            if not expected_start < new_start <= row.sealed_offset:
+                return []
+            dropped = conn.execute(
+                select(segments.c.base_offset, segments.c.length, segments.c.blob_key)
+                .where(segments.c.log_id == log_id, segments.c.base_offset < new_start)
+                .order_by(segments.c.base_offset)
+            ).all()
+            if not dropped or dropped[-1].base_offset + dropped[-1].length != new_start:
+                return []  # not a segment boundary
+            conn.execute(
+                delete(segments).where(segments.c.log_id == log_id, segments.c.base_offset < new_start)
+            )
+            conn.execute(
+                delete(index_entries).where(index_entries.c.log_id == log_id, index_entries.c.offset < new_start)
+            )
+            present = conn.execute(
+                select(index_entries.c.offset).where(
+                    index_entries.c.log_id == log_id, index_entries.c.offset == new_start
+                )
+            ).one_or_none()
+            if present is None:
+                conn.execute(
+                    insert(index_entries).values(
+                        log_id=log_id, offset=new_start, line=first_entry.line, appended_at=first_entry.appended_at
+                    )
+                )
+            conn.execute(update(task_logs).where(task_logs.c.id == log_id).values(start_offset=new_start))
+        return [r.blob_key for r in dropped]
+
     # -- indexes ------------------------------------------------------------------------------
 
     def index_floor_line(self, log_id: int, line: int) -> IndexEntry | None:
