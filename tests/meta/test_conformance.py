@@ -845,3 +845,112 @@ def test_checkpoint_keeps_every_byte_across_reopen(meta_url: str) -> None:
         assert b"".join(c.data for c in plan.head) == b"a" * 5000 + b"b\n" * 3000 + b"c"
     finally:
         reopened.close()
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+
+def _log_with_three_segments(meta: MetaStore) -> tuple[int, list[Segment], dict[str, bytes]]:
+    """Segments [0, 10), [10, 25), [25, 30) created at 100, 200, 300, and head [30, 50)."""
+    _, log_id = new_log(meta)
+    # index entries at 0 (the first append) and 30 only
+    append_all(meta, log_id, [b"ab\ncd\nefg\n", b"hijk\nlmnop\nqrst", b"u\nvw\n"], policy=NEVER_AFTER_FIRST)
+    append_all(meta, log_id, [b"x\n" * 10], now=1003.0, policy=EVERY_APPEND)
+    data: dict[str, bytes] = {}
+    made = []
+    for i, size in enumerate((10, 15, 5)):
+        state = meta.log_state_by_id(log_id)
+        assert state is not None
+        chunks = meta.head_chunks(log_id, state.sealed_offset, size)
+        body = b"".join(c.data for c in chunks)
+        segment = Segment(chunks[0].base_offset, len(body), f"jobs/r/worker-0/{i}", created_at=100.0 * (i + 1))
+        data[segment.blob_key] = body
+        assert meta.record_segment(log_id, segment)
+        made.append(segment)
+    assert [(s.base_offset, s.length) for s in made] == [(0, 10), (10, 15), (25, 5)]
+    return log_id, made, data
+
+
+def test_logs_with_segments_before(meta: MetaStore) -> None:
+    log_id, _, _ = _log_with_three_segments(meta)
+    _, empty = new_log(meta)
+    append_all(meta, empty, [b"head only\n"])
+    assert meta.logs_with_segments_before(100.0) == []
+    assert meta.logs_with_segments_before(100.5) == [log_id]
+    assert meta.logs_with_segments_before(1e12) == [log_id]
+
+
+def test_drop_segments_advances_start_and_keeps_line_numbers(meta: MetaStore) -> None:
+    log_id, made, data = _log_with_three_segments(meta)
+    full = b"ab\ncd\nefg\nhijk\nlmnop\nqrst" + b"u\nvw\n" + b"x\n" * 10
+    before = meta.log_state_by_id(log_id)
+    assert before is not None
+    # the new start must be a segment end above the start and not past the sealed offset
+    for refused in (IndexEntry(0, 0, 1.0), IndexEntry(5, 1, 1.0), IndexEntry(40, 20, 1.0)):
+        assert meta.drop_segments(log_id, 0, refused) == []
+    assert meta.drop_segments(log_id, 3, IndexEntry(10, 3, 1.0)) == []  # wrong expected start
+    assert meta.log_state_by_id(log_id) == before
+    # drop the first two: there is no index entry at 25 (inside an append), so it is added
+    assert meta.drop_segments(log_id, 0, IndexEntry(25, full[:25].count(b"\n"), 1001.0)) == [made[0].blob_key, made[1].blob_key]
+    after = meta.log_state_by_id(log_id)
+    assert after is not None
+    assert (after.start_offset, after.sealed_offset, after.end_offset, after.line_count) == (
+        25, before.sealed_offset, before.end_offset, before.line_count)
+    assert meta.segments(log_id) == [made[2]]
+    assert meta.segment_keys("jobs/r/") == {made[2].blob_key}
+    assert all(e.offset >= 25 for e in meta.index_entries(log_id, 0, 10**9))
+    assert meta.index_floor_offset(log_id, 25) == IndexEntry(25, 5, 1001.0)
+    assert meta.index_floor_offset(log_id, 24) is None
+    assert meta.index_floor_line(log_id, 5) == IndexEntry(25, 5, 1001.0)
+    assert meta.index_floor_line(log_id, 4) is None
+    plan = meta.read_plan(log_id, 25, 50)
+    assert plan_bytes(plan, 25, 50, data) == full[25:]
+    # idempotent: the start moved, so the same call is refused
+    assert meta.drop_segments(log_id, 0, IndexEntry(25, 5, 1001.0)) == []
+    # an entry already at the new start is kept as it is
+    assert meta.index_floor_offset(log_id, 30) == IndexEntry(30, 7, 1003.0)
+    assert meta.drop_segments(log_id, 25, IndexEntry(30, 7, 5.0)) == [made[2].blob_key]
+    cleared = meta.log_state_by_id(log_id)
+    assert cleared is not None and cleared.start_offset == cleared.sealed_offset == 30
+    assert meta.index_floor_offset(log_id, 30) == IndexEntry(30, 7, 1003.0)
+    assert meta.segments(log_id) == [] and meta.logs_with_segments_before(1e12) == []
+    # the head is untouched and appends go on
+    assert plan_bytes(meta.read_plan(log_id, 30, 50), 30, 50, data) == full[30:]
+    assert meta.append(log_id, 50, b"y\n", 2000.0, EVERY_APPEND).stored
+
+
+def test_drop_segments_races_with_appends_and_seals(meta: MetaStore) -> None:
+    _, log_id = new_log(meta)
+    append_all(meta, log_id, [b"a\n" * 50], policy=EVERY_APPEND)
+    data: dict[str, bytes] = {}
+    first = seal(meta, log_id, 10**6, "jobs/race/worker-0/0", data)
+    stop = threading.Event()
+
+    def writer() -> None:
+        end = 100
+        while not stop.is_set():
+            outcome = meta.append(log_id, end, b"b\n", 3000.0, EVERY_APPEND)
+            end = outcome.end_offset
+            state = meta.log_state_by_id(log_id)
+            assert state is not None
+            chunks = meta.head_chunks(log_id, state.sealed_offset, 10)
+            if chunks:
+                body = b"".join(c.data for c in chunks)
+                meta.record_segment(log_id, Segment(chunks[0].base_offset, len(body), f"k{end}", 3000.0))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.05)
+        assert meta.drop_segments(log_id, 0, IndexEntry(first.end_offset, 50, 1.0)) == [first.blob_key]
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join()
+    state = meta.log_state_by_id(log_id)
+    assert state is not None and state.start_offset == 100
+    segments = meta.segments(log_id)
+    assert segments[0].base_offset == 100
+    assert all(segments[i].end_offset == segments[i + 1].base_offset for i in range(len(segments) - 1))
+    assert segments[-1].end_offset == state.sealed_offset
+    assert state.line_count == state.end_offset // 2

@@ -1,0 +1,115 @@
+"""The S3 backend beyond the conformance suite: a whole LogStore on SQLite + S3, multipart
+uploads, and the URL form. Runs against the session's SeaweedFS server (`s3_blob_url`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobtail.blobs.base import BlobNotFound
+from jobtail.blobs.registry import open_blobs
+from jobtail.blobs.s3 import S3BlobStore, open_s3
+from jobtail.core.store import LogStore
+from jobtail.core.types import TaskRef
+from jobtail.meta.registry import open_meta
+
+MiB = 1024 * 1024
+
+
+class Boom(Exception):
+    pass
+
+
+def test_logstore_on_sqlite_and_s3(s3_blob_url: str, tmp_path: Path) -> None:
+    store = LogStore(open_meta(f"sqlite:///{tmp_path / 'meta.db'}"), open_blobs(s3_blob_url),
+                     seal_bytes=4096, segment_bytes=8192, preview_bytes=10_000)
+    try:
+        job = store.create_job("proj-1", "s3-job", node_count=1)
+        ref = TaskRef("proj-1", job.id, "worker-0")
+        lines = [f"step {i:05d} loss {1 / (i + 1):.6f}\n".encode() for i in range(2000)]
+        expected = b"".join(lines)
+        for i in range(0, len(lines), 100):
+            appended = store.append(ref, b"".join(lines[i : i + 100]))
+            if appended.seal_due:
+                store.seal_log(appended.log_id)
+        store.seal(ref)
+        state = store.state(ref)
+        assert state.end_offset == len(expected)
+        segments = store.meta.segments(state.log_id)
+        assert len(segments) >= len(expected) // 8192
+        assert [b.key for b in store.blobs.list("jobs/")] == [s.blob_key for s in segments]
+
+        assert b"".join(store.read(ref, 0, len(expected))) == expected
+        for start, end in [(0, 1), (8191, 8193), (12_345, 40_000), (len(expected) - 7, len(expected) + 100)]:
+            assert b"".join(store.read(ref, start, end)) == expected[start:end]
+
+        preview = store.preview(ref)
+        assert preview.full_size == len(expected)
+        assert 0 < preview.current_size <= 10_000
+        assert preview.content.encode() == expected[-preview.current_size :]
+        assert preview.content.startswith("step ")
+
+        # an orphan (a sealer died between the blob and its record) is swept; recorded ones stay
+        orphan = f"jobs/{job.id}/worker-0/99999999999999999999-99999999999999999999.seg"
+        store.blobs.put(orphan, [b"orphan"])
+        assert store.sweep_orphans(grace_seconds=3600) == [], "too young to sweep"
+        assert store.sweep_orphans(grace_seconds=-60) == [orphan]
+        with pytest.raises(BlobNotFound):
+            store.blobs.read(orphan, 0, 10)
+        assert b"".join(store.read(ref, 0, len(expected))) == expected
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def small_parts(s3_blob_url: str) -> Iterator[S3BlobStore]:
+    store = open_s3(s3_blob_url)
+    store.part_bytes = 5 * MiB  # the S3 minimum, so a multipart upload needs only ~11 MiB
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_multipart_put_streams_parts_and_an_interrupted_one_leaves_nothing(small_parts: S3BlobStore) -> None:
+    chunk = os.urandom(256 * 1024)
+    count = 45  # 11.25 MiB: two full parts and a short last one
+    assert small_parts.put("jobs/big", (chunk for _ in range(count))) == count * len(chunk)
+    size = count * len(chunk)
+    assert [(b.key, b.size) for b in small_parts.list("")] == [("jobs/big", size)]
+    assert small_parts.read("jobs/big", 5 * MiB - 3, 5 * MiB + 3) == (chunk * 21)[5 * MiB - 3 : 5 * MiB + 3]
+    assert small_parts.read("jobs/big", size - 5, size + 5) == chunk[-5:]
+
+    def failing() -> Iterator[bytes]:
+        for _ in range(30):  # past the first part, so a multipart upload is under way
+            yield chunk
+        raise Boom("writer died")
+
+    with pytest.raises(Boom):
+        small_parts.put("jobs/new", failing())
+    with pytest.raises(Boom):
+        small_parts.put("jobs/big", failing())
+    with pytest.raises(BlobNotFound):
+        small_parts.read("jobs/new", 0, 10)
+    assert [(b.key, b.size) for b in small_parts.list("")] == [("jobs/big", size)]
+    assert small_parts.read("jobs/big", 0, 4) == chunk[:4], "the interrupted overwrite changed nothing"
+    uploads = small_parts.client.list_multipart_uploads(Bucket=small_parts.bucket, Prefix=small_parts.prefix)
+    assert uploads.get("Uploads", []) == [], "the failed uploads were aborted"
+
+
+def test_url_form() -> None:
+    pytest.importorskip("boto3")
+    store = open_s3("s3://bucket/some/prefix/?endpoint=http://127.0.0.1:1&region=eu-west-1")
+    try:
+        assert (store.bucket, store.prefix) == ("bucket", "some/prefix/")
+        assert store.client.meta.endpoint_url == "http://127.0.0.1:1"
+        assert store.client.meta.region_name == "eu-west-1"
+    finally:
+        store.close()
+    with pytest.raises(ValueError, match="bucket"):
+        open_blobs("s3:///prefix")
+    with pytest.raises(ValueError, match="unknown"):
+        open_blobs("s3://bucket/p?endpiont=http://x")
