@@ -11,8 +11,9 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -26,29 +27,28 @@ from jobtail.core.store import LogStore  # noqa: E402
 from jobtail.meta.registry import open_meta  # noqa: E402
 
 _database_numbers = itertools.count()
+T = TypeVar("T")
+
+
+def _external(start: Callable[[], T], unavailable: type[Exception], name: str) -> T:
+    """A server the suite starts itself; where the machine cannot run it, CI fails and others skip."""
+    try:
+        return start()
+    except unavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"{name} unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
-    with server:
+    with _external(start_postgres, PostgresUnavailable, "PostgreSQL") as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedServer]:
-    try:
-        server = start_seaweedfs()
-    except SeaweedUnavailable as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"SeaweedFS unavailable: {exc}")
-    with server:
+    with _external(start_seaweedfs, SeaweedUnavailable, "SeaweedFS") as server:
         yield server
 
 
