@@ -23,10 +23,9 @@ from typing import Any
 
 import httpx
 
+from jobtail.auth.bootstrap import CREDENTIALS_FILE  # the file `jobtail serve` writes on first start
 from jobtail.auth.signing import sign_request
 from jobtail.settings import default_data_dir
-
-CREDENTIALS_FILE = "credentials.json"
 
 
 @dataclass(frozen=True, slots=True)
