@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         "", description="Base URL clients reach this server at, for temporary log links [default: from each request]"
     )
     max_body_bytes: int = Field(16 * MiB, ge=1, description="Largest accepted request body, in bytes.")
+    max_unverified_body_reads: int = Field(
+        8, ge=1, description="Request bodies read at once, per process, for callers whose signature covers the body "
+        "(or who log in); one more gets 429."
+    )
     max_log_bytes: int = Field(0, ge=0, description="Largest a task log may grow through appends, in bytes (0: no cap).")
     rate_limit_per_second: float = Field(
         200.0, ge=0, description="Requests per second one credential may make, per process (0: no limit)."

@@ -8,17 +8,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.http.http_handler import HttpHandler
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkmodelarts.v1 import (
+    CreateTrainingJobRequest,
+    Filter,
+    Job,
     JobActionType,
+    JobAlgorithm,
+    JobMetadata,
+    JobSearches,
     ListTrainingJobEventsRequest,
+    ListTrainingJobsRequest,
     ShowTrainingJobLogsPreviewRequest,
+    Spec,
+    SpecResource,
     StopTrainingJobRequest,
 )
 from support.identity import Key, SecureServer
+from support.rawhttp import RawRequest
 
 from jobtail.auth import manage
 from jobtail.auth.signing import SDK_DATE_FORMAT, sign_request
@@ -400,3 +411,92 @@ def test_the_principal_says_who_and_what(secure: SecureServer) -> None:
     p = principal({"X-Auth-Token": token}, target)
     assert (p.kind, p.project_id, p.roles) == ("token", secure.project, frozenset({"developer"}))
     assert p.name.startswith("user tuser") and token not in repr(p)
+
+
+# -------------------------------------------------------------------- bodies: credentials first
+
+
+def test_bad_credentials_are_refused_before_the_body_is_sent(secure: SecureServer) -> None:
+    """A request head with a 1 MB body announced and none sent: bad credentials get their answer
+    at once (before, the server waited for the whole body, then refused it)."""
+    key = secure.key("developer")
+    append = logs_path(secure.project, secure.job_id) + "?offset=0"
+    searches = f"/v2/{secure.project}/training-job-searches"
+    body = b"{}".ljust(1_000_000)
+    unknown = Key("AKNOTKNOWN0000000000", key.secret_key, key.project_id)
+    wrong = Key(key.access_key, "X" * 40, key.project_id)
+    old = datetime.now(UTC) - timedelta(minutes=16)
+    cases: list[tuple[str, dict[str, str], tuple[int, str, str]]] = [
+        (append, {"Host": "x"}, (401, "APIGW.0301", IAM + "x-auth-token not found")),
+        (append, {"Host": "x", "X-Auth-Token": "nope"}, (401, "APIGW.0301", IAM + "decrypt token fail")),
+        (append, {"Host": "x", "X-Auth-Token": secure.token("viewer")},
+         (403, "ModelArts.0108", "You are not authorized to perform the (modelarts:trainJob:appendLogs) operation.")),
+        (append, signed(secure, unknown, "POST", append, body, "application/octet-stream"),
+         (401, "APIGW.0301", IAM + "Get secretKey failed,ak:******,err:ak not exist")),
+        (append, signed(secure, wrong, "POST", append, body, "application/octet-stream"),  # UNSIGNED-PAYLOAD
+         (401, "APIGW.0301", IAM + "verify aksk signature fail")),
+        (append, signed(secure, secure.key("viewer"), "POST", append, body, "application/octet-stream"),
+         (403, "ModelArts.0108", "You are not authorized to perform the (modelarts:trainJob:appendLogs) operation.")),
+        (searches, signed(secure, unknown, "POST", searches, body),  # a signed JSON body
+         (401, "APIGW.0301", IAM + "Get secretKey failed,ak:******,err:ak not exist")),
+        (searches, signed(secure, key, "POST", searches, body, now=old),
+         (401, "APIGW.0301", IAM + "calc ak sk signature fail:signature expired")),
+    ]
+    for target, headers, expected in cases:
+        with RawRequest(secure.url, "POST", target, {**headers, "Content-Length": str(len(body))}, timeout=10) as raw:
+            answer = raw.start().response()  # nothing of the body sent
+        found = orjson.loads(answer.body)
+        assert (answer.status, found["error_code"], found["error_msg"]) == expected, target
+
+
+def test_a_signed_body_is_hashed_as_it_arrives_and_checked_after(secure: SecureServer) -> None:
+    key = secure.key("developer")
+    searches = f"/v2/{secure.project}/training-job-searches"
+    body = orjson.dumps({"limit": 10}).ljust(300_000)
+    good = signed(secure, key, "POST", searches, body)
+    assert "X-Sdk-Content-Sha256" not in good  # the SDK signs a JSON body's SHA-256
+    with RawRequest(secure.url, "POST", searches, {**good, "Content-Length": str(len(body))}) as raw:
+        raw.start()
+        for at in range(0, len(body), 65_536):  # in pieces, as a slow client sends it
+            assert raw.send(body[at:at + 65_536])
+            time.sleep(0.01)
+        answer = raw.response()
+    assert (answer.status, orjson.loads(answer.body)["count"]) == (200, 1)
+    tampered = body.replace(b"10", b"11")
+    assert error(send(secure, "POST", searches, good, tampered)) == (401, "APIGW.0301", IAM + "verify aksk signature fail")
+    with httpx.Client(base_url=secure.url) as http:  # chunked: no Content-Length, length unknown before the body
+        chunked = http.post(searches, headers=good, content=iter([body[:1000], body[1000:]]))
+        assert "content-length" not in chunked.request.headers
+        assert chunked.status_code == 200, chunked.text
+
+
+def test_bad_signatures_before_and_after_the_body_share_one_lockout(secure: SecureServer) -> None:
+    key = secure.key("developer")
+    wrong = Key(key.access_key, "X" * 40, key.project_id)
+    append = logs_path(secure.project, secure.job_id) + "?offset=0"
+    searches = f"/v2/{secure.project}/training-job-searches"
+    for _ in range(3):  # refused before the body: UNSIGNED-PAYLOAD
+        r = send(secure, "POST", append, signed(secure, wrong, "POST", append, b"x\n", "application/octet-stream"), b"x\n")
+        assert error(r)[2] == IAM + "verify aksk signature fail"
+    for _ in range(2):  # refused after it: a signed body
+        r = send(secure, "POST", searches, signed(secure, wrong, "POST", searches, b"{}"), b"{}")
+        assert error(r)[2] == IAM + "verify aksk signature fail"
+    locked = send(secure, "POST", searches, signed(secure, key, "POST", searches, b"{}"), b"{}")
+    assert error(locked) == (401, "APIGW.0301", "AK access failed to reach the limit,forbidden.")
+
+
+def test_the_sdk_signs_job_bodies_that_verify(secure: SecureServer) -> None:
+    """Create, search and stop through the IdentityGuard: bodies the SDK signs, checked after they arrive."""
+    client = secure.sdk(secure.key("developer"))
+    job = Job(kind="job", metadata=JobMetadata(name="signed-body", description="ü " * 2000),
+              algorithm=JobAlgorithm(command="python train.py", environments={"LR": "0.1"}),
+              spec=Spec(resource=SpecResource(flavor_id="modelarts.vm.cpu.8u", node_count=1)))
+    created = client.create_training_job(CreateTrainingJobRequest(body=job))
+    assert created.status_code == 201
+    found = client.list_training_jobs(ListTrainingJobsRequest(body=JobSearches(
+        filters=[Filter(key="name", operator="like", value=["signed-body"])])))
+    assert [item.metadata.id for item in found.items] == [created.metadata.id]
+    stopped = client.stop_training_job(StopTrainingJobRequest(
+        training_job_id=created.metadata.id, body=JobActionType(action_type="terminate")))
+    assert stopped.status_code == 202
+    client.get_http_client().close()

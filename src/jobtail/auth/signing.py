@@ -1,6 +1,7 @@
 """The Huawei Cloud "SDK-HMAC-SHA256" AK/SK request signature (CONTRACT §7.2), as pure functions.
 
-Server side: `parse_authorization` the header, look up the secret key, compute `payload_hash`, then
+Server side: `parse_authorization` the header, look up the secret key, compute `payload_hash` (or
+`payload_hash_of_digest` from a hash taken while the body arrived), then
 `verify` with the *raw* request path and query (before any framework decoding) and the received
 header values keyed by lowercase name. Client side: `sign_request` returns the headers to add.
 
@@ -139,14 +140,19 @@ def payload_hash(body: bytes, content_sha256_header: str | None) -> str:
     body's true SHA-256 in any case. Otherwise the lowercase hex SHA-256 of the body is returned,
     so a header claiming a wrong hash makes the signature check fail instead of being trusted.
     """
-    if not body:
+    return payload_hash_of_digest(hashlib.sha256(body).hexdigest(), content_sha256_header)
+
+
+def payload_hash_of_digest(body_sha256: str, content_sha256_header: str | None) -> str:
+    """`payload_hash` from the body's lowercase hex SHA-256 instead of the body, for a server
+    that hashes the body while it arrives."""
+    if body_sha256 == EMPTY_SHA256:
         return EMPTY_SHA256
-    actual = hashlib.sha256(body).hexdigest()
     if content_sha256_header and (
-        content_sha256_header == UNSIGNED_PAYLOAD or content_sha256_header.lower() == actual
+        content_sha256_header == UNSIGNED_PAYLOAD or content_sha256_header.lower() == body_sha256
     ):
         return content_sha256_header
-    return actual
+    return body_sha256
 
 
 def string_to_sign(sdk_date: str, canonical: str) -> str:

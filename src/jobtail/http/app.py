@@ -20,6 +20,7 @@ from jobtail.auth.secrets import load_master_key
 from jobtail.core.jobs import JobService
 from jobtail.http import download, jobs, lines, logs, otlp, search, service, stream, tokens
 from jobtail.http.access import Guard
+from jobtail.http.bodies import UnverifiedReads
 from jobtail.http.errors import EXCEPTION_HANDLERS
 from jobtail.http.guard import open_identity_guard
 from jobtail.http.limits import RateLimiter
@@ -155,10 +156,12 @@ def create_app(
                 app.state.guard.close()
 
     app = JobtailApp(routes=build_routes(ops), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app.router.redirect_slashes = False  # its redirect would be built from the request's untrusted Host
     app.state.settings = settings
     app.state.guard = guard  # None until startup opens the default IdentityGuard
     app.state.preview_cache = PreviewCache(settings.preview_cache_bytes)
     app.state.limiter = RateLimiter(settings.rate_limit_per_second)
+    app.state.unverified_reads = UnverifiedReads(settings.max_unverified_body_reads)
     app.state.executor = None  # a LocalExecutor from startup when settings.executor == "local"
     app.state.openapi = orjson.dumps(openapi_document(ops))
     return app

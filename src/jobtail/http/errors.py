@@ -11,7 +11,7 @@ import logging
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from jobtail.core import errors as core
@@ -101,12 +101,20 @@ async def on_api_error(request: Request, exc: Exception) -> Response:
 async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        return error_response(request, 405, "ModelArts.2803", "Method not allowed.")
+        response = error_response(request, 405, "ModelArts.2803", "Method not allowed.")
+        response.headers.update(exc.headers or {})  # Allow: the path's methods
+        return response
     if exc.status_code == 404:
         return error_response(
             request, 404, "APIGW.0101", "The API does not exist or has not been published in the environment."
         )
     return error_response(request, exc.status_code, "APIGW.0201", "API request error.")
+
+
+async def on_client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away before its request was read: nobody will read the answer."""
+    log.info("client went away before %s %s was read", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -118,5 +126,6 @@ EXCEPTION_HANDLERS = {
     core.JobtailError: on_domain_error,
     ApiError: on_api_error,
     HTTPException: on_http_exception,
+    ClientDisconnect: on_client_disconnect,
     Exception: on_unexpected,
 }

@@ -13,12 +13,19 @@ Order of checks, each failure answered as ModelArts / API Gateway would:
    another job's path: 403 `ModelArts.0108` naming the action.
 
 Nothing here depends on whether a job exists, so no caller learns about other projects' jobs.
+
+For an operation with a body, `admit` runs all of this before the body is read, except what
+needs the body: the signature of a request whose signer hashed its body (checked by `authorize`
+against the SHA-256 taken while the body arrived) and the decision when the body names the
+project (OTLP). A token, and a signature with `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` or over
+an empty body, are checked in full before a byte of the body is read.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -32,15 +39,18 @@ from jobtail.auth.records import Access, is_access_key
 from jobtail.auth.secrets import load_master_key, secret_key_for, token_digest
 from jobtail.auth.signing import (
     DEFAULT_SKEW,
+    EMPTY_SHA256,
+    UNSIGNED_PAYLOAD,
+    SignedAuthorization,
     decode_header_value,
     parse_authorization,
     parse_sdk_date,
-    payload_hash,
+    payload_hash_of_digest,
     verify,
     within_skew,
 )
 from jobtail.auth.store import IdentityStore
-from jobtail.http.access import Principal
+from jobtail.http.access import Admission, Principal
 from jobtail.http.errors import ApiError
 from jobtail.meta.identity import open_identity
 
@@ -104,17 +114,48 @@ class IdentityGuard:
             return lookup(key, project_id)
         return await run_in_threadpool(lookup, key, project_id)
 
+    async def admit(self, request: Request, action: str, project_id: str | None) -> Admission:
+        """Everything but what needs the body: the whole check for a token, or for a signature
+        whose payload line is known without the body (no body, or `UNSIGNED-PAYLOAD`); for one
+        covering the body, all but the signature itself (the AK, its lockout, the date)."""
+        headers = _headers(request)
+        caller = await self._identify(request, headers, project_id or "", _payload_before_body(headers))
+        request.state.caller = caller
+        if caller.pending is not None:
+            return Admission()
+        if project_id is None:
+            return Admission(proven=True)
+        return Admission(self._decide(request, headers, caller.access, action, project_id), proven=True)
+
     async def authorize(self, request: Request, action: str, project_id: str) -> Principal:
         headers = _headers(request)
+        caller: _Caller | None = getattr(request.state, "caller", None)  # from `admit`, for a body
+        if caller is None:
+            caller = await self._identify(request, headers, project_id, EMPTY_SHA256)
+        elif caller.pending is not None:
+            payload = payload_hash_of_digest(request.state.body_sha256, headers.get("x-sdk-content-sha256"))
+            self._verify(request, headers, caller.pending, payload)
+            caller.pending = None
+        access = caller.access
+        if project_id != caller.project_id:  # the body named the project
+            access = await self._access(caller.kind, caller.key, project_id)
+        return self._decide(request, headers, access, action, project_id)
+
+    async def _identify(self, request: Request, headers: dict[str, str], project_id: str,
+                        payload: str | None) -> _Caller:
+        """Who the credential says the caller is; `payload` is the canonical request's payload
+        line, or None when it needs the body (the signature is then left `pending`)."""
         token = headers.get("x-auth-token")
         authorization = headers.get("authorization")
         if token is not None:
-            access = await self._token(token, project_id)
-        elif authorization is not None:
-            access = await self._signature(request, headers, authorization, project_id)
-        else:
-            raise unauthorized(NO_CREDENTIALS)
-        return self._decide(request, headers, access, action, project_id)
+            token = token.strip()
+            if not token or len(token) > _MAX_CREDENTIAL_CHARS:
+                raise unauthorized(BAD_TOKEN)
+            digest = token_digest(token)
+            return _Caller("token", digest, project_id, await self._access("token", digest, project_id))
+        if authorization is not None:
+            return await self._signature(request, headers, authorization, project_id, payload)
+        raise unauthorized(NO_CREDENTIALS)
 
     def _decide(self, request: Request, headers: dict[str, str], access: Access, action: str,
                 project_id: str) -> Principal:
@@ -136,19 +177,23 @@ class IdentityGuard:
             job_id=access.job_id,
         )
 
-    async def _token(self, token: str, project_id: str) -> Access:
-        token = token.strip()
-        if not token or len(token) > _MAX_CREDENTIAL_CHARS:
-            raise unauthorized(BAD_TOKEN)
-        access = await self._lookup("token", self.identity.token_access, token_digest(token), project_id)
+    async def _access(self, kind: str, key: str, project_id: str) -> Access:
+        """What the token (by digest) or credential (by access key) may do in `project_id`."""
+        if kind == "token":
+            access = await self._lookup(kind, self.identity.token_access, key, project_id)
+            if access is None:
+                raise unauthorized(BAD_TOKEN)
+            expires_at = access.expires_at or 0.0
+            if expires_at <= time.time():
+                raise unauthorized(f"token expires, expires_at: {_format_time(expires_at)}")
+            return access
+        access = await self._lookup(kind, self.identity.credential_access, key, project_id)
         if access is None:
-            raise unauthorized(BAD_TOKEN)
-        expires_at = access.expires_at or 0.0
-        if expires_at <= time.time():
-            raise unauthorized(f"token expires, expires_at: {_format_time(expires_at)}")
+            raise unauthorized(UNKNOWN_AK)
         return access
 
-    async def _signature(self, request: Request, headers: dict[str, str], value: str, project_id: str) -> Access:
+    async def _signature(self, request: Request, headers: dict[str, str], value: str, project_id: str,
+                         payload: str | None) -> _Caller:
         if len(value) > _MAX_CREDENTIAL_CHARS:
             raise unauthorized(BAD_SIGNATURE)
         parsed = parse_authorization(value)
@@ -158,8 +203,7 @@ class IdentityGuard:
         access_key = parsed.access_key
         if not is_access_key(access_key):
             raise unauthorized(UNKNOWN_AK)
-        address = request.client.host if request.client else ""
-        if self.lockout.locked(access_key, address):
+        if self.lockout.locked(access_key, _address(request)):
             raise unauthorized(LOCKED_AK)
         signed = parsed.signed_headers
         if "host" not in signed or "x-sdk-date" not in signed or any(name not in headers for name in signed):
@@ -169,20 +213,56 @@ class IdentityGuard:
             raise unauthorized(BAD_SIGNATURE)
         if not within_skew(sdk_date, datetime.now(UTC), self._skew):
             raise unauthorized(EXPIRED_SIGNATURE)
-        access = await self._lookup("credential", self.identity.credential_access, access_key, project_id)
-        if access is None:
-            raise unauthorized(UNKNOWN_AK)
+        caller = _Caller("credential", access_key, project_id, await self._access("credential", access_key, project_id),
+                         pending=parsed)
+        if payload is not None:
+            self._verify(request, headers, parsed, payload)
+            caller.pending = None
+        return caller
+
+    def _verify(self, request: Request, headers: dict[str, str], parsed: SignedAuthorization, payload: str) -> None:
+        """Check the signature over the request with `payload` as its payload line; five failures
+        in a row lock the (AK, client address) pair out."""
         scope = request.scope
         raw_path = scope.get("raw_path") or quote(scope["path"]).encode()
         raw_path = raw_path.partition(b"?")[0]
-        body: bytes = getattr(request.state, "body", b"")
-        digest = payload_hash(body, headers.get("x-sdk-content-sha256"))
-        secret_key = secret_key_for(self._master_key, access_key)
-        if not verify(scope["method"], raw_path, scope.get("query_string", b""), headers, digest, parsed, secret_key):
-            self.lockout.failed(access_key, address)
+        secret_key = secret_key_for(self._master_key, parsed.access_key)
+        address = _address(request)
+        if not verify(scope["method"], raw_path, scope.get("query_string", b""), headers, payload, parsed, secret_key):
+            self.lockout.failed(parsed.access_key, address)
             raise unauthorized(BAD_SIGNATURE)
-        self.lockout.succeeded(access_key, address)
-        return access
+        self.lockout.succeeded(parsed.access_key, address)
+
+
+@dataclass(slots=True)
+class _Caller:
+    """Who a request's credential says the caller is, kept in `request.state` between `admit`
+    and `authorize`. `access` is as looked up for `project_id`; `pending` is a signature still
+    to be checked against the body's hash."""
+
+    kind: str  # "token" or "credential"
+    key: str  # the token's digest or the access key
+    project_id: str
+    access: Access
+    pending: SignedAuthorization | None = None
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _payload_before_body(headers: dict[str, str]) -> str | None:
+    """The canonical request's payload line when it is known before the body arrives: that of
+    the empty body for a request declaring none, `UNSIGNED-PAYLOAD` for one that declares a
+    body its signer left out; None when it is the body's SHA-256 (or the length is unknown)."""
+    if "transfer-encoding" in headers:
+        return None
+    length = headers.get("content-length", "0").strip()
+    if not length.isdigit():
+        return None
+    if int(length) == 0:
+        return EMPTY_SHA256
+    return UNSIGNED_PAYLOAD if headers.get("x-sdk-content-sha256") == UNSIGNED_PAYLOAD else None
 
 
 def open_identity_guard(database_url: str, master_key_file: Path) -> IdentityGuard:

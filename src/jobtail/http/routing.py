@@ -1,8 +1,9 @@
 """Operations: a route plus what it needs (its action, its body) and what it documents.
 
 Each API operation is declared once as an `Operation`; `build_routes` turns the table into
-Starlette routes that validate the project id, read a bounded body, consult the Guard and
-only then call the handler, and `jobtail.http.openapi` documents the very same table.
+Starlette routes that validate the project id, consult the Guard (before reading a body, as far
+as the credential allows: `Guard.admit`), read a bounded body, and only then call the handler;
+`jobtail.http.openapi` documents the very same table.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from jobtail.core import ids
-from jobtail.core.errors import PayloadTooLarge
+from jobtail.http.access import Guard, Principal
+from jobtail.http.bodies import read_body, refuse_declared_oversize
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -49,42 +51,63 @@ class Operation:
     project: Callable[[Request], str] | None = None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (before reading it all) anything over `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(limit)
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(limit)
-        parts.append(chunk)
-    return b"".join(parts)
+def _throttle(request: Request, principal: Principal) -> None:
+    limiter = getattr(request.app.state, "limiter", None)  # per-credential rate (http.limits)
+    if limiter is not None:
+        limiter.take(principal)
 
 
 def _endpoint(op: Operation) -> Handler:
+    project_in_body = op.project is not None and "{project_id}" not in op.path
+
     async def endpoint(request: Request) -> Response:
         project_id = request.path_params.get("project_id")
         if project_id is not None:
             ids.check_project_id(project_id)
+        guard: Guard = request.app.state.guard
+        principal: Principal | None = None
         if op.body_type is not None:
-            request.state.body = await read_body(request, request.app.state.settings.max_body_bytes)
-        if project_id is None and op.project is not None:
-            project_id = op.project(request)
+            limit = request.app.state.settings.max_body_bytes
+            refuse_declared_oversize(request, limit)
+            proven = False
+            if op.action is not None:  # credentials first: a bad one costs no body
+                admission = await guard.admit(request, op.action, None if project_in_body else project_id or "")
+                principal, proven = admission.principal, admission.proven
+                if principal is not None:
+                    _throttle(request, principal)
+            if proven:
+                request.state.body, request.state.body_sha256 = await read_body(request, limit)
+            else:
+                async with request.app.state.unverified_reads.slot():
+                    request.state.body, request.state.body_sha256 = await read_body(request, limit)
         if op.action is not None:
-            guard = request.app.state.guard
-            request.state.principal = await guard.authorize(request, op.action, project_id or "")
-            limiter = getattr(request.app.state, "limiter", None)  # per-credential rate (http.limits)
-            if limiter is not None:
-                limiter.take(request.state.principal)
+            if principal is None:
+                if project_id is None and op.project is not None:
+                    project_id = op.project(request)
+                principal = await guard.authorize(request, op.action, project_id or "")
+                _throttle(request, principal)
+            request.state.principal = principal
         return await op.handler(request)
 
     endpoint.__name__ = op.operation_id
     return endpoint
 
 
+def _route(path: str, endpoints: dict[str, Handler]) -> Route:
+    """One Route per path, so that a 405 names every method the path has in `Allow`."""
+    if len(endpoints) == 1:
+        [(method, endpoint)] = endpoints.items()
+        return Route(path, endpoint, methods=[method])
+
+    async def dispatch(request: Request) -> Response:
+        return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+
+    return Route(path, dispatch, methods=list(endpoints))
+
+
 def build_routes(operations: list[Operation]) -> list[Route]:
-    """Starlette routes for `operations`; operations sharing a path share one Route per method."""
-    return [Route(op.path, _endpoint(op), methods=[op.method]) for op in operations]
+    """Starlette routes for `operations`, in their order; operations sharing a path share a Route."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for op in operations:
+        by_path.setdefault(op.path, {})[op.method] = _endpoint(op)
+    return [_route(path, endpoints) for path, endpoints in by_path.items()]

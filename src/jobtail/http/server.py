@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import ctypes.util
 import logging
 import os
+from typing import Any
 
 import uvicorn
+import uvicorn.config
 from starlette.applications import Starlette
 
 from jobtail.http.app import create_app
@@ -45,6 +48,14 @@ def app_from_env() -> Starlette:
     return create_app(Settings())
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup, with jobtail's own loggers printed the same way at `level`
+    (else Python shows only their warnings, bare, and never an info line)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["jobtail"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
 def serve(settings: Settings) -> None:
     """Run the server in the foreground until interrupted."""
     for name, value in settings.model_dump().items():
@@ -56,6 +67,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         access_log=settings.log_level == "debug",
         loop="auto",
         http="auto",
