@@ -37,20 +37,26 @@ class RawRequest:
         except (BrokenPipeError, ConnectionResetError):
             return False
 
-    def response(self) -> RawResponse:
+    def response_head(self) -> RawResponse:
+        """The status line and headers only (`body` empty), e.g. of a stream that never ends."""
         while b"\r\n\r\n" not in self._buffer:
             self._read()
-        head, _, rest = self._buffer.partition(b"\r\n\r\n")
+        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
         status_line, *lines = head.decode("latin-1").split("\r\n")
         headers = {}
         for line in lines:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        self._buffer = rest
+        return RawResponse(int(status_line.split()[1]), headers, b"")
+
+    def response(self) -> RawResponse:
+        """The whole answer, its body as long as its Content-Length says."""
+        answer = self.response_head()
+        length = int(answer.headers.get("content-length", "0"))
         while len(self._buffer) < length:
             self._read()
-        return RawResponse(int(status_line.split()[1]), headers, self._buffer[:length])
+        answer.body = self._buffer[:length]
+        return answer
 
     def _read(self) -> None:
         data = self.sock.recv(65536)
