@@ -142,6 +142,7 @@ OPERATIONS = [
         action=None,
         query=(Param("mode", "preview (inline) or download (attachment)."), Param("expires", "Epoch seconds."),
                Param("signature", "HMAC of the link.")),
+        response_types=("text/plain",),
         tags=("logs",),
     ),
 ]

@@ -106,6 +106,7 @@ async def events(request: Request) -> Response:
     })
 
 
+_EPOCH_MS = {"type": "integer", "minimum": 0, "maximum": 10**15}
 _JOB_SCHEMA = {"type": "object", "description": "A ModelArts training job (kind, metadata, algorithm, spec, status)."}
 
 OPERATIONS = [
@@ -120,19 +121,21 @@ OPERATIONS = [
               summary='Terminate a training job ({"action_type": "terminate"}).', action=access.UPDATE_JOB,
               body_type="application/json", status=202, response=_JOB_SCHEMA, tags=("jobs",)),
     Operation("POST", "/v2/{project_id}/training-job-searches", search, operation_id="ListTrainingJobs",
-              summary="Search the project's training jobs.", action=access.LIST_JOBS,
-              body_type="application/json", response={"type": "object"}, tags=("jobs",)),
+              summary="Search the project's training jobs (no body: the first page of all).", action=access.LIST_JOBS,
+              body_type="application/json", body_required=False, response={"type": "object"}, tags=("jobs",)),
     Operation("GET", JOB + "/tasks", tasks, operation_id="ListTrainingJobTasks",
               summary="List a training job's tasks (a bare JSON array).", action=access.LIST_JOBS,
               response={"type": "array", "items": {"type": "object"}}, tags=("jobs",)),
     Operation("GET", JOB + "/events", events, operation_id="ListTrainingJobEvents",
               summary="A training job's events.", action=access.GET_JOB,
-              query=(Param("offset", "Events to skip.", {"type": "integer", "minimum": 0}),
-                     Param("limit", "Events to return (1-100, default 50).", {"type": "integer"}),
-                     Param("order", "asc (default) or desc by time."),
-                     Param("level", "Info, Warning or Error."),
-                     Param("pattern", "Substring the message must contain."),
-                     Param("start_time", "Epoch ms; with end_time."),
-                     Param("end_time", "Epoch ms; with start_time.")),
+              query=(Param("offset", "Events to skip.", {"type": "integer", "minimum": 0, "maximum": 10**9}),
+                     Param("limit", "Events to return (1-100, default 50).",
+                           {"type": "integer", "minimum": 1, "maximum": 100}),
+                     Param("order", "asc (default) or desc by time.", {"type": "string", "enum": ["asc", "desc"]}),
+                     Param("level", "Info, Warning or Error.",
+                           {"type": "string", "enum": ["Info", "Warning", "Error"]}),
+                     Param("pattern", "Substring the message must contain.", {"type": "string", "maxLength": 256}),
+                     Param("start_time", "Epoch ms; with end_time.", _EPOCH_MS),
+                     Param("end_time", "Epoch ms; with start_time.", _EPOCH_MS)),
               response={"type": "object"}, tags=("jobs",)),
 ]

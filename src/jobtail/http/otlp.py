@@ -239,6 +239,7 @@ OPERATIONS = [
         action=access.APPEND_LOGS,
         body_type=PROTOBUF,
         response={"type": "object", "description": "ExportLogsServiceResponse (empty)."},
+        response_types=(PROTOBUF, JSON),  # the request's encoding
         tags=("ingest",),
         project=project_of,
     ),

@@ -43,8 +43,10 @@ class Operation:
     action: str | None
     query: tuple[Param, ...] = ()
     body_type: str | None = None  # media type of the request body, when it takes one
+    body_required: bool = True  # False: an empty body is fine too (documented so)
     status: int = 200
     response: dict[str, Any] | None = None  # JSON schema of the success body
+    response_types: tuple[str, ...] = ("application/json",)  # media types the success body comes in
     tags: tuple[str, ...] = ()
     # Where the project comes from when the path has none (called after the body is read;
     # "" = none named); e.g. OTLP's X-Project-Id header or resource attributes.

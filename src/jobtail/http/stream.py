@@ -389,6 +389,21 @@ async def stream(request: Request) -> Response:
     return EventStream(events, on_close=lambda: following.slots.release(key))
 
 
+_EVENT_SCHEMA = {  # one event, as the module docstring describes them
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["log", "end"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "retry": {"type": "integer"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {
+            "type": "object",
+            "properties": {"offset": {"type": "integer", "minimum": 0}, "end": {"type": "integer", "minimum": 0},
+                           "text": {"type": "string"}, "base64": {"type": "string"}, "reason": {"type": "string"}},
+            "required": ["offset"],
+        }},
+    },
+}
+
 OPERATIONS = [
     Operation(
         "GET",
@@ -402,6 +417,8 @@ OPERATIONS = [
                   {"type": "integer", "minimum": 0}),
             Param("since", "Start at the first line that arrived at or after this time: 10m, 2h, ISO 8601, epoch ms."),
         ),
+        response=_EVENT_SCHEMA,
+        response_types=("text/event-stream",),
         tags=("logs",),
     ),
 ]
