@@ -48,10 +48,12 @@ def signed_head(url: str, key: Key, method: str, target: str, body: bytes, conte
 
 
 def slow_post(url: str, target: str, headers: dict[str, str], body: bytes, answers: list[RawResponse],
-              pause: float = 0.05) -> None:
-    """Send the head, then the body a piece at a time (stopping if the server hangs up); keep the answer."""
+              heads_sent: threading.Barrier, pause: float = 0.1) -> None:
+    """Send the head, then (once every client has sent its head) the body a piece at a time,
+    stopping if the server hangs up; keep the answer."""
     with RawRequest(url, "POST", target, headers, timeout=60) as raw:
         raw.start()
+        heads_sent.wait(timeout=30)
         for at in range(0, len(body), PIECE):
             if not raw.send(body[at:at + PIECE]):
                 break
@@ -63,7 +65,8 @@ def burst(server: ServeProcess, requests: list[tuple[str, dict[str, str], bytes]
     """Send `requests` at once as slow clients; their answers and the server's peak RSS meanwhile."""
     assert server.proc is not None
     answers: list[RawResponse] = []
-    threads = [threading.Thread(target=slow_post, args=(server.url, target, headers, body, answers))
+    heads_sent = threading.Barrier(len(requests))
+    threads = [threading.Thread(target=slow_post, args=(server.url, target, headers, body, answers, heads_sent))
                for target, headers, body in requests]
     for thread in threads:
         thread.start()
