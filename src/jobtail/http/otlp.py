@@ -38,6 +38,7 @@ from jobtail.core.errors import InvalidParameter, LogTooLarge, PayloadTooLarge
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
 from jobtail.http import access
+from jobtail.http.maintenance import seal_soon
 from jobtail.http.routing import Operation
 
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
@@ -240,17 +241,12 @@ def _store(store: LogStore, project: str, message: Any, cap: int) -> list[int]:
     return due
 
 
-def _seal(store: LogStore, log_ids: list[int]) -> None:
-    for log_id in log_ids:
-        store.seal_log(log_id)
-
-
 async def export(request: Request) -> Response:
     message = _decode(request)
     project = request.headers.get("x-project-id", "").strip() or next(iter(_resource_projects(message)), "")
     store: LogStore = request.app.state.store
     due = await run_in_threadpool(_store, store, project, message, request.app.state.settings.max_log_bytes)
-    seal = BackgroundTask(run_in_threadpool, _seal, store, due) if due else None
+    seal = BackgroundTask(run_in_threadpool, seal_soon, store, due) if due else None
     if _media_type(request) == PROTOBUF:
         return Response(b"", media_type=PROTOBUF, background=seal)  # an empty ExportLogsServiceResponse
     return Response(b"{}", media_type=JSON, background=seal)
