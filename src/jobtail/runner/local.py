@@ -132,6 +132,7 @@ class LocalExecutor:
         self._watch(active)
         self._collect()
         self._start_queued()
+        self.records.beat(self._runs)  # when each job was last known to run, should the server die
 
     def _watch(self, active: dict[str, JobRecord]) -> None:
         for run in self._runs.values():
