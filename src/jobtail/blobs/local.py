@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 from jobtail.blobs.base import BlobInfo, BlobNotFound
 
 _TMP_SUFFIX = ".tmp"
+_EMPTY_GRACE_SECONDS = 60.0
 
 
 class LocalBlobStore:
@@ -113,10 +114,12 @@ def _temporaries(directory: Path) -> list[Path]:
 
 
 def _remove_if_abandoned(path: Path, older_than: float | None) -> bool:
-    """Remove a temporary file that no writer holds and that was last written before `older_than`;
-    with `older_than` None, one that no writer holds and that holds bytes (a writer locks its
-    file before the first byte, so an empty one may be a write that has not locked it yet).
-    Returns whether it was removed."""
+    """Remove a temporary file that no writer holds and that was last written before `older_than`
+    (any time, when None); returns whether it was removed.
+
+    A writer locks its file right after creating it, before the first byte; so an empty one may
+    be a write that has not locked it yet, and goes only once a minute older than `older_than`.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -124,8 +127,11 @@ def _remove_if_abandoned(path: Path, older_than: float | None) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         st = os.fstat(fd)
-        young = (st.st_size == 0) if older_than is None else (st.st_mtime >= older_than)
-        if young:
+        if st.st_size == 0:
+            abandoned = older_than is not None and st.st_mtime < older_than - _EMPTY_GRACE_SECONDS
+        else:
+            abandoned = older_than is None or st.st_mtime < older_than
+        if not abandoned:
             return False
         # By name: should its writer have renamed it meanwhile, the object under the final name stays.
         path.unlink()

@@ -3,8 +3,8 @@
 While a job runs, `DATA_DIR/runner/<job id>.json` records its owner and the session id of each
 task (`{"owner": …, "sessions": {"worker-0": 1234, …}}`); the executor touches it every
 `HEARTBEAT_SECONDS`, so its mtime says when the job was last known to run. A server killed with
-SIGKILL leaves the record behind. Its tasks normally stop by themselves (each shim hears of its parent's death),
-but when the shim was killed too, processes may survive; so at the start of a lease:
+SIGKILL leaves the record behind. Its tasks normally stop by themselves (each shim hears of its
+parent's death), but when the shim was killed too, processes may survive; so at the start of a lease:
 
 1. For each record whose owner is a dead process of this host, every live process that is in one
    of the recorded sessions *and* carries `JOBTAIL_JOB_ID=<the job>` in its environment is
@@ -38,7 +38,6 @@ from jobtail.runner.owner import Owner
 from jobtail.runner.process import kill_marked
 
 log = logging.getLogger("jobtail.runner")
-
 
 HEARTBEAT_SECONDS = 1.0
 
@@ -103,7 +102,7 @@ def _dead_here(owner: Owner | None) -> bool:
 
 def recover(jobs: JobService, records: RunRecords) -> list[str]:
     """Clean up after dead runners of this host (module docstring); returns the jobs marked Abnormal."""
-    alive_at = {}
+    alive_at: dict[str, float] = {}  # job id → when its dead runner last touched its record
     for record in records.all():
         if _dead_here(record.owner):
             alive_at[record.job_id] = record.alive_at
