@@ -3,7 +3,7 @@
 One daemon thread per server process (`Maintenance`). Every `MAINTENANCE_INTERVAL` it seals the
 heads that are idle or large enough (and checkpoints SQLite's WAL); retention runs every
 `RETENTION_ROUNDS`, from the first; orphan blobs and leftovers of interrupted seals are swept at
-start and then every `orphan_grace_seconds` (at most every `RETENTION_ROUNDS`, at least every round).
+start and then every `orphan_grace_seconds`, clamped to one round … `RETENTION_ROUNDS`.
 
 Work that fails is retried by the next round; `FailureLog` reports it without flooding the log:
 a full disk fails every round, and a traceback every 2 s helps nobody.
