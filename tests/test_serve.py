@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+from support.filesystems import remount, tmpfs
 from support.serve import free_port, wait_until_serving
 
 from jobtail.client import connect
@@ -57,3 +59,35 @@ def test_serve_appends_previews_and_seals_idle_heads(tmp_path: Path) -> None:
     assert f"http://127.0.0.1:{port}" in output
     assert f"its secret is in {tmp_path / 'credentials.json'}" in output
     assert (tmp_path / "jobtail.db").exists()
+
+
+@pytest.mark.parametrize("case", ["empty data dir", "used data dir", "database", "segment store"])
+def test_serve_refuses_to_start_on_storage_it_cannot_write(tmp_path: Path, case: str) -> None:
+    """A read-only data directory (or database, or segment directory) is one line at start and a
+    non-zero exit, not a server whose every write is a 500."""
+    readonly, data = tmp_path / "readonly", tmp_path / "data"
+    with tmpfs(readonly, "8m"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTAIL_")}
+        env["JOBTAIL_DATA_DIR"] = str(data)
+        if case in ("empty data dir", "used data dir"):
+            env["JOBTAIL_DATA_DIR"] = str(readonly)
+        if case == "used data dir":
+            subprocess.run([sys.executable, "-m", "jobtail", "admin", "job", "create", "--project", "p-1", "--name",
+                            "before"], env=env, check=True, capture_output=True)
+            assert (readonly / "jobtail.db").exists()
+        if case == "database":
+            env["JOBTAIL_DATABASE_URL"] = f"sqlite:///{readonly / 'jobtail.db'}"
+        if case == "segment store":
+            env["JOBTAIL_BLOB_URL"] = (readonly / "blobs").as_uri()
+        remount(readonly, "ro")
+        started = subprocess.run([sys.executable, "-m", "jobtail", "serve", "--port", str(free_port())], env=env,
+                                 capture_output=True, text=True, timeout=60)
+    output = (started.stdout + started.stderr).strip()
+    assert started.returncode == 1, output
+    assert "Traceback" not in output
+    what = {"empty data dir": f"the data directory {readonly}", "used data dir": f"the data directory {readonly}",
+            "database": f"the database sqlite:///{readonly / 'jobtail.db'}",
+            "segment store": f"the segment store file://{readonly / 'blobs'}"}[case]
+    assert output.splitlines() == [output]
+    assert output.startswith(f"Error: The log store cannot write to {what}: "), output
+    assert "ead-only" in output or "unable to open" in output, output

@@ -8,6 +8,8 @@ tests marked "local only" check what `jobtail.blobs.local` promises on top of th
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -313,27 +315,93 @@ def test_local_interrupted_put_leaves_no_object_and_no_temp_file(blobs: BlobStor
     assert blobs.read(SEGMENT_KEY, 0, 100) == b"whole"
 
 
-def test_local_reopen_removes_stale_temp_files_and_keeps_fresh_ones(blob_url: str, local_root: Path) -> None:
-    store = open_blobs(blob_url)
-    store.put(SEGMENT_KEY, [b"object"])
-    store.close()
-    directory = (local_root / SEGMENT_KEY).parent
-    stale = directory / "00000000000000001024-00000000000000002048.seg.0123456789abcdef.tmp"
-    fresh = directory / "00000000000000002048-00000000000000004096.seg.fedcba9876543210.tmp"
-    stale_top = local_root / "orphan.deadbeef.tmp"
-    for path in (stale, fresh, stale_top):
-        path.write_bytes(b"half written")
-    two_days_ago = time.time() - 2 * 86400
-    os.utime(stale, (two_days_ago, two_days_ago))
-    os.utime(stale_top, (two_days_ago, two_days_ago))
+def _leftover(path: Path, age_seconds: float = 0.0) -> Path:
+    """A temporary file as a writer that died leaves it: partly written, nobody holding it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half written")
+    if age_seconds:
+        then = time.time() - age_seconds
+        os.utime(path, (then, then))
+    return path
 
+
+def _killed_put(local_root: Path, key: str) -> Path:
+    """The temporary file of a put whose process was killed (SIGKILL) in the middle of it."""
+    script = (
+        "import sys, time; from pathlib import Path; from jobtail.blobs.local import LocalBlobStore\n"
+        "def chunks():\n    yield b'x' * 65536\n    print('writing', flush=True)\n    time.sleep(60)\n"
+        f"LocalBlobStore(Path({str(local_root)!r})).put({key!r}, chunks())\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
+    finally:
+        writer.kill()
+        writer.communicate()
+    (temporary,) = (local_root / key).parent.glob("*.tmp")
+    return temporary
+
+
+def test_local_put_removes_the_leftovers_of_dead_writers_in_its_directory(blobs: BlobStore, local_root: Path) -> None:
+    """The next seal of a log writes into its directory: what an interrupted seal left there goes,
+    whatever its age; other directories wait for the periodic sweep."""
+    killed = _killed_put(local_root, SEGMENT_KEY)
+    directory = killed.parent
+    old = _leftover(directory / "00000000000000001024-00000000000000002048.seg.0123456789abcdef.tmp", 86400)
+    elsewhere = _leftover(local_root / "jobs/job-2/worker-0/00000000000000000000-00000000000000000010.seg.ab.tmp")
+    blobs.put("jobs/job-1/worker-0/00000000000000001024-00000000000000004096.seg", [b"next seal"])
+    assert not killed.exists() and not old.exists()
+    assert elsewhere.exists()
+    assert every_file(local_root) == {elsewhere, local_root / "jobs/job-1/worker-0/"
+                                      "00000000000000001024-00000000000000004096.seg"}
+
+
+def test_local_temp_file_of_a_put_in_progress_is_never_swept(blobs: BlobStore, local_root: Path) -> None:
+    release, writing = threading.Event(), threading.Event()
+
+    def slow() -> Iterator[bytes]:
+        yield b"first "
+        writing.set()
+        release.wait(30)
+        yield b"second"
+
+    with ThreadPoolExecutor(1) as pool:
+        slow_put = pool.submit(blobs.put, SEGMENT_KEY, slow())
+        assert writing.wait(30)
+        (temporary,) = (local_root / SEGMENT_KEY).parent.glob("*.tmp")
+        then = time.time() - 86400
+        os.utime(temporary, (then, then))  # old, yet its writer lives
+        blobs.put("jobs/job-1/worker-0/00000000000000001024-00000000000000002048.seg", [b"beside it"])
+        assert blobs.sweep_partial("", time.time() + 3600) == []
+        assert temporary.exists()
+        release.set()
+        assert slow_put.result(timeout=30) == 12
+    assert blobs.read(SEGMENT_KEY, 0, 100) == b"first second"
+
+
+def test_local_sweep_removes_abandoned_temp_files_older_than_the_cutoff(blob_url: str, local_root: Path) -> None:
     store = open_blobs(blob_url)
     try:
-        assert not stale.exists(), "a temp file older than the grace period is swept on open"
-        assert not stale_top.exists()
-        assert fresh.exists(), "a fresh temp file may belong to a put in progress"
-        assert fresh.read_bytes() == b"half written"
+        store.put(SEGMENT_KEY, [b"object"])
+        directory = (local_root / SEGMENT_KEY).parent
+        stale = _leftover(directory / "00000000000000001024-00000000000000002048.seg.0123456789abcdef.tmp", 7200)
+        fresh = _leftover(directory / "00000000000000002048-00000000000000004096.seg.fedcba9876543210.tmp")
+        stale_top = _leftover(local_root / "orphan.deadbeef.tmp", 7200)
+        other = _leftover(local_root / "jobs/job-2/worker-0/0.seg.cafe.tmp", 7200)
         assert [(b.key, b.size) for b in store.list("")] == [(SEGMENT_KEY, 6)], "temp files are not objects"
+        assert store.sweep_partial("jobs/job-1/", time.time() - 3600) == [stale.relative_to(local_root).as_posix()]
+        assert not stale.exists()
+        assert fresh.exists() and stale_top.exists() and other.exists(), "younger, or outside the prefix"
+        assert sorted(store.sweep_partial("", time.time() - 3600)) == ["jobs/job-2/worker-0/0.seg.cafe.tmp",
+                                                                       "orphan.deadbeef.tmp"]
+        assert fresh.exists()
         assert store.read(SEGMENT_KEY, 0, 100) == b"object"
     finally:
         store.close()
+
+
+def test_sweep_partial_of_a_store_without_leftovers_removes_nothing(blobs: BlobStore) -> None:
+    blobs.put(SEGMENT_KEY, [b"whole"])
+    assert blobs.sweep_partial("", time.time() + 3600) == []
+    assert blobs.sweep_partial("jobs/", time.time() + 3600) == []
+    assert blobs.read(SEGMENT_KEY, 0, 100) == b"whole"

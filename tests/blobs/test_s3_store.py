@@ -4,6 +4,7 @@ uploads, and the URL form. Runs against the session's SeaweedFS server (`s3_blob
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,6 +99,30 @@ def test_multipart_put_streams_parts_and_an_interrupted_one_leaves_nothing(small
     assert small_parts.read("jobs/big", 0, 4) == chunk[:4], "the interrupted overwrite changed nothing"
     uploads = small_parts.client.list_multipart_uploads(Bucket=small_parts.bucket, Prefix=small_parts.prefix)
     assert uploads.get("Uploads", []) == [], "the failed uploads were aborted"
+
+
+def test_sweep_partial_aborts_multipart_uploads_a_dead_writer_left(small_parts: S3BlobStore) -> None:
+    """A sealer killed mid-upload leaves an unfinished multipart upload: invisible, but its parts
+    take space. The periodic sweep aborts it once it is older than the grace period."""
+    client, bucket = small_parts.client, small_parts.bucket
+    left = []
+    for key in ("jobs/job-1/worker-0/0.seg", "jobs/job-2/worker-0/0.seg"):
+        name = small_parts.prefix + key
+        upload = client.create_multipart_upload(Bucket=bucket, Key=name)["UploadId"]
+        client.upload_part(Bucket=bucket, Key=name, UploadId=upload, PartNumber=1, Body=b"x" * 1024)
+        left.append(upload)
+
+    def unfinished() -> set[str]:
+        found = client.list_multipart_uploads(Bucket=bucket, Prefix=small_parts.prefix).get("Uploads", [])
+        return {u["UploadId"] for u in found}
+
+    assert unfinished() == set(left)
+    assert small_parts.sweep_partial("jobs/", time.time() - 3600) == [], "too young"
+    assert small_parts.sweep_partial("jobs/job-1/", time.time() + 60) == [f"jobs/job-1/worker-0/0.seg (upload {left[0]})"]
+    assert unfinished() == {left[1]}
+    assert small_parts.sweep_partial("", time.time() + 60) == [f"jobs/job-2/worker-0/0.seg (upload {left[1]})"]
+    assert unfinished() == set()
+    assert list(small_parts.list("")) == []
 
 
 def test_url_form() -> None:

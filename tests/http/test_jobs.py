@@ -162,3 +162,35 @@ def test_unknown_fields_are_kept_and_names_are_unique(remote: LiveServer) -> Non
         assert (unknown.status_code, unknown.json()["error_code"]) == (400, "ModelArts.2812")
         cross = http.get(f"/v2/other-project/training-jobs/{created['metadata']['id']}")
         assert (cross.status_code, cross.json()["error_code"]) == (400, "ModelArts.2775")
+
+
+@pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)  # checked before anything is stored
+@pytest.mark.parametrize(("algorithm", "param", "reason"), [
+    ({"command": "echo a\0b"}, "algorithm.command", "NUL"),
+    ({"command": "true", "environments": {"A": "x\0y"}}, "algorithm.environments", "NUL"),
+    ({"command": "true", "environments": {"A\0B": "x"}}, "algorithm.environments", "NUL"),
+    ({"command": "true", "environments": {"A=B": "x"}}, "algorithm.environments", "'='"),
+    ({"command": "true", "environments": {"": "x"}}, "algorithm.environments", "empty"),
+    ({"command": "true", "working_dir": "/tmp\0/x"}, "algorithm.working_dir", "NUL"),
+    ({"command": "true", "working_dir": 7}, "algorithm.working_dir", "string"),
+    ({"command": "x" * 131_072}, "algorithm.command", "131071"),
+    ({"command": "true", "environments": {"BIG": "x" * 131_068}}, "algorithm.environments", "131071"),
+])
+def test_create_refuses_what_no_process_could_be_started_with(
+    live_factory: Callable[..., LiveServer], algorithm: dict[str, object], param: str, reason: str
+) -> None:
+    """A NUL, an `=` in a variable name, an empty name or a string longer than the kernel takes
+    (execve: 128 KiB) would only fail later, when the task starts; it is refused at create
+    (whichever executor: the same checks run for jobs that run elsewhere)."""
+    live = live_factory(executor="local")
+    sdk = sdk_client(live.url)
+    body = Job(kind="job", metadata=JobMetadata(name="refused"), algorithm=JobAlgorithm(**algorithm),
+               spec=Spec(resource=SpecResource(flavor_id="modelarts.vm.cpu.8u", node_count=1)))
+    with pytest.raises(ClientRequestException) as refused:
+        sdk.create_training_job(CreateTrainingJobRequest(body=body))
+    assert (refused.value.status_code, refused.value.error_code) == (400, "ModelArts.2788")
+    assert refused.value.error_msg.startswith(f"Invalid parameter({param}).")
+    assert reason in refused.value.error_msg
+    with live.client() as http:
+        assert http.post(f"/v2/{PROJECT}/training-job-searches", json={}).json()["total"] == 0
+    sdk.get_http_client().close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from support.identity import SecureServer
 
 from jobtail.core.types import TaskRef
+from jobtail.http import otlp
 
 UNKNOWN_JOB = "2cd88daa-31a4-40a8-a58f-d186b0e93e4f"
 
@@ -129,3 +131,72 @@ def test_bad_bodies_and_missing_projects_are_clear_errors(secure: SecureServer) 
     r = httpx.post(secure.url + "/v1/logs", content=b"{}", headers={
         "X-Auth-Token": secure.token("viewer"), "X-Project-Id": secure.project, "Content-Type": "application/json"})
     assert (r.status_code, r.json()["error_code"]) == (403, "ModelArts.0108")
+
+
+def _post(secure: SecureServer, body: bytes, encoding: str = "gzip") -> httpx.Response:
+    return httpx.post(secure.url + "/v1/logs", content=body, headers={
+        "X-Auth-Token": secure.token("ingest"), "X-Project-Id": secure.project,
+        "Content-Type": "application/x-protobuf", "Content-Encoding": encoding})
+
+
+def test_a_multi_member_gzip_body_is_read_whole(secure: SecureServer) -> None:
+    """RFC 1952: a gzip file may hold several members, its content is their concatenation (what
+    `cat a.gz b.gz` makes, and what `gzip -d` reads). Here the protobuf is cut mid-record."""
+    lines = [f"line {i} of a gzip member" for i in range(50)]
+    message = encode_logs(records({"jobtail.training_job_id": secure.job_id, "jobtail.task_id": "worker-0"},
+                                  *lines)).SerializeToString()
+    cut = len(message) // 3
+    body = gzip.compress(message[:cut]) + gzip.compress(b"") + gzip.compress(message[cut:])
+    r = _post(secure, body)
+    assert r.status_code == 200, r.text
+    assert stored(secure, "worker-0") == "".join(f"{line}\n" for line in lines).encode()
+
+
+def test_garbage_truncated_or_trailing_compressed_bodies_are_refused(secure: SecureServer) -> None:
+    message = encode_logs(records({"jobtail.training_job_id": secure.job_id, "jobtail.task_id": "worker-0"},
+                                  "must not be stored")).SerializeToString()
+    zipped = gzip.compress(message)
+    for body, encoding in [
+        (b"\x1f\x8b\x08\x00garbage", "gzip"),  # a gzip header, then nothing that inflates to an end
+        (zipped[:-4], "gzip"),  # the trailer cut off
+        (zipped[: len(zipped) // 2], "gzip"),
+        (zipped + b"\x00\x00\x00\x00", "gzip"),  # zero padding after the last member
+        (zipped + b"garbage", "gzip"),
+        (zipped + zipped[:12], "gzip"),  # a second member cut short
+        (b"", "gzip"),
+        (b"plain bytes", "gzip"),
+        (zlib.compress(message) + b"x", "deflate"),
+        (zlib.compress(message) + zlib.compress(message), "deflate"),  # one zlib stream per body
+        (zlib.compress(message)[:-2], "deflate"),
+    ]:
+        r = _post(secure, body, encoding)
+        assert (r.status_code, r.json()["error_code"]) == (400, "ModelArts.2788"), (body[:16], r.text)
+        assert r.json()["error_msg"].startswith("Invalid parameter(body).")
+        assert r.json()["request_id"]
+    assert stored(secure, "worker-0") == b""
+    assert _post(secure, zlib.compress(message), "deflate").status_code == 200
+    assert stored(secure, "worker-0") == b"must not be stored\n"
+
+
+def test_a_body_that_inflates_past_the_limit_is_refused_whatever_its_members(secure: SecureServer) -> None:
+    limit = secure.live.settings.max_body_bytes
+    half = gzip.compress(b"\0" * (limit // 2 + 1))  # two of them inflate to just over the limit
+    for body in (gzip.compress(b"\0" * (limit + 1)), half + half, gzip.compress(b"") * 3 + half + half):
+        assert len(body) < limit // 100  # a bomb: small on the wire
+        r = _post(secure, body)
+        assert (r.status_code, r.json()["error_code"]) == (413, "APIGW.0201"), r.text
+    assert stored(secure, "worker-0") == b""
+
+
+def test_bgzip_style_blocks_are_read_and_a_flood_of_members_is_refused(secure: SecureServer) -> None:
+    lines = [f"block line {i:05d}" for i in range(2000)]
+    message = encode_logs(records({"jobtail.training_job_id": secure.job_id, "jobtail.task_id": "worker-1"},
+                                  *lines)).SerializeToString()
+    blocks = [gzip.compress(message[i : i + 1024]) for i in range(0, len(message), 1024)]  # like bgzip's blocks
+    assert 32 < len(blocks) <= otlp.MAX_GZIP_MEMBERS
+    assert _post(secure, b"".join(blocks)).status_code == 200
+    assert stored(secure, "worker-1") == "".join(f"{line}\n" for line in lines).encode()
+    flood = gzip.compress(b"") * (otlp.MAX_GZIP_MEMBERS + 1)
+    r = _post(secure, flood)
+    assert (r.status_code, r.json()["error_code"]) == (400, "ModelArts.2788")
+    assert f"more than {otlp.MAX_GZIP_MEMBERS} gzip members" in r.json()["error_msg"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support.jobs import (
+    PROJECT,
     PY,
     events,
     group_gone,
@@ -146,6 +147,32 @@ def test_a_killed_supervisor_fails_the_job_and_its_task_is_killed(runner: LiveSe
         assert job["status"]["phase"] == "Failed"
         assert job["status"]["task_statuses"][0]["message"] == "Killed by SIGKILL; exit code 137."
         assert group_gone(pgid, timeout=0.5)
+
+
+def test_a_task_that_cannot_start_says_why_in_the_events_the_status_and_its_log(
+    runner: LiveServer, tmp_path: Path
+) -> None:
+    """Whatever stops a process from starting — a missing working directory (an OSError), or a
+    stored body create would refuse today (a NUL: ValueError) — the job fails and says why."""
+    missing = tmp_path / "no-such-dir"
+    with runner.client() as http:
+        job_id = submit(http, "nowhere", "true", working_dir=str(missing))
+        job = wait_phase(http, job_id)
+        assert job["status"]["phase"] == "Failed"
+        why = f"[Errno 2] No such file or directory: '{missing}'"
+        assert job["status"]["task_statuses"] == [{"task": "worker-0", "exit_code": 127,
+                                                   "message": f"Could not start: {why}."}]
+        assert f"[worker-0] Could not start: {why}." in events(http, job_id)
+        assert re.search(f"cannot start worker-0: {re.escape(why)}; exit with 127\n$", preview(http, job_id))
+
+        document = {"kind": "job", "metadata": {"name": "nul"}, "algorithm": {"command": "echo a\0b"}}
+        stored = runner.store.create_job(PROJECT, "nul", document=document, executor="local")  # past create's checks
+        http.post(f"/v2/{PROJECT}/training-job-searches", json={})  # any request wakes the executor
+        job = wait_phase(http, stored.id)
+        assert job["status"]["phase"] == "Failed"
+        assert job["status"]["task_statuses"][0]["message"] == "Could not start: embedded null byte."
+        assert "[worker-0] Could not start: embedded null byte." in events(http, stored.id)
+        assert "cannot start worker-0: embedded null byte; exit with 127\n" in preview(http, stored.id)
 
 
 @sqlite_only

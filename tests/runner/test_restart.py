@@ -107,3 +107,26 @@ def test_a_killed_server_leaves_no_orphans_and_its_jobs_become_abnormal(tmp_path
         for pgid in groups[hard]:
             assert group_gone(pgid), f"recovery left process group {pgid} running"
         assert not list((tmp_path / "runner").glob("*.json"))
+
+
+def test_an_abnormal_jobs_duration_ends_when_the_server_died_not_when_it_came_back(tmp_path: Path) -> None:
+    port = free_port()
+    with serving(tmp_path, port) as server, connect(f"http://127.0.0.1:{port}",
+                                                    credentials_file=tmp_path / "credentials.json") as client:
+        job_id = submit(client, "cut-short")
+        pgid_of(client, job_id, "worker-1")  # both tasks run
+        time.sleep(2.5)  # a few heartbeats
+        killed_at = time.time()
+        server.kill()
+        server.wait()
+    time.sleep(6)  # the server is down for a while before it comes back
+    with serving(tmp_path, port), connect(f"http://127.0.0.1:{port}",
+                                          credentials_file=tmp_path / "credentials.json") as client:
+        job = wait_ended(client, job_id)
+        restarted_at = time.time()
+    status = job["status"]
+    assert status["phase"] == "Abnormal"
+    ended_at = (status["start_time"] + status["duration"]) / 1000
+    assert ended_at <= killed_at + 0.5, "the duration ran on after the server died"
+    assert ended_at >= killed_at - 5, "the job ran until the server died"  # last heartbeat: ~1 s before
+    assert restarted_at - killed_at >= 6

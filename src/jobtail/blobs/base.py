@@ -41,5 +41,11 @@ class BlobStore(Protocol):
     def list(self, prefix: str) -> Iterator[BlobInfo]:
         """Objects whose key starts with `prefix`, in key order."""
 
+    def sweep_partial(self, prefix: str, older_than: float) -> list[str]:
+        """Remove what writes that never completed left under `prefix` (a killed writer's
+        temporary file, an unfinished multipart upload) and that was last written before
+        `older_than` (epoch seconds); a write the backend knows to be in progress is kept.
+        Returns names of what was removed (for logs; they are not keys)."""
+
     def close(self) -> None:
         """Release resources. Idempotent."""

@@ -37,6 +37,9 @@ class MemoryBlobStore:
         for key, (data, modified) in items:
             yield BlobInfo(key, len(data), modified)
 
+    def sweep_partial(self, prefix: str, older_than: float) -> list[str]:
+        return []  # a put is one assignment: nothing is ever left half written
+
     def close(self) -> None:
         pass
 

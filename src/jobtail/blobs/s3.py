@@ -144,6 +144,20 @@ class S3BlobStore:
         found.sort(key=lambda b: b.key)
         yield from found
 
+    def sweep_partial(self, prefix: str, older_than: float) -> list[str]:
+        """Abort the multipart uploads under `prefix` initiated before `older_than`: a writer
+        killed mid-upload leaves its parts stored (and billed) though invisible."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        strip = len(self.prefix)
+        aborted = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for upload in page.get("Uploads", ()):
+                if upload["Initiated"].timestamp() < older_than:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+                    aborted.append(f"{upload['Key'][strip:]} (upload {upload['UploadId']})")
+        return aborted
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

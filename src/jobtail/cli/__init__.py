@@ -27,8 +27,13 @@ def main() -> None:
 def serve(**given: Any) -> None:
     """Run the HTTP server (SQLite and a local data directory unless told otherwise)."""
     from jobtail.http.server import serve as run
+    from jobtail.wiring import check_writable
 
     settings = load_settings(given)
+    try:
+        check_writable(settings)  # one line now, rather than a 500 for every write later
+    except JobtailError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(
         f"jobtail {__version__}: http://{settings.host}:{settings.port}  "
         f"database {settings.database_url}  blobs {settings.blob_url}",

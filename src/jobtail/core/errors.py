@@ -13,6 +13,8 @@
     ├── OffsetConflict                an append did not start at the end of the log
     ├── PayloadTooLarge               a request body is over the configured limit
     ├── LogTooLarge                   an append would take a task log past its size cap
+    ├── StorageFull                   the database or segment store has no space left: nothing was stored
+    ├── StorageNotWritable            the data directory, database or segment store refuses writes
     └── StorageError                  stored data is missing or inconsistent (not the caller's fault)
 
 The HTTP layer maps each class to a ModelArts error code in exactly one place
@@ -119,6 +121,27 @@ class LogTooLarge(JobtailError):
         )
         self.limit = limit
         self.full_size = full_size
+
+
+class StorageFull(JobtailError):
+    """The database or the segment store has no space left (a full disk, a quota): nothing of
+    the operation was stored, what was stored before stays readable, and writes succeed again
+    once space is freed. `where` says which: "database" or "segment store"."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"Insufficient storage: no space left on the log store ({where}); nothing of this "
+                         "request was stored. Retry once the operator has freed space.")
+        self.where = where
+
+
+class StorageNotWritable(JobtailError):
+    """`what` (the data directory, the database, the segment store) refuses writes: read-only,
+    or not ours to write; `reason` is what the system said."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"The log store cannot write to {what}: {reason}")
+        self.what = what
+        self.reason = reason
 
 
 class StorageError(JobtailError):

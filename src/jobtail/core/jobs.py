@@ -33,6 +33,8 @@ _SECONDARY = {CREATING: "Creating", PENDING: "Queuing", RUNNING: "Running", TERM
 JOB_KINDS = ("job", "federated_pool_job", "edge_job", "hetero_job", "mrs_job", "autosearch_job",
              "diag_job", "visualization_job")
 EXECUTORS = ("local", "none")
+# execve(2) refuses one argument or environment string over 128 KiB (MAX_ARG_STRLEN, its NUL included).
+MAX_ARG_BYTES = 128 * 1024 - 1
 
 
 def node_count(document: dict[str, Any]) -> int:
@@ -43,6 +45,34 @@ def node_count(document: dict[str, Any]) -> int:
     if isinstance(count, bool) or not isinstance(count, int):
         raise InvalidParameter("spec.resource.node_count")
     return count
+
+
+def check_startable(algorithm: dict[str, Any], environments: dict[str, str]) -> None:
+    """Refuse, naming the parameter, what no process could be started with: a NUL anywhere, a
+    variable name that is empty or holds `=`, a working directory that is not a string, and a
+    command or `NAME=value` longer than the kernel takes for one string (`MAX_ARG_BYTES`)."""
+    command = algorithm.get("command")
+    if isinstance(command, str):
+        if "\0" in command:
+            raise InvalidParameter("algorithm.command", "It holds a NUL character.")
+        if len(command.encode()) > MAX_ARG_BYTES:
+            raise InvalidParameter("algorithm.command", f"It is longer than {MAX_ARG_BYTES} bytes.")
+    working_dir = algorithm.get("working_dir")
+    if working_dir is not None and not isinstance(working_dir, str):
+        raise InvalidParameter("algorithm.working_dir", "It must be a string.")
+    if working_dir and "\0" in working_dir:
+        raise InvalidParameter("algorithm.working_dir", "It holds a NUL character.")
+    for name, value in environments.items():
+        shown = repr(name if len(name) <= 64 else name[:64] + "…")
+        if not name:
+            raise InvalidParameter("algorithm.environments", "A variable name is empty.")
+        if "=" in name:
+            raise InvalidParameter("algorithm.environments", f"The variable name {shown} holds '='.")
+        if "\0" in name or "\0" in value:
+            raise InvalidParameter("algorithm.environments", f"The variable {shown} holds a NUL character.")
+        if len(name.encode()) + 1 + len(value.encode()) > MAX_ARG_BYTES:
+            raise InvalidParameter("algorithm.environments",
+                                   f"The variable {shown} is longer than {MAX_ARG_BYTES} bytes (NAME=value).")
 
 
 class JobService:
@@ -75,6 +105,7 @@ class JobService:
             raise InvalidParameter("algorithm.environments")
         if executor == "local" and not isinstance(algorithm.get("command"), str):
             raise InvalidParameter("algorithm.command", "The local executor runs algorithm.command.")
+        check_startable(algorithm, environments)
         job = self.store.create_job(
             project_id, metadata["name"], node_count=node_count(document), document=document, executor=executor
         )

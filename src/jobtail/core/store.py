@@ -7,6 +7,7 @@ whatever mix of segments and head holds them.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ from jobtail.core.errors import (
     LogNotGenerated,
     LogTooLarge,
     OffsetConflict,
+    StorageFull,
+    StorageNotWritable,
     TaskNotFound,
 )
 from jobtail.core.lines import Line, LineFinder
@@ -28,10 +31,11 @@ from jobtail.core.preview import PREVIEW_CAP, snap, window_start
 from jobtail.core.reader import Reader
 from jobtail.core.retention import Expired, apply_retention
 from jobtail.core.search import Pattern, Searcher, SearchResult
-from jobtail.core.types import IndexPolicy, JobRecord, LogState, Preview, Segment, TaskRef
+from jobtail.core.types import HeadChunk, IndexPolicy, JobRecord, LogState, Preview, Segment, TaskRef
 from jobtail.meta.base import MetaStore
 
 _APPEND_RACE_RETRIES = 64
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 MAX_NODE_COUNT = 256
 
 
@@ -74,6 +78,7 @@ class LogStore:
         self._lines = LineFinder(meta, self._reader)
         self._searcher = Searcher(self._reader, self._lines)
         self._sealing: set[int] = set()
+        self._writing: set[str] = set()  # segment keys written but perhaps not recorded yet
         self._sealing_lock = threading.Lock()
         # Called as listener(log_id, end_offset) after every stored append, in the appending
         # thread; they must be quick and not raise (the follow Notifier wakes followers here).
@@ -341,15 +346,31 @@ class LogStore:
             return False
         base, end = chunks[0].base_offset, chunks[-1].end_offset
         key = keys.segment_key(*self._owner(log_id), base, end)
-        size = self.blobs.put(key, (c.data for c in chunks))
-        segment = Segment(base_offset=base, length=size, blob_key=key, created_at=self._clock())
-        if self.meta.record_segment(log_id, segment):
-            return True
-        # Lost the race: another sealer recorded this range. Our blob is an orphan unless the
-        # winner chose the very same extent (and so the same key).
-        if key not in self.meta.segment_keys(key):
-            self.blobs.delete(key)
-        return False
+        with self._sealing_lock:
+            self._writing.add(key)  # not an orphan, whatever the sweep sees meanwhile
+        try:
+            size = self._put_segment(key, chunks)
+            segment = Segment(base_offset=base, length=size, blob_key=key, created_at=self._clock())
+            if self.meta.record_segment(log_id, segment):
+                return True
+            # Lost the race: another sealer recorded this range. Our blob is an orphan unless the
+            # winner chose the very same extent (and so the same key).
+            if key not in self.meta.segment_keys(key):
+                self.blobs.delete(key)
+            return False
+        finally:
+            with self._sealing_lock:
+                self._writing.discard(key)
+
+    def _put_segment(self, key: str, chunks: list[HeadChunk]) -> int:
+        try:
+            return self.blobs.put(key, (c.data for c in chunks))
+        except OSError as exc:  # a local directory's; the head keeps the bytes, a later seal retries
+            if exc.errno in _NO_SPACE:
+                raise StorageFull("segment store") from exc
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise StorageNotWritable("the segment store", exc.strerror or str(exc)) from exc
+            raise
 
     def _owner(self, log_id: int) -> tuple[str, str]:
         owner = self.meta.log_owner(log_id)
@@ -374,16 +395,23 @@ class LogStore:
         return apply_retention(self.meta, self.blobs, self._lines, cutoff, dry_run=dry_run)
 
     def sweep_orphans(self, grace_seconds: float) -> list[str]:
-        """Delete blobs that no segment record names and that are older than `grace_seconds`.
+        """Delete blobs that no segment record names, and what blob writes that never completed
+        left (`BlobStore.sweep_partial`), older than `grace_seconds`; returns their names.
 
         Such blobs are left by a sealer that died between writing a blob and recording it, or
-        that lost a race. The grace period protects seals in progress elsewhere.
+        that lost a race; partial writes by a sealer killed mid-write. The grace period
+        protects seals in progress elsewhere.
         """
         cutoff = self._clock() - grace_seconds
+        # In this order, a seal of this process is never mistaken for an orphan, whatever the
+        # grace: a listed blob was put, so its seal is either still in `_writing` or recorded.
+        candidates = [blob for blob in self.blobs.list(keys.JOBS_PREFIX) if blob.modified < cutoff]
+        with self._sealing_lock:
+            writing = set(self._writing)
         recorded = self.meta.segment_keys(keys.JOBS_PREFIX)
         removed = []
-        for blob in self.blobs.list(keys.JOBS_PREFIX):
-            if blob.key not in recorded and blob.modified < cutoff:
+        for blob in candidates:
+            if blob.key not in recorded and blob.key not in writing:
                 self.blobs.delete(blob.key)
                 removed.append(blob.key)
-        return removed
+        return removed + self.blobs.sweep_partial(keys.JOBS_PREFIX, cutoff)

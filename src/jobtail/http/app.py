@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +12,6 @@ import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobtail.core.retention import DAY_SECONDS
 from jobtail.core.store import LogStore
 from jobtail.auth.links import link_key
 from jobtail.auth.secrets import load_master_key
@@ -24,6 +22,7 @@ from jobtail.http.bodies import UnverifiedReads
 from jobtail.http.errors import EXCEPTION_HANDLERS
 from jobtail.http.guard import open_identity_guard
 from jobtail.http.limits import RateLimiter
+from jobtail.http.maintenance import Maintenance
 from jobtail.http.openapi import openapi_document
 from jobtail.http.preview_cache import PreviewCache
 from jobtail.http.routing import Operation, build_routes
@@ -31,9 +30,6 @@ from jobtail.settings import Settings
 from jobtail.wiring import open_store
 
 log = logging.getLogger("jobtail")
-
-MAINTENANCE_INTERVAL = 2.0  # seconds between looks for idle heads to seal
-RETENTION_ROUNDS = 150  # retention runs every this many maintenance rounds (5 minutes), from the first
 
 
 def operations() -> list[Operation]:
@@ -71,44 +67,6 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-class Maintenance:
-    """Background sealing of idle heads, WAL checkpoints, retention and sweeping of orphan blobs, in a daemon thread."""
-
-    def __init__(self, store: LogStore, settings: Settings) -> None:
-        self._store = store
-        self._settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="jobtail-maintenance", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        self._guarded(lambda: self._store.sweep_orphans(self._settings.orphan_grace_seconds))
-        rounds = 0
-        while not self._stop.wait(MAINTENANCE_INTERVAL):
-            self._guarded(lambda: self._store.seal_due(self._settings.seal_idle_seconds))
-            if rounds % RETENTION_ROUNDS == 0:
-                self._guarded(self._retention)
-            rounds += 1
-
-    def _retention(self) -> None:
-        for expired in self._store.apply_retention(self._settings.retention_days * DAY_SECONDS):
-            log.info("retention dropped %d segment(s), %d bytes, of %s/%s; it now starts at %d",
-                     expired.segments, expired.bytes, expired.job_id, expired.task_id, expired.start_offset)
-
-    @staticmethod
-    def _guarded(work: object) -> None:
-        try:
-            work()  # type: ignore[operator]
-        except Exception:  # keep the thread alive; the next round retries
-            log.exception("background maintenance failed")
 
 
 class JobtailApp(Starlette):

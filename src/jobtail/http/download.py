@@ -29,7 +29,8 @@ from jobtail.http.params import query_choice, query_int
 from jobtail.http.routing import Operation, Param
 
 DOWNLOAD = "application/octet-stream"
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)  # the unit is case-insensitive (RFC 9110)
+_BEYOND = 10**18  # larger than any log: what a position of more significant digits than this stands for
 
 
 def _mode(request: Request) -> str:
@@ -51,9 +52,17 @@ async def link(request: Request) -> Response:
     return Response(orjson.dumps({"obs_url": f"{base}{path}?{query}"}), media_type="application/json")
 
 
+def _position(digits: str) -> int:
+    """A range position's value, without converting more digits than any offset has (Python's
+    int() refuses strings over 4300 digits): a longer number is `_BEYOND`, past every log's end."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) < len(str(_BEYOND)) else _BEYOND
+
+
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """[start, end) for a single `bytes=` range, None for the whole log; ApiError 416 when
-    unsatisfiable. Several ranges are answered with the whole log (RFC 9110 allows it)."""
+    unsatisfiable. Several ranges, or a header that is not `bytes=` range syntax, are answered
+    with the whole log (RFC 9110 §14.2 lets a server ignore Range). Work is linear in the header."""
     if header is None or "," in header:
         return None
     m = _RANGE.fullmatch(header.strip())
@@ -61,11 +70,10 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None  # not a byte range we understand: ignore it, as RFC 9110 allows
     first, last = m.groups()
     if first == "":
-        start, end = max(0, size - int(last)), size
-        if int(last) == 0:
-            start = size
+        suffix = _position(last)
+        start, end = (size if suffix == 0 else max(0, size - suffix)), size
     else:
-        start, end = int(first), size if last == "" else min(size, int(last) + 1)
+        start, end = _position(first), size if last == "" else min(size, _position(last) + 1)
     if start >= size or start >= end:
         raise ApiError(416, "Jobtail.0416", f"Range not satisfiable: the log has {size} bytes.",
                        **{"full_size": size})

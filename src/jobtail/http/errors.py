@@ -27,6 +27,7 @@ _SOLUTIONS = {
     "ModelArts.2819": "Please select obs url to upload your logs when creating training jobs.",
     "Jobtail.0409": "Ask for the log's full_size and resend the bytes from there.",
     "ModelArts.2815": "Ask the operator to raise max_log_bytes, or write to another task log.",
+    "Jobtail.0507": "Ask the operator to free space on (or make writable) the log store; writes then succeed again.",
 }
 
 
@@ -81,6 +82,8 @@ def _domain(exc: core.JobtailError) -> tuple[int, str, str, dict[str, object]]:
             return 413, "APIGW.0201", f"Request entity too large. (limit {exc.limit} bytes)", {}
         case core.LogTooLarge():
             return 400, "ModelArts.2815", exc.message, {"full_size": exc.full_size, "max_log_bytes": exc.limit}
+        case core.StorageFull() | core.StorageNotWritable():  # (the maintenance thread reports it to the log)
+            return 507, "Jobtail.0507", exc.message, {}
     log.error("storage error: %s (%s)", exc.message, getattr(exc, "hint", ""))
     return 500, "ModelArts.0010", "Internal error.", {}
 

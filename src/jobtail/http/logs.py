@@ -12,6 +12,7 @@ from jobtail.core.errors import InvalidParameter
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
 from jobtail.http import access
+from jobtail.http.maintenance import seal_soon
 from jobtail.http.params import query_int
 from jobtail.http.preview_cache import PreviewCache
 from jobtail.http.routing import Operation, Param
@@ -54,7 +55,7 @@ async def append(request: Request) -> Response:
         raise InvalidParameter("body", "The body holds no log bytes.")
     cap = request.app.state.settings.max_log_bytes
     appended = await run_in_threadpool(lambda: store.append(ref, body, offset, max_size=cap))
-    seal = BackgroundTask(run_in_threadpool, store.seal_log, appended.log_id) if appended.seal_due else None
+    seal = BackgroundTask(run_in_threadpool, seal_soon, store, [appended.log_id]) if appended.seal_due else None
     return Response(
         orjson.dumps({"full_size": appended.full_size}), media_type="application/json", background=seal
     )

@@ -1,7 +1,8 @@
 """OTLP/HTTP logs: `POST /v1/logs`, so OpenTelemetry log agents and SDKs can send task logs.
 
 The body is an `ExportLogsServiceRequest` in the protobuf (`application/x-protobuf`) or JSON
-(`application/json`) encoding, optionally `Content-Encoding: gzip` or `deflate`. Each log
+(`application/json`) encoding, optionally `Content-Encoding: gzip` (one or more members) or
+`deflate`, inflated to at most `max_body_bytes`. Each log
 record's body becomes one line of the task log that its attributes name:
 
     training job  jobtail.training_job_id   (else the pod label k8s.pod.labels.jobtail.io/training-job-id)
@@ -37,6 +38,7 @@ from jobtail.core.errors import InvalidParameter, LogTooLarge, PayloadTooLarge
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
 from jobtail.http import access
+from jobtail.http.maintenance import seal_soon
 from jobtail.http.routing import Operation
 
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
@@ -46,6 +48,11 @@ JOB_KEYS = ("jobtail.training_job_id", "k8s.pod.labels.jobtail.io/training-job-i
 TASK_KEYS = ("jobtail.task_id", "k8s.pod.labels.jobtail.io/task-id")
 PROJECT_KEY = "jobtail.project_id"
 _POD_TASK = re.compile(r"-(worker-\d+)$")
+_GZIP_MAGIC = b"\x1f\x8b"
+_INFLATE_PIECE = 256 * 1024
+# Several gzip members are read (bgzip writes one per 64 KiB: 256 for a 16 MiB body); more than
+# this many are refused, as each costs a fresh inflater while the request is handled.
+MAX_GZIP_MEMBERS = 1024
 
 
 def _media_type(request: Request) -> str:
@@ -61,15 +68,36 @@ def _decompressed(request: Request, body: bytes) -> bytes:
         return body
     if encoding not in ("gzip", "deflate"):
         raise InvalidParameter("Content-Encoding", "Use gzip, deflate or none.")
-    limit = request.app.state.settings.max_body_bytes
-    inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a zlib or gzip header, detected
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        raise InvalidParameter("body", f"The body is not valid {encoding} data.") from None
-    if len(data) > limit:
-        raise PayloadTooLarge(limit)
-    return data
+    return inflate(body, encoding, request.app.state.settings.max_body_bytes)
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """The content of a gzip or deflate (zlib) body, at most `limit` bytes (PayloadTooLarge past it,
+    however small the body: a bomb stops at the limit). A gzip body may hold several members, read
+    in turn (RFC 1952), up to `MAX_GZIP_MEMBERS`; anything that is not whole streams to its very
+    end is InvalidParameter(body). The input is fed in pieces so that each member costs its size."""
+    out = bytearray()
+    view, at, members = memoryview(body), 0, 0
+    while True:
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise InvalidParameter("body", f"The body holds more than {MAX_GZIP_MEMBERS} gzip members.")
+        inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a zlib or gzip header, detected
+        while not inflater.eof:
+            if at >= len(view):
+                raise InvalidParameter("body", f"The body is not valid {encoding} data: it ends mid-stream.")
+            piece = view[at : at + _INFLATE_PIECE]
+            try:
+                out += inflater.decompress(piece, limit + 1 - len(out))
+            except zlib.error:
+                raise InvalidParameter("body", f"The body is not valid {encoding} data.") from None
+            if len(out) > limit:  # (below it, the output had room: the piece was consumed whole)
+                raise PayloadTooLarge(limit)
+            at += len(piece) - len(inflater.unused_data)
+        if at == len(view):
+            return bytes(out)
+        if encoding != "gzip" or view[at : at + 2] != _GZIP_MAGIC:
+            raise InvalidParameter("body", f"The body is not valid {encoding} data: bytes follow its end.")
 
 
 def _decode(request: Request) -> Any:
@@ -213,17 +241,12 @@ def _store(store: LogStore, project: str, message: Any, cap: int) -> list[int]:
     return due
 
 
-def _seal(store: LogStore, log_ids: list[int]) -> None:
-    for log_id in log_ids:
-        store.seal_log(log_id)
-
-
 async def export(request: Request) -> Response:
     message = _decode(request)
     project = request.headers.get("x-project-id", "").strip() or next(iter(_resource_projects(message)), "")
     store: LogStore = request.app.state.store
     due = await run_in_threadpool(_store, store, project, message, request.app.state.settings.max_log_bytes)
-    seal = BackgroundTask(run_in_threadpool, _seal, store, due) if due else None
+    seal = BackgroundTask(run_in_threadpool, seal_soon, store, due) if due else None
     if _media_type(request) == PROTOBUF:
         return Response(b"", media_type=PROTOBUF, background=seal)  # an empty ExportLogsServiceResponse
     return Response(b"{}", media_type=JSON, background=seal)

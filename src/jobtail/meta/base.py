@@ -134,6 +134,11 @@ class MetaStore(Protocol):
     def index_entries(self, log_id: int, start: int, end: int) -> list[IndexEntry]:
         """Index entries with `start <= offset < end`, in offset order."""
 
+    def check_writable(self) -> None:
+        """Raise StorageNotWritable unless the database accepts a write transaction (one that
+        changes nothing): for a start-up check. Every method raises StorageFull when the
+        database has no space left, and StorageNotWritable when it refuses writes."""
+
     def checkpoint(self) -> None:
         """Fold the database's write-ahead log into its main file, without blocking writers, if
         the backend leaves that to the caller (SQLite here); otherwise do nothing. Called after

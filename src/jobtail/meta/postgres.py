@@ -12,13 +12,18 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from jobtail.meta.sql import SqlMetaStore
+from jobtail.core.errors import StorageNotWritable
+from jobtail.meta.sql import SqlMetaStore, raise_storage_errors
+
+DISK_FULL, READ_ONLY_TRANSACTION = "53100", "25006"  # SQLSTATEs: disk_full, read_only_sql_transaction
 
 
 def engines(url: str) -> tuple[Engine, Engine]:
     """A (writer, reader) engine pair on the database named by `url` (driver psycopg 3)."""
     parsed = make_url(url).set(drivername="postgresql+psycopg")
     writer = create_engine(parsed, pool_size=10, max_overflow=30, pool_pre_ping=True)
+    raise_storage_errors(writer, full=lambda e: getattr(e, "sqlstate", None) == DISK_FULL,
+                         read_only=lambda e: getattr(e, "sqlstate", None) == READ_ONLY_TRANSACTION)
     return writer, writer.execution_options(isolation_level="REPEATABLE READ")
 
 
@@ -30,5 +35,7 @@ def open_postgres(url: str) -> SqlMetaStore:
         with writer.begin() as conn:
             conn.execute(text("ALTER TABLE head_chunks ALTER COLUMN data SET COMPRESSION lz4"))
     except DBAPIError:  # a server built without lz4 keeps pglz: slower, still correct
+        pass
+    except StorageNotWritable:  # a read-only database: writes fail clearly (`check_writable` at start)
         pass
     return store

@@ -7,11 +7,13 @@ task log, and a reader engine whose transactions each see one consistent snapsho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, event, func, insert, select, update
+from sqlalchemy.engine import ExceptionContext
 
-from jobtail.core.errors import JobNotFound
+from jobtail.core.errors import JobNotFound, StorageFull, StorageNotWritable
 from jobtail.core.types import (
     AppendOutcome,
     HeadChunk,
@@ -50,6 +52,21 @@ _LOG_STATE = (
 _LOG_ENDS = select(task_logs.c.id, task_logs.c.end_offset).where(task_logs.c.id.in_(bindparam("ids", expanding=True)))
 _JOB_PHASES = select(jobs.c.id, jobs.c.phase).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
 _IDS_PER_QUERY = 10_000  # far below SQLite's and PostgreSQL's bound-parameter limits
+
+
+def raise_storage_errors(engine: Engine, full: Callable[[BaseException], bool],
+                         read_only: Callable[[BaseException], bool]) -> None:
+    """Make `engine` raise StorageFull / StorageNotWritable in place of the driver errors that
+    `full` / `read_only` recognise (no space left; the database refuses writes), so that callers
+    get a domain error that says so instead of an internal one."""
+
+    @event.listens_for(engine, "handle_error")
+    def _translate(context: ExceptionContext) -> None:
+        error = context.original_exception
+        if full(error):
+            raise StorageFull("database") from error
+        if read_only(error):
+            raise StorageNotWritable("the database", str(error)) from error
 
 
 def _overlapping(table: Any, piece_end: Any) -> Any:
@@ -368,6 +385,12 @@ class SqlMetaStore(JobQueries):
         )
         with self._read() as conn:
             return [IndexEntry(r.offset, r.line, r.appended_at) for r in conn.execute(query)]
+
+    def check_writable(self) -> None:
+        # BEGIN IMMEDIATE (SQLite) takes the write lock; the UPDATE needs write access even when,
+        # as here, it matches no row.
+        with self._writer.begin() as conn:
+            conn.execute(update(task_logs).where(task_logs.c.id == -1).values(end_offset=task_logs.c.end_offset))
 
     def checkpoint(self) -> None:
         """SQLite: copy the write-ahead log into the database without blocking writers (its

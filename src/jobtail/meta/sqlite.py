@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from jobtail.meta.sql import SqlMetaStore
+from jobtail.meta.sql import SqlMetaStore, raise_storage_errors
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -43,7 +43,15 @@ def _engine(url: str, begin: str) -> Engine:
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)
 
+    raise_storage_errors(engine, full=lambda e: _code(e) == sqlite3.SQLITE_FULL,
+                         read_only=lambda e: _code(e) == sqlite3.SQLITE_READONLY)
     return engine
+
+
+def _code(error: BaseException) -> int | None:
+    """The primary SQLite result code of a driver error ("database or disk is full": SQLITE_FULL)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def engines(url: str) -> tuple[Engine, Engine]:

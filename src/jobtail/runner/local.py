@@ -132,6 +132,7 @@ class LocalExecutor:
         self._watch(active)
         self._collect()
         self._start_queued()
+        self.records.beat(self._runs)  # when each job was last known to run, should the server die
 
     def _watch(self, active: dict[str, JobRecord]) -> None:
         for run in self._runs.values():
@@ -219,8 +220,9 @@ class LocalExecutor:
                                         f"in {cwd or os.getcwd()}: {command}"))
             process = TaskProcess.spawn(command, env=task_environment(job, index, port), cwd=cwd,
                                         output_fd=capture.write_fd, grace_seconds=self.grace)
-        except OSError as exc:
-            self._task_event(run, run.not_started(task, capture, str(exc)))
+        except (OSError, ValueError) as exc:  # a missing working_dir; a string the kernel refuses (a NUL)
+            run.not_started(task, capture, str(exc))
+            self.jobs.event(job, f"[{task}] Could not start: {exc}.", "Error", "Task")
             return False
         except BaseException:
             capture.finish(b"")  # closes its pipe

@@ -1,9 +1,10 @@
 """What a new executor does about jobs whose runner died: run records and recovery at start.
 
 While a job runs, `DATA_DIR/runner/<job id>.json` records its owner and the session id of each
-task (`{"owner": …, "sessions": {"worker-0": 1234, …}}`). A server killed with SIGKILL leaves
-the record behind. Its tasks normally stop by themselves (each shim hears of its parent's death),
-but when the shim was killed too, processes may survive; so at the start of a lease:
+task (`{"owner": …, "sessions": {"worker-0": 1234, …}}`); the executor touches it every
+`HEARTBEAT_SECONDS`, so its mtime says when the job was last known to run. A server killed with
+SIGKILL leaves the record behind. Its tasks normally stop by themselves (each shim hears of its
+parent's death), but when the shim was killed too, processes may survive; so at the start of a lease:
 
 1. For each record whose owner is a dead process of this host, every live process that is in one
    of the recorded sessions *and* carries `JOBTAIL_JOB_ID=<the job>` in its environment is
@@ -11,8 +12,9 @@ but when the shim was killed too, processes may survive; so at the start of a le
 2. Each job of executor `local` that is Running or Terminating and owned by a dead process of
    this host becomes Abnormal, with the event "The jobtail server running this job stopped (…);
    its processes were stopped.", the same message in `task_statuses` (exit code -1: unknown) and
-   a platform line at the end of each task log. A Pending job (queued, never started) goes back
-   to Creating so that an executor runs it.
+   a platform line at the end of each task log; its end time (so its duration) is when its
+   record was last touched, not the time of recovery. A Pending job (queued, never started) goes
+   back to Creating so that an executor runs it.
 
 Jobs owned on another host (or pid namespace) are left to that host's executor.
 """
@@ -22,6 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +39,15 @@ from jobtail.runner.process import kill_marked
 
 log = logging.getLogger("jobtail.runner")
 
+HEARTBEAT_SECONDS = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     job_id: str
     owner: Owner | None
     sessions: dict[str, int]
+    alive_at: float  # epoch seconds: when the job was last known to run (the record's mtime)
 
 
 class RunRecords:
@@ -48,6 +55,19 @@ class RunRecords:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._beaten_at = 0.0
+
+    def beat(self, job_ids: Iterable[str]) -> None:
+        """Mark these jobs as running now (at most every HEARTBEAT_SECONDS; cheap to call often)."""
+        now = time.monotonic()
+        if now - self._beaten_at < HEARTBEAT_SECONDS:
+            return
+        self._beaten_at = now
+        for job_id in job_ids:
+            try:
+                os.utime(self.directory / f"{job_id}.json")
+            except FileNotFoundError:
+                pass  # no task started yet
 
     def write(self, job_id: str, owner: Owner, sessions: dict[str, int]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -65,7 +85,7 @@ class RunRecords:
             try:
                 data = json.loads(path.read_text())
                 sessions = {str(k): int(v) for k, v in data["sessions"].items()}
-                found.append(RunRecord(path.stem, Owner.parse(data.get("owner")), sessions))
+                found.append(RunRecord(path.stem, Owner.parse(data.get("owner")), sessions, path.stat().st_mtime))
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 log.warning("ignoring unreadable run record %s", path)
         return found
@@ -82,8 +102,10 @@ def _dead_here(owner: Owner | None) -> bool:
 
 def recover(jobs: JobService, records: RunRecords) -> list[str]:
     """Clean up after dead runners of this host (module docstring); returns the jobs marked Abnormal."""
+    alive_at: dict[str, float] = {}  # job id → when its dead runner last touched its record
     for record in records.all():
         if _dead_here(record.owner):
+            alive_at[record.job_id] = record.alive_at
             killed = kill_leftovers(record.job_id, set(record.sessions.values()))
             if killed:
                 log.warning("killed %d leftover process(es) of job %s", killed, record.job_id)
@@ -102,7 +124,8 @@ def recover(jobs: JobService, records: RunRecords) -> list[str]:
         message = f"The jobtail server running this job stopped ({owner.describe()}); its processes were stopped."
         _note_in_logs(jobs, job, message)  # first: a job that shows ended has all of its log
         statuses = tuple(TaskStatus(task, -1, message) for task in job.tasks)
-        marked = jobs.transition(job, ABNORMAL, expected=(RUNNING, TERMINATING), task_statuses=statuses)
+        stopped = {"end_time": max(job.start_time, int(alive_at[job.id] * 1000))} if job.id in alive_at else {}
+        marked = jobs.transition(job, ABNORMAL, expected=(RUNNING, TERMINATING), task_statuses=statuses, **stopped)
         if marked is None:
             continue
         jobs.event(marked, message, "Error")
