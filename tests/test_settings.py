@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from jobtail.cli import main
-from jobtail.settings import Settings
+from jobtail.settings import Settings, redact_url
 
 
 def test_every_setting_is_a_serve_flag_and_documented() -> None:
@@ -34,3 +34,17 @@ def test_invalid_settings_are_usage_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path), "--preview-bytes", "9999999999"])
     assert result.exit_code == 2
     assert "preview_bytes" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://jobtail:s3cr%40t@db.example:5432/jobtail", "postgresql://jobtail:***@db.example:5432/jobtail"),
+        ("postgresql://:pw@db/x", "postgresql://:***@db/x"),
+        ("postgresql://jobtail@db/x", "postgresql://jobtail@db/x"),
+        ("sqlite:////var/lib/jobtail/jobtail.db", "sqlite:////var/lib/jobtail/jobtail.db"),
+        ("s3://bucket/prefix?endpoint=http://127.0.0.1:8333", "s3://bucket/prefix?endpoint=http://127.0.0.1:8333"),
+    ],
+)
+def test_urls_are_printed_without_their_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown

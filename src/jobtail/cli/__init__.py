@@ -13,7 +13,7 @@ from jobtail.cli.jobs import jobs, submit
 from jobtail.cli.logs import logs
 from jobtail.cli.options import load_settings, settings_options
 from jobtail.cli.ship import ship
-from jobtail.settings import Settings
+from jobtail.settings import Settings, redact_url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,7 +36,7 @@ def serve(**given: Any) -> None:
         raise click.ClickException(exc.message) from None
     click.echo(
         f"jobtail {__version__}: http://{settings.host}:{settings.port}  "
-        f"database {settings.database_url}  blobs {settings.blob_url}",
+        f"database {redact_url(settings.database_url)}  blobs {redact_url(settings.blob_url)}",
         err=True,
     )
     _bootstrap(settings)
