@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from jobtail.runner.job_run import JobRun
 from jobtail.runner.owner import Lease, Owner
 from jobtail.runner.process import TaskProcess
 from jobtail.runner.recovery import RunRecords, recover
+from jobtail.runner.sandbox import Sandbox, WorkingDirRefused
 from jobtail.settings import Settings
 
 log = logging.getLogger("jobtail.runner")
@@ -75,6 +77,10 @@ class LocalExecutor:
         self.owner = Owner.current()
         self.lease = Lease(settings.data_dir / "runner" / "executor.lock")
         self.records = RunRecords(settings.data_dir / "runner")
+        self.sandbox: Sandbox | None = None
+        if settings.executor_isolation == "bwrap":  # else every task runs as the server does
+            self.sandbox = Sandbox.for_settings(settings)  # SandboxUnavailable: the server does not start
+            self.sandbox.check()
         self._runs: dict[str, JobRun] = {}
         self._queue: list[JobRecord] = []  # claimed, Pending, oldest first
         self._waiting: set[str] = set()  # queued jobs told they wait for task slots
@@ -106,6 +112,7 @@ class LocalExecutor:
                 return
         try:
             self._guarded(lambda: recover(self.jobs, self.records))
+            self._guarded(self._sweep_job_dirs)
             while not self._stopping.is_set():
                 self._guarded(self._tick)
                 self._wake.wait(POLL_SECONDS)
@@ -166,6 +173,8 @@ class LocalExecutor:
         del self._runs[run.job.id]
         self.records.remove(run.job.id)
         if not run.writes:
+            if run.reason == job_run.DELETED and self.sandbox is not None:
+                shutil.rmtree(self.sandbox.job_dir(run.job.project_id, run.job.id), ignore_errors=True)
             return
         phase, message, level = _FINAL[run.reason]
         final = self.jobs.transition(run.job, phase, expected=(RUNNING, TERMINATING), task_statuses=run.statuses())
@@ -215,11 +224,19 @@ class LocalExecutor:
         job, task = run.job, run.job.tasks[index]
         capture = TaskCapture(self.jobs.store, TaskRef(job.project_id, job.id, task))
         try:
+            job_dir = None
+            if self.sandbox is not None and cwd:
+                cwd = str(self.sandbox.working_dir(cwd))
+            elif self.sandbox is not None:  # the job's own directory, for its tasks only
+                job_dir = self.sandbox.job_dir(job.project_id, job.id)
+                job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                cwd = str(job_dir)
             capture.write(platform_line(f"{task} started (RANK {index} of {len(job.tasks)}, MASTER_PORT {port}) "
                                         f"in {cwd or os.getcwd()}: {command}"))
-            process = TaskProcess.spawn(command, env=task_environment(job, index, port), cwd=cwd,
-                                        output_fd=capture.write_fd, grace_seconds=self.grace)
-        except OSError as exc:
+            env = task_environment(job, index, port, sandboxed=self.sandbox is not None)
+            process = TaskProcess.spawn(command, env=env, cwd=cwd, output_fd=capture.write_fd, grace_seconds=self.grace,
+                                        sandbox=self.sandbox, job_dir=job_dir)
+        except (OSError, WorkingDirRefused) as exc:
             self._task_event(run, run.not_started(task, capture, str(exc)))
             return False
         except BaseException:
@@ -231,6 +248,19 @@ class LocalExecutor:
         self.records.write(job.id, self.owner, run.sessions())
         self.jobs.event(job, f"[{task}] Training started.", source="Task")
         return True
+
+    def _sweep_job_dirs(self) -> None:
+        """Remove the directories of sandboxed jobs deleted while no executor ran them."""
+        if self.sandbox is None or not self.sandbox.work_root.is_dir():
+            return
+        for project in self.sandbox.work_root.iterdir():
+            if project.name.startswith(".") or not project.is_dir():
+                continue
+            for job_dir in project.iterdir():
+                try:
+                    self.jobs.get(project.name, job_dir.name)
+                except JobNotFound:
+                    shutil.rmtree(job_dir, ignore_errors=True)
 
     # -- shutdown -------------------------------------------------------------------------------
 
