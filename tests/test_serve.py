@@ -57,3 +57,21 @@ def test_serve_appends_previews_and_seals_idle_heads(tmp_path: Path) -> None:
     assert f"http://127.0.0.1:{port}" in output
     assert f"its secret is in {tmp_path / 'credentials.json'}" in output
     assert (tmp_path / "jobtail.db").exists()
+
+
+def test_the_data_directory_and_its_secrets_are_private(tmp_path: Path) -> None:
+    """Mode 700 for the data directory, 600 for the master key, the admin credential and the
+    SQLite database with its WAL and shared-memory files (issue 14: only the server reads them)."""
+    data_dir = tmp_path / "fresh" / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTAIL_")}
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "jobtail", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", server)
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        for name in ("master.key", "credentials.json", "jobtail.db", "jobtail.db-wal", "jobtail.db-shm"):
+            assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)

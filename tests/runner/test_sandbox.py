@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from support.jobs import PY, TERMINAL
+from support.jobs import PROJECT, PY, TERMINAL, preview, submit, wait_phase
+from support.live import LiveServer
 from support.serve import clean_env, free_port, jobtail, wait_until_serving
 
 from jobtail.client import Client, Credentials
+from jobtail.runner.sandbox import Sandbox, SandboxUnavailable
+from jobtail.settings import Settings
 
 EXPLOIT = r'''
 import base64, glob, hashlib, hmac, os
@@ -152,3 +157,169 @@ def test_without_isolation_the_exploit_works_as_the_issue_reports(tmp_path: Path
     assert re.search(r"^server processes: [1-9]", log, re.M), log
     assert "master key: read\n" in log and "database: read, holds the access key\n" in log, log
     assert re.search(r"^preview: 200 '.*the secret of project A", log, re.M), log
+
+
+# -- what a task sees (in-process servers: the data directory lies in a shared directory here) --
+
+SEES = """
+    import glob, os, subprocess
+    def attempt(what, action):
+        try:
+            action()
+            print(what, "ok", flush=True)
+        except OSError as exc:
+            print(what, type(exc).__name__, flush=True)
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    print("uid", os.getuid(), "caps", status["CapEff"].strip(), flush=True)
+    print("pid 1", open("/proc/1/cmdline", "rb").read().split(b"\\0")[3].decode(), flush=True)
+    print("processes", len(glob.glob("/proc/[0-9]*")), flush=True)
+    print("data dir", sorted(os.listdir(os.environ["DATA_DIR"])), flush=True)
+    print("home", sorted(os.listdir(os.environ["HOME"])), flush=True)
+    attempt("read master key", lambda: open(os.path.join(os.environ["DATA_DIR"], "master.key")).read())
+    attempt("read shadow", lambda: open("/etc/shadow").read())
+    attempt("write usr", lambda: open("/usr/jobtail-was-here", "w"))
+    attempt("write etc", lambda: open("/etc/jobtail-was-here", "w"))
+    attempt("write cwd", lambda: open("out.txt", "w").write("written by the task"))
+    attempt("write home", lambda: open(os.path.join(os.environ["HOME"], "jobtail-was-here"), "w"))
+    print("user namespace", subprocess.run(["unshare", "--user", "true"], stderr=subprocess.DEVNULL).returncode, flush=True)
+    print("cwd", os.getcwd(), flush=True)
+"""
+
+
+def test_a_task_sees_its_job_directory_and_read_only_system_dirs_nothing_of_the_server(
+        runner: LiveServer, tmp_path: Path) -> None:
+    data_dir = runner.settings.data_dir
+    script = tmp_path / "sees.py"
+    script.write_text(textwrap.dedent(SEES))
+    with runner.client() as http:
+        # `python3` through PATH: here a pyenv shim under root's home, bound read-only.
+        job_id = submit(http, "sees", f"python3 {script}", environments={"DATA_DIR": str(data_dir)})
+        job = wait_phase(http, job_id)
+        log = preview(http, job_id)
+    assert job["status"]["phase"] == "Completed", log
+    uid, caps = re.search(r"^uid (\d+) caps (\w+)$", log, re.M).groups()  # type: ignore[union-attr]
+    assert int(uid) == os.getuid() and int(caps, 16) == 0  # the server's uid, without a capability
+    assert "\npid 1 /run/jobtail/shim.py\n" in log  # a pid namespace of its own: the shim is pid 1
+    assert int(re.search(r"^processes (\d+)$", log, re.M).group(1)) <= 4  # type: ignore[union-attr]
+    assert "\ndata dir ['work']\n" in log, log  # an empty cover, with the way to its own directory
+    home = re.search(r"^home (.*)$", log, re.M).group(1)  # type: ignore[union-attr]
+    assert not {".bashrc", ".ssh", ".gitconfig", ".huaweicloud", ".local"} & set(eval(home))  # only interpreters
+    for line in ("read master key FileNotFoundError", "read shadow PermissionError", "write usr OSError",
+                 "write etc OSError", "write cwd ok", "write home ok"):
+        assert f"\n{line}\n" in log, line
+    assert re.search(r"^user namespace [1-9]", log, re.M)
+    job_dir = data_dir / "work" / PROJECT / job_id
+    assert f"\ncwd {job_dir}\n" in log
+    assert (job_dir / "out.txt").read_text() == "written by the task"
+    assert not (Path(os.environ["HOME"]) / "jobtail-was-here").exists()  # its $HOME was its own
+
+
+def test_a_job_cannot_see_another_jobs_directory(runner: LiveServer) -> None:
+    with runner.client() as http:
+        first = submit(http, "first", "echo private > notes.txt && pwd")
+        assert wait_phase(http, first)["status"]["phase"] == "Completed"
+        notes = runner.settings.data_dir / "work" / PROJECT / first / "notes.txt"
+        assert notes.read_text() == "private\n"
+        second = submit(http, "second", f"cat {notes}; ls {notes.parent.parent}")
+        assert wait_phase(http, second)["status"]["phase"] == "Completed"
+        log = preview(http, second)
+    assert "private" not in log
+    assert f"\ncat: {notes}: No such file or directory\n{second}\n" in log  # the project's: only its own
+
+
+def test_the_ranks_of_a_job_meet_on_master_port(runner: LiveServer, tmp_path: Path) -> None:
+    script = tmp_path / "rendezvous.py"
+    script.write_text(textwrap.dedent("""
+        import os, socket, time
+        rank, address = int(os.environ["RANK"]), (os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]))
+        open(f"/tmp/rank-{rank}", "w").close()
+        if rank == 0:
+            with socket.create_server(address) as server:
+                peer, _ = server.accept()
+                print("rank 0 got:", peer.recv(100).decode(), flush=True)
+                peer.sendall(b"welcome, rank 1")
+        else:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    peer = socket.create_connection(address)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            peer.sendall(b"hello from rank 1")
+            print("rank 1 got:", peer.recv(100).decode(), flush=True)
+        print("tmp:", sorted(name for name in os.listdir("/tmp") if name.startswith("rank-")), flush=True)
+    """))
+    with runner.client() as http:
+        job_id = submit(http, "ddp", f"{PY} {script}", workers=2)
+        job = wait_phase(http, job_id, timeout=60)
+        rank0, rank1 = preview(http, job_id, "worker-0"), preview(http, job_id, "worker-1")
+    assert job["status"]["phase"] == "Completed", rank0 + rank1
+    assert "\nrank 0 got: hello from rank 1\n" in rank0 and "\nrank 1 got: welcome, rank 1\n" in rank1
+    assert "\ntmp: ['rank-0']\n" in rank0 and "\ntmp: ['rank-1']\n" in rank1  # a /tmp of its own each
+
+
+def test_a_working_directory_outside_the_shared_directories_is_refused(runner: LiveServer) -> None:
+    with runner.client() as http:
+        job_id = submit(http, "escape", "touch /etc/cron.d/owned", working_dir="/etc")
+        job = wait_phase(http, job_id)
+    [status] = job["status"]["task_statuses"]
+    assert (job["status"]["phase"], status["exit_code"]) == ("Failed", 127)
+    assert status["message"] == ("Could not start: working directory /etc is not visible to sandboxed jobs; "
+                                 "the operator can share it with --executor-shared-dirs.")
+    assert not Path("/etc/cron.d/owned").exists()
+
+
+# -- no sandbox, no executor ----------------------------------------------------------------------
+
+def serve_once(tmp_path: Path, path: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """`jobtail serve` with PATH=`path`, expected to refuse to start."""
+    env = {**clean_env(), "PATH": path}
+    argv = [sys.executable, "-m", "jobtail", "serve", "--data-dir", str(tmp_path / "data"), "--port", "0", *options]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_without_bwrap_the_server_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    done = serve_once(tmp_path, str(tmp_path))  # no bwrap on this PATH
+    assert done.returncode == 1
+    assert done.stderr == ("Error: jobtail runs jobs sandboxed with bubblewrap, but bwrap is not installed: install "
+                           "bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or pass --executor-isolation none "
+                           "to run jobs unsandboxed (one tenant only: a job can then read the master key).\n")
+
+
+def test_a_bwrap_that_cannot_make_namespaces_is_named_in_the_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "bwrap"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    done = serve_once(tmp_path, f"{fake.parent}:/usr/bin:/bin")
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: bwrap cannot start a sandbox here (bwrap: setting up uid map: Permission "
+                                  "denied): install bubblewrap") and done.stderr.count("\n") == 1
+
+
+def test_without_bwrap_isolation_none_still_serves(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**clean_env(), "PATH": str(tmp_path)}
+    argv = [sys.executable, "-m", "jobtail", "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+            "--executor-isolation", "none", "--log-level", "warning"]
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", server)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+# -- the sandbox's command line ---------------------------------------------------------------------
+
+def test_the_data_directory_is_covered_inside_a_shared_directory_and_cannot_be_shared(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    (data_dir / "work").mkdir(parents=True)
+    settings = Settings(data_dir=data_dir, executor_shared_dirs=str(tmp_path))
+    argv = Sandbox.for_settings(settings).argv(job_dir=None, cwd=tmp_path, command=["true"])
+    shared, covered = argv.index("--bind"), argv.index(str(data_dir))
+    assert argv[shared + 1] == str(tmp_path) and argv[covered - 1] == "--tmpfs" and shared < covered
+    with pytest.raises(SandboxUnavailable, match="may not be /, a system directory, or inside the data directory"):
+        Sandbox.for_settings(Settings(data_dir=data_dir, executor_shared_dirs=f"{tmp_path}:{data_dir / 'work'}"))

@@ -149,15 +149,16 @@ class Sandbox:
             if not path.is_dir():
                 raise SandboxUnavailable(f"shared directory {entry} (--executor-shared-dirs) is not a directory.")
             if any(_inside(path, p) for p in protected) or len(path.parts) < 2 or path.parts[1] in SYSTEM_DIRS:
-                raise SandboxUnavailable(f"shared directory {entry} (--executor-shared-dirs) may not be / , a system "
-                                         f"directory or inside the data directory or the database's.")
+                raise SandboxUnavailable(f"shared directory {entry} (--executor-shared-dirs) may not be /, a system "
+                                         f"directory, or inside the data directory.")
             shared.append(path)
         candidates = {p for p in interpreter_dirs(environ)
                       if p.is_dir() and not any(_inside(p, x) for x in protected)
                       and not any(_inside(p, Path("/", s)) for s in SYSTEM_DIRS)}
         readonly = sorted(p for p in candidates if not any(p != q and _inside(p, q) for q in candidates))
         files, dirs = _unreadable_in("/etc")
-        hidden_dirs = [Path(p) for p in dirs] + private_dirs
+        hidden_dirs = [Path(p) for p in dirs] + [p for p in private_dirs
+                                                 if not any(p != q and _inside(p, q) for q in private_dirs)]
         hidden_files = [p for p in [*map(Path, files), *private_files] if not any(_inside(p, d) for d in hidden_dirs)]
         return cls(bwrap=bwrap, readonly=tuple(readonly), shared=tuple(shared),
                    hidden_dirs=tuple(hidden_dirs), hidden_files=tuple(hidden_files),
