@@ -16,6 +16,7 @@ from support.jobs import (
     PY,
     all_gone,
     events,
+    events_until,
     preview,
     reports_pgid,
     session_of,
@@ -70,7 +71,7 @@ def test_two_workers_complete_and_each_log_holds_its_rank_in_order(runner: LiveS
                                 + re.escape(command), start)
             assert printed == "".join(f"rank {rank} line {i}\n" for i in range(300))
             assert re.fullmatch(PLATFORM + "exit with 0", end)
-        messages = events(http, job_id)
+        messages = events_until(http, job_id, "Training job completed.")
     assert messages[:2] == ["Training job is created.", "Training job is running."]
     assert sorted(messages[2:4]) == ["[worker-0] Training started.", "[worker-1] Training started."]
     assert sorted(messages[4:6]) == ["[worker-0] Training finished. Exit code 0.",
@@ -104,7 +105,7 @@ def test_a_failing_rank_fails_the_job_and_the_other_rank_is_stopped(runner: Live
         assert all_gone(survivor, timeout=0.5)
         assert re.search(PLATFORM + "exit with 3\n$", preview(http, job_id, "worker-1"))
         assert re.search(PLATFORM + "stopped because worker-1 failed; exit with 143\n$", preview(http, job_id))
-        messages = events(http, job_id)
+        messages = events_until(http, job_id, "Training job failed.")
     assert "[worker-1] Training finished. Exit code 3." in messages
     assert "[worker-0] Training stopped. Exit code 143." in messages
     assert messages[-1] == "Training job failed."
@@ -131,7 +132,7 @@ def test_terminate_stops_the_whole_tree_and_leaves_no_process(runners: Runners, 
         [status] = job["status"]["task_statuses"]
         assert status["message"].startswith("Stopped by a terminate request; exit code 1")
         assert all_gone(tree, timeout=0.5, reaped=True)  # the whole tree was reaped: not even zombies
-        assert events(http, job_id)[-1] == "Training job is terminated."
+        events_until(http, job_id, "Training job is terminated.")
         assert not list((tmp_path / "data" / "runner").glob("*.json"))  # the run record is gone
 
 

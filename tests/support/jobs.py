@@ -70,6 +70,17 @@ def events(http: httpx.Client, job_id: str, project: str = PROJECT) -> list[str]
     return [e["message"] for e in r.json()["events"]]
 
 
+def events_until(http: httpx.Client, job_id: str, last: str, timeout: float = 20.0,
+                 project: str = PROJECT) -> list[str]:
+    """The job's event messages once `last` is the newest: a job's final event is written just
+    after its final phase, so a poller may see the phase first."""
+    deadline = time.monotonic() + timeout
+    while (messages := events(http, job_id, project))[-1:] != [last]:
+        assert time.monotonic() < deadline, f"the newest event stayed {messages[-1:]}, wanted {last!r}"
+        time.sleep(0.02)
+    return messages
+
+
 def live_pids(pgid: int | None = None, pid: int | None = None) -> list[int]:
     """Live (not zombie) processes in process group `pgid`, or the process `pid` if it is alive."""
     found = []

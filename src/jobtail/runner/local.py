@@ -15,7 +15,9 @@ when `wake()` is called after an API request, it:
    larger than the cap runs when nothing else does; a job that does not fit yet holds back
    the ones behind it, so big jobs are not starved). Pending → Running, then one process per
    task (`jobtail.runner.process`) with the environment of `jobtail.runner.environment`, its
-   output copied into the task log (`jobtail.runner.capture`).
+   output copied into the task log (`jobtail.runner.capture`), each in a sandbox
+   (`jobtail.runner.sandbox`) unless `executor_isolation` is "none". A sandboxed job that names
+   no working directory gets one of its own, removed when the job is deleted.
 
 `stop()` (server shutdown) stops every running job (SIGTERM, SIGKILL after
 `terminate_grace_seconds`) and marks it Abnormal; jobs still queued go back to Creating.

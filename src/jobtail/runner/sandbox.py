@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -71,7 +72,7 @@ def _prefix(entry: Path) -> Path:
     """The directory to bind for a PATH entry: `…/bin` → `…`, unless that would be `/`, a home
     or a top-level directory (then only the entry itself)."""
     parent = entry.parent
-    homes = {_real(p) for p in (os.path.expanduser("~"), "/root", "/home") if p}
+    homes = {_real(user.pw_dir) for user in pwd.getpwall()} | {_real(os.path.expanduser("~"))}
     if entry.name in PREFIX_NAMES and len(parent.parts) > 2 and parent not in homes:
         return parent
     return entry
