@@ -52,13 +52,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jobtail-bench-sandbox-") as temp:
         sandbox = Sandbox.for_settings(Settings(data_dir=Path(temp) / "data"))
         sandbox.check()
-        job_dir = sandbox.job_dir("bench", "job")
-        job_dir.mkdir(parents=True)
+        places = sandbox.places("bench", "job", own_dir=True)
+        job_dir = places.own_dir
+        assert job_dir is not None
         env = dict(os.environ)
 
         def sandboxed(fd: int) -> Callable[[], bool]:
             task = TaskProcess.spawn(COMMAND, env=env, cwd=str(job_dir), output_fd=fd, grace_seconds=1,
-                                     sandbox=sandbox, job_dir=job_dir)
+                                     sandbox=sandbox, places=places)
             return lambda: task.poll() is not None
 
         def plain(fd: int) -> Callable[[], bool]:
@@ -78,6 +79,7 @@ def main() -> None:
                 measured = first_byte_and_exit(ways[name])
                 if round_ >= 3:  # warm-up rounds are not counted
                     times[name].append(measured)
+        sandbox.release("bench", "job", deleted=True)
     print(f"task start, {args.rounds} rounds (ms; medians)   first byte   exit")
     for name, label in (("sh", "/bin/sh -c alone (floor)"), ("none", "shim, --executor-isolation none"),
                         ("bwrap", "shim in bwrap (the default)")):

@@ -27,7 +27,7 @@ from support.live import LiveServer
 from support.serve import clean_env, free_port, jobtail, wait_until_serving
 
 from jobtail.client import Client, Credentials
-from jobtail.runner.sandbox import Sandbox, SandboxUnavailable
+from jobtail.runner.sandbox import JobPlaces, Sandbox, SandboxUnavailable
 from jobtail.settings import Settings
 
 EXPLOIT = r'''
@@ -242,6 +242,8 @@ def test_the_ranks_of_a_job_meet_on_master_port(runner: LiveServer, tmp_path: Pa
         rank, address = int(os.environ["RANK"]), (os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]))
         open(f"/tmp/rank-{rank}", "w").close()
         if rank == 0:
+            with open("/dev/shm/segment", "w") as segment:  # as NCCL's shared-memory transport does
+                segment.write("written by rank 0")
             with socket.create_server(address) as server:
                 peer, _ = server.accept()
                 print("rank 0 got:", peer.recv(100).decode(), flush=True)
@@ -257,6 +259,7 @@ def test_the_ranks_of_a_job_meet_on_master_port(runner: LiveServer, tmp_path: Pa
                     time.sleep(0.05)
             peer.sendall(b"hello from rank 1")
             print("rank 1 got:", peer.recv(100).decode(), flush=True)
+            print("rank 1 read:", open("/dev/shm/segment").read(), flush=True)
         print("tmp:", sorted(name for name in os.listdir("/tmp") if name.startswith("rank-")), flush=True)
     """))
     with runner.client() as http:
@@ -266,6 +269,9 @@ def test_the_ranks_of_a_job_meet_on_master_port(runner: LiveServer, tmp_path: Pa
     assert job["status"]["phase"] == "Completed", rank0 + rank1
     assert "\nrank 0 got: hello from rank 1\n" in rank0 and "\nrank 1 got: welcome, rank 1\n" in rank1
     assert "\ntmp: ['rank-0']\n" in rank0 and "\ntmp: ['rank-1']\n" in rank1  # a /tmp of its own each
+    assert "\nrank 1 read: written by rank 0\n" in rank1  # one /dev/shm for the job's ranks...
+    shm = Sandbox.for_settings(runner.settings).job_shm(job_id)
+    assert shm is not None and not shm.exists()  # ...dropped when the job ended
 
 
 def test_a_working_directory_outside_the_shared_directories_is_refused(runner: LiveServer) -> None:
@@ -326,7 +332,7 @@ def test_the_data_directory_is_covered_inside_a_shared_directory_and_cannot_be_s
     data_dir = tmp_path / "data"
     (data_dir / "work").mkdir(parents=True)
     settings = Settings(data_dir=data_dir, executor_shared_dirs=str(tmp_path))
-    argv = Sandbox.for_settings(settings).argv(job_dir=None, cwd=tmp_path, command=["true"])
+    argv = Sandbox.for_settings(settings).argv(places=JobPlaces(None, None), cwd=tmp_path, command=["true"])
     shared, covered = argv.index("--bind"), argv.index(str(data_dir))
     assert argv[shared + 1] == str(tmp_path) and argv[covered - 1] == "--tmpfs" and shared < covered
     with pytest.raises(SandboxUnavailable, match="may not be /, a system directory, or inside the data directory"):

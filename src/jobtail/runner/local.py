@@ -115,6 +115,8 @@ class LocalExecutor:
         try:
             self._guarded(lambda: recover(self.jobs, self.records))
             self._guarded(self._sweep_job_dirs)
+            if self.sandbox is not None:
+                self._guarded(self.sandbox.sweep_shm)
             while not self._stopping.is_set():
                 self._guarded(self._tick)
                 self._wake.wait(POLL_SECONDS)
@@ -174,9 +176,9 @@ class LocalExecutor:
     def _finish(self, run: JobRun) -> None:
         del self._runs[run.job.id]
         self.records.remove(run.job.id)
+        if self.sandbox is not None:
+            self.sandbox.release(run.job.project_id, run.job.id, deleted=run.reason == job_run.DELETED)
         if not run.writes:
-            if run.reason == job_run.DELETED and self.sandbox is not None:
-                shutil.rmtree(self.sandbox.job_dir(run.job.project_id, run.job.id), ignore_errors=True)
             return
         phase, message, level = _FINAL[run.reason]
         final = self.jobs.transition(run.job, phase, expected=(RUNNING, TERMINATING), task_statuses=run.statuses())
@@ -226,18 +228,17 @@ class LocalExecutor:
         job, task = run.job, run.job.tasks[index]
         capture = TaskCapture(self.jobs.store, TaskRef(job.project_id, job.id, task))
         try:
-            job_dir = None
-            if self.sandbox is not None and cwd:
-                cwd = str(self.sandbox.working_dir(cwd))
-            elif self.sandbox is not None:  # the job's own directory, for its tasks only
-                job_dir = self.sandbox.job_dir(job.project_id, job.id)
-                job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                cwd = str(job_dir)
+            places = None
+            if self.sandbox is not None:
+                if cwd:
+                    cwd = str(self.sandbox.working_dir(cwd))
+                places = self.sandbox.places(job.project_id, job.id, own_dir=not cwd)
+                cwd = str(places.own_dir or cwd)  # the job's own directory, for its tasks only
             capture.write(platform_line(f"{task} started (RANK {index} of {len(job.tasks)}, MASTER_PORT {port}) "
                                         f"in {cwd or os.getcwd()}: {command}"))
             env = task_environment(job, index, port, sandboxed=self.sandbox is not None)
             process = TaskProcess.spawn(command, env=env, cwd=cwd, output_fd=capture.write_fd, grace_seconds=self.grace,
-                                        sandbox=self.sandbox, job_dir=job_dir)
+                                        sandbox=self.sandbox, places=places)
         except (OSError, WorkingDirRefused) as exc:
             self._task_event(run, run.not_started(task, capture, str(exc)))
             return False

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobtail.runner.sandbox import SHIM_INSIDE, Sandbox
+from jobtail.runner.sandbox import SHIM_INSIDE, JobPlaces, Sandbox
 
 SHIM = Path(__file__).with_name("shim.py")
 SHELL = "/bin/sh"
@@ -69,17 +69,17 @@ class TaskProcess:
 
     @classmethod
     def spawn(cls, command: str, *, env: Mapping[str, str], cwd: str | None, output_fd: int,
-              grace_seconds: float, sandbox: Sandbox | None = None, job_dir: Path | None = None) -> TaskProcess:
+              grace_seconds: float, sandbox: Sandbox | None = None, places: JobPlaces | None = None) -> TaskProcess:
         """Start `command` through the shell, stdout and stderr both into `output_fd`, stdin empty;
-        in `sandbox` when given (`cwd` is then required, `job_dir` the job's own directory).
+        in `sandbox` when given (`cwd` and the job's `places` are then required).
 
         Must be called from a thread that outlives the task: the kernel's parent-death signal
         fires when the thread that started the process ends. Raises OSError (a missing `cwd`).
         """
         grace = repr(float(grace_seconds))
         if sandbox is not None:
-            assert cwd is not None
-            return cls._spawn_sandboxed(sandbox, command, env, Path(cwd), job_dir, output_fd, grace)
+            assert cwd is not None and places is not None
+            return cls._spawn_sandboxed(sandbox, command, env, Path(cwd), places, output_fd, grace)
         argv = [sys.executable, "-I", "-S", str(SHIM), str(os.getpid()), grace, "-1", SHELL, "-c", command]
         popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output_fd, stderr=output_fd, cwd=cwd,
                                  env=dict(env), start_new_session=True, close_fds=True)
@@ -87,13 +87,13 @@ class TaskProcess:
 
     @classmethod
     def _spawn_sandboxed(cls, sandbox: Sandbox, command: str, env: Mapping[str, str], cwd: Path,
-                         job_dir: Path | None, output_fd: int, grace: str) -> TaskProcess:
+                         places: JobPlaces, output_fd: int, grace: str) -> TaskProcess:
         if not cwd.is_dir():  # what Popen says for a missing cwd; bwrap would only exit 1
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(cwd))
         info_read, info_write = os.pipe()
         status_read, status_write = os.pipe()
         shim = [sys.executable, "-I", "-S", SHIM_INSIDE, "0", grace, str(status_write), SHELL, "-c", command]
-        argv = sandbox.argv(job_dir=job_dir, cwd=cwd, command=shim, info_fd=info_write)
+        argv = sandbox.argv(places=places, cwd=cwd, command=shim, info_fd=info_write)
         try:
             # Blocked from the start: the shim, as pid 1, would drop a SIGTERM it has no handler for yet.
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})

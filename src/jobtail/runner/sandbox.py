@@ -12,6 +12,7 @@ dropped and further user namespaces disabled. The task sees only:
 | `--executor-shared-dirs` | read-write, the same for every task: the operator's choice (code, data sets) |
 | its job's working directory | read-write: `algorithm.working_dir` if the job names one (it must lie in a shared directory), else `DATA_DIR/work/<project>/<job>`, made for the job and shared by its tasks only |
 | `$HOME`, `/tmp` | empty, private to the task, gone when it ends (interpreters under `$HOME` are bound into it) |
+| `/dev/shm` | the job's: shared by its tasks only (NCCL's shared-memory transport between ranks), gone when the job ends |
 | `/proc`, `/dev` | of its own pid namespace; `null`, `zero`, `random`, `urandom`, `tty`, `shm`, and GPU device nodes (`/dev/nvidia*`, `/dev/dri`) |
 | the network | the host's (tasks of a job meet on `127.0.0.1:MASTER_PORT`) |
 
@@ -29,6 +30,7 @@ multi-tenant server should run it as an unprivileged user (README, Security).
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -46,6 +48,7 @@ from jobtail.settings import Settings
 SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 PREFIX_NAMES = ("bin", "sbin", "shims")  # a PATH entry named so stands for its parent (the prefix)
 SHIM_INSIDE = "/run/jobtail/shim.py"
+SHM = Path("/dev/shm")
 DEVICES = ("/dev/nvidia*", "/dev/dri")
 PROBE_SECONDS = 30.0
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or pass --executor-isolation none "
@@ -114,6 +117,14 @@ def _unreadable_in(directory: str) -> tuple[list[str], list[str]]:
 
 
 @dataclass(frozen=True)
+class JobPlaces:
+    """The host directories of one job that its tasks, and only they, see read-write."""
+
+    own_dir: Path | None  # its working directory, when the job names none
+    shm: Path | None  # its /dev/shm (None where the host has no /dev/shm: then each task has its own)
+
+
+@dataclass(frozen=True)
 class Sandbox:
     """What every task of one executor sees; `argv()` is the bwrap command line of one task."""
 
@@ -124,6 +135,7 @@ class Sandbox:
     hidden_files: tuple[Path, ...]
     devices: tuple[str, ...]
     work_root: Path
+    shm_root: Path | None
 
     @classmethod
     def for_settings(cls, settings: Settings, environ: dict[str, str] | os._Environ[str] = os.environ) -> Sandbox:
@@ -164,11 +176,38 @@ class Sandbox:
         return cls(bwrap=bwrap, readonly=tuple(readonly), shared=tuple(shared),
                    hidden_dirs=tuple(hidden_dirs), hidden_files=tuple(hidden_files),
                    devices=tuple(sorted(d for pattern in DEVICES for d in glob.glob(pattern))),
-                   work_root=data_dir / "work")
+                   work_root=data_dir / "work",
+                   shm_root=SHM / f"jobtail-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]}"
+                   if SHM.is_dir() else None)
 
     def job_dir(self, project_id: str, job_id: str) -> Path:
         """The directory of a job's own (its tasks' working directory unless it names one)."""
         return self.work_root / project_id / job_id
+
+    def job_shm(self, job_id: str) -> Path | None:
+        return None if self.shm_root is None else self.shm_root / job_id
+
+    def places(self, project_id: str, job_id: str, *, own_dir: bool) -> JobPlaces:
+        """The job's places (`own_dir`: with a working directory of its own), made mode 700."""
+        places = JobPlaces(self.job_dir(project_id, job_id) if own_dir else None, self.job_shm(job_id))
+        for path in (places.own_dir, places.shm):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                path.mkdir(exist_ok=True, mode=0o700)
+        return places
+
+    def release(self, project_id: str, job_id: str, *, deleted: bool) -> None:
+        """The job's tasks have all ended: drop its /dev/shm, and its own directory if `deleted`."""
+        shm = self.job_shm(job_id)
+        if shm is not None:
+            shutil.rmtree(shm, ignore_errors=True)
+        if deleted:
+            shutil.rmtree(self.job_dir(project_id, job_id), ignore_errors=True)
+
+    def sweep_shm(self) -> None:
+        """Drop every job's /dev/shm (at the start of a lease no job of this data directory runs)."""
+        if self.shm_root is not None:
+            shutil.rmtree(self.shm_root, ignore_errors=True)
 
     def working_dir(self, requested: str) -> Path:
         """The working directory a job named, if it lies in a shared directory (else raises
@@ -179,10 +218,10 @@ class Sandbox:
                                     f"can share it with --executor-shared-dirs")
         return path
 
-    def argv(self, *, job_dir: Path | None, cwd: Path, command: list[str], info_fd: int | None = None) -> list[str]:
-        """The bwrap command line that runs `command` (the shim) for one task of a job, in `cwd`;
-        `job_dir` (the job's own directory, if it uses one) is bound read-write; bwrap writes the
-        shim's pid (as seen from here) to `info_fd` as JSON."""
+    def argv(self, *, places: JobPlaces, cwd: Path, command: list[str], info_fd: int | None = None) -> list[str]:
+        """The bwrap command line that runs `command` (the shim) for one task of a job, in `cwd`,
+        with the job's `places` bound read-write; bwrap writes the shim's pid (as seen from
+        here) to `info_fd` as JSON."""
         args = [self.bwrap, "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--die-with-parent", "--as-pid-1", "--cap-drop", "ALL"]
         if info_fd is not None:
@@ -196,6 +235,8 @@ class Sandbox:
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for device in self.devices:
             args += ["--dev-bind", device, device]
+        if places.shm is not None:
+            args += ["--bind", str(places.shm), "/dev/shm"]
         home = os.environ.get("HOME", "")
         mounts: list[tuple[Path, list[str]]] = []
         if home.startswith("/") and len(Path(home).parts) > 1 and Path(home).parts[1] not in SYSTEM_DIRS:
@@ -211,8 +252,8 @@ class Sandbox:
         for path in self.hidden_files:
             if any(_inside(path, v) for v in visible) and path.exists():
                 args += ["--ro-bind", "/dev/null", str(path)]
-        if job_dir is not None:  # last: it lies in the data directory, hidden above
-            args += ["--bind", str(job_dir), str(job_dir)]
+        if places.own_dir is not None:  # last: it lies in the data directory, hidden above
+            args += ["--bind", str(places.own_dir), str(places.own_dir)]
         args += ["--ro-bind", str(Path(__file__).with_name("shim.py")), SHIM_INSIDE, "--remount-ro", "/",
                  "--chdir", str(cwd), "--", *command]
         return args
@@ -221,13 +262,15 @@ class Sandbox:
         """Start one sandbox (`true` in an empty job directory); raises SandboxUnavailable with
         bwrap's own complaint when this kernel or container does not allow it."""
         self.work_root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the data directory, private
-        probe = self.work_root / ".probe"
-        probe.mkdir(parents=True, exist_ok=True, mode=0o700)
-        argv = self.argv(job_dir=probe, cwd=probe, command=["/bin/true"])
+        probe = self.places(".probe", "job", own_dir=True)
+        assert probe.own_dir is not None
+        argv = self.argv(places=probe, cwd=probe.own_dir, command=["/bin/true"])
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_SECONDS)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SandboxUnavailable(f"bwrap could not start a sandbox ({exc}): {INSTALL_HINT}.") from None
+        finally:
+            self.release(".probe", "job", deleted=False)
         if done.returncode != 0:
             complaint = [line for line in done.stderr.decode(errors="replace").splitlines() if line.startswith("bwrap")]
             reason = complaint[-1] if complaint else f"exit code {done.returncode}"
