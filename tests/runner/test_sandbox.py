@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from support.jobs import PROJECT, PY, TERMINAL, preview, submit, wait_phase
+from support.jobs import PROJECT, PY, TERMINAL, preview, submit, task_pids, wait_for_text, wait_phase
 from support.live import LiveServer
 from support.serve import clean_env, free_port, jobtail, wait_until_serving
 
@@ -337,3 +337,26 @@ def test_the_data_directory_is_covered_inside_a_shared_directory_and_cannot_be_s
     assert argv[shared + 1] == str(tmp_path) and argv[covered - 1] == "--tmpfs" and shared < covered
     with pytest.raises(SandboxUnavailable, match="may not be /, a system directory, or inside the data directory"):
         Sandbox.for_settings(Settings(data_dir=data_dir, executor_shared_dirs=f"{tmp_path}:{data_dir / 'work'}"))
+
+
+def test_bwrap_runs_on_the_host_without_the_job_s_environment(runner: LiveServer) -> None:
+    """bwrap itself runs outside the sandbox, as the server's user: a job's LD_PRELOAD must not
+    reach it, and its variables (tokens) must not show in a command line every host user reads."""
+    secret = "wandb-token-0123456789"
+    with runner.client() as http:
+        job_id = submit(http, "env", "echo $API_TOKEN; sleep 60",
+                        environments={"API_TOKEN": secret, "LD_PRELOAD": "/nonexistent/preload.so"})
+        wait_for_text(http, job_id, secret)
+        record = json.loads((runner.settings.data_dir / "runner" / f"{job_id}.json").read_text())
+        [bwrap] = record["sessions"].values()
+        with open(f"/proc/{bwrap}/cmdline", "rb") as f:
+            cmdline = f.read()
+        with open(f"/proc/{bwrap}/environ", "rb") as f:
+            environ = f.read().split(b"\0")
+        shims = task_pids(job_id) - {bwrap}
+        http.post(f"/v2/{PROJECT}/training-jobs/{job_id}/actions", json={"action_type": "terminate"})
+        wait_phase(http, job_id)
+    assert b"bwrap" in cmdline and secret.encode() not in cmdline
+    assert not [e for e in environ if e.startswith((b"LD_PRELOAD=", b"API_TOKEN="))]
+    assert f"JOBTAIL_JOB_ID={job_id}".encode() in environ  # marked, for recovery
+    assert shims  # the shim and the task: they have the job's environment

@@ -36,6 +36,7 @@ from jobtail.core.types import JobRecord
 
 LOOPBACK = "127.0.0.1"
 JOB_MARKER = "JOBTAIL_JOB_ID"
+MARKERS = (JOB_MARKER, "JOBTAIL_TASK_ID")  # on every process of a task, bwrap's included
 PRIVATE_PREFIXES = ("JOBTAIL_",)
 SANDBOX_PRIVATE_PREFIXES = ("JOBTAIL_", "PG", "AWS_")
 

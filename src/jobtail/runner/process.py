@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobtail.runner.sandbox import SHIM_INSIDE, JobPlaces, Sandbox
+from jobtail.runner.sandbox import SHIM_INSIDE, JobPlaces, Sandbox, environment_args, launcher_environment
 
 SHIM = Path(__file__).with_name("shim.py")
 SHELL = "/bin/sh"
@@ -92,15 +92,18 @@ class TaskProcess:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(cwd))
         info_read, info_write = os.pipe()
         status_read, status_write = os.pipe()
+        env_fd = os.memfd_create("jobtail-task-environment", 0)
+        os.write(env_fd, environment_args(env))
+        os.lseek(env_fd, 0, os.SEEK_SET)
         shim = [sys.executable, "-I", "-S", SHIM_INSIDE, "0", grace, str(status_write), SHELL, "-c", command]
-        argv = sandbox.argv(places=places, cwd=cwd, command=shim, info_fd=info_write)
+        argv = sandbox.argv(places=places, cwd=cwd, command=shim, info_fd=info_write, env_fd=env_fd)
         try:
             # Blocked from the start: the shim, as pid 1, would drop a SIGTERM it has no handler for yet.
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
             try:
                 popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output_fd, stderr=output_fd,
-                                         env=dict(env), start_new_session=True, close_fds=True,
-                                         pass_fds=(info_write, status_write))
+                                         env=launcher_environment(env), start_new_session=True, close_fds=True,
+                                         pass_fds=(info_write, status_write, env_fd))
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         except BaseException:
@@ -108,8 +111,8 @@ class TaskProcess:
                 os.close(fd)
             raise
         finally:
-            os.close(info_write)
-            os.close(status_write)
+            for fd in (info_write, status_write, env_fd):
+                os.close(fd)
         return cls(popen, _shim_pidfd(info_read, popen.pid), status_read)
 
     @property

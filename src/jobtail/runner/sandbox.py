@@ -37,12 +37,14 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
 from jobtail.core.errors import JobtailError
+from jobtail.runner.environment import MARKERS
 from jobtail.settings import Settings
 
 SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -53,6 +55,22 @@ DEVICES = ("/dev/nvidia*", "/dev/dri")
 PROBE_SECONDS = 30.0
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or pass --executor-isolation none "
                 "to run jobs unsandboxed (one tenant only: a job can then read the master key)")
+
+
+def environment_args(env: Mapping[str, str]) -> bytes:
+    """`env` as bwrap arguments for `--args FD`: the task gets exactly `env`, while bwrap itself
+    runs with `launcher_environment` — it runs on the host, where a job's LD_PRELOAD or
+    LD_LIBRARY_PATH must not reach it — and the values stay out of its command line, which every
+    user of the host may read."""
+    args = ["--clearenv"]
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    return b"".join(arg.encode("utf-8", "surrogateescape") + b"\0" for arg in args)
+
+
+def launcher_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """bwrap's own environment: a system PATH and the task's markers (recovery looks for them)."""
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **{k: env[k] for k in MARKERS if k in env}}
 
 
 class SandboxUnavailable(JobtailError):
@@ -218,12 +236,14 @@ class Sandbox:
                                     f"can share it with --executor-shared-dirs")
         return path
 
-    def argv(self, *, places: JobPlaces, cwd: Path, command: list[str], info_fd: int | None = None) -> list[str]:
+    def argv(self, *, places: JobPlaces, cwd: Path, command: list[str], info_fd: int | None = None,
+             env_fd: int | None = None) -> list[str]:
         """The bwrap command line that runs `command` (the shim) for one task of a job, in `cwd`,
-        with the job's `places` bound read-write; bwrap writes the shim's pid (as seen from
-        here) to `info_fd` as JSON."""
-        args = [self.bwrap, "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--die-with-parent", "--as-pid-1", "--cap-drop", "ALL"]
+        with the job's `places` bound read-write; bwrap reads the task's environment from
+        `env_fd` (`environment_args`) and writes the shim's pid (as seen from here) to `info_fd`."""
+        args = [self.bwrap] + (["--args", str(env_fd)] if env_fd is not None else [])
+        args += ["--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                 "--unshare-cgroup-try", "--die-with-parent", "--as-pid-1", "--cap-drop", "ALL"]
         if info_fd is not None:
             args += ["--info-fd", str(info_fd)]
         for name in SYSTEM_DIRS:
