@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -360,3 +361,20 @@ def test_bwrap_runs_on_the_host_without_the_job_s_environment(runner: LiveServer
     assert not [e for e in environ if e.startswith((b"LD_PRELOAD=", b"API_TOKEN="))]
     assert f"JOBTAIL_JOB_ID={job_id}".encode() in environ  # marked, for recovery
     assert shims  # the shim and the task: they have the job's environment
+
+
+def test_a_job_s_shared_memory_is_never_a_directory_someone_else_put_there(tmp_path: Path) -> None:
+    sandbox = Sandbox.for_settings(Settings(data_dir=tmp_path / "data"))
+    assert sandbox.shm_root is not None
+    sandbox.sweep_shm()
+    try:
+        sandbox.shm_root.symlink_to(tmp_path)  # planted by another user of the host, say
+        with pytest.raises(PermissionError, match="not a private directory"):
+            sandbox.places("p", "j", own_dir=False)
+        sandbox.shm_root.unlink()
+        places = sandbox.places("p", "j", own_dir=False)
+        assert places.shm is not None and stat.S_IMODE(sandbox.shm_root.stat().st_mode) == 0o700
+    finally:
+        if sandbox.shm_root.is_symlink():
+            sandbox.shm_root.unlink()
+        sandbox.sweep_shm()

@@ -29,6 +29,7 @@ multi-tenant server should run it as an unprivileged user (README, Security).
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -134,6 +135,18 @@ def _unreadable_in(directory: str) -> tuple[list[str], list[str]]:
     return files, dirs
 
 
+def _private_dir(path: Path) -> None:
+    """Make `path` (mode 700), or check that it is ours already: under world-writable /dev/shm
+    another user could have put a directory of theirs, or a symlink to one of ours, there first."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o077:
+        raise PermissionError(errno.EPERM, "not a private directory of this server's user (remove it)", str(path))
+
+
 @dataclass(frozen=True)
 class JobPlaces:
     """The host directories of one job that its tasks, and only they, see read-write."""
@@ -208,10 +221,11 @@ class Sandbox:
     def places(self, project_id: str, job_id: str, *, own_dir: bool) -> JobPlaces:
         """The job's places (`own_dir`: with a working directory of its own), made mode 700."""
         places = JobPlaces(self.job_dir(project_id, job_id) if own_dir else None, self.job_shm(job_id))
-        for path in (places.own_dir, places.shm):
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                path.mkdir(exist_ok=True, mode=0o700)
+        if places.own_dir is not None:  # in the data directory: nobody else can get at it
+            places.own_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if places.shm is not None and self.shm_root is not None:
+            _private_dir(self.shm_root)
+            places.shm.mkdir(exist_ok=True, mode=0o700)
         return places
 
     def release(self, project_id: str, job_id: str, *, deleted: bool) -> None:
