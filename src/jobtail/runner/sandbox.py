@@ -90,11 +90,10 @@ def _real(path: str | Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def _prefix(entry: Path) -> Path:
-    """The directory to bind for a PATH entry: `…/bin` → `…`, unless that would be `/`, a home
-    or a top-level directory (then only the entry itself)."""
+def _prefix(entry: Path, homes: set[Path]) -> Path:
+    """The directory to bind for a PATH entry: `…/bin` → `…`, unless that would be `/`, one of
+    the `homes` or a top-level directory (then only the entry itself)."""
     parent = entry.parent
-    homes = {_real(user.pw_dir) for user in pwd.getpwall()} | {_real(os.path.expanduser("~"))}
     if entry.name in PREFIX_NAMES and len(parent.parts) > 2 and parent not in homes:
         return parent
     return entry
@@ -103,9 +102,10 @@ def _prefix(entry: Path) -> Path:
 def interpreter_dirs(environ: dict[str, str] | os._Environ[str]) -> list[Path]:
     """Directories holding the interpreters a task may run (see the module docstring)."""
     found: list[Path] = []
+    homes = {_real(user.pw_dir) for user in pwd.getpwall()} | {_real(os.path.expanduser("~"))}
     for entry in environ.get("PATH", "").split(os.pathsep):
         if entry.startswith("/") and os.path.isdir(entry):
-            found += [_prefix(Path(os.path.normpath(entry))), _prefix(_real(entry))]
+            found += [_prefix(Path(os.path.normpath(entry)), homes), _prefix(_real(entry), homes)]
     for name in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYENV_ROOT"):
         if environ.get(name, "").startswith("/") and os.path.isdir(environ[name]):
             found.append(_real(environ[name]))
