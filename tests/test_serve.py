@@ -65,8 +65,8 @@ def test_the_data_directory_and_its_secrets_are_private(tmp_path: Path) -> None:
     data_dir = tmp_path / "fresh" / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTAIL_")}
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "jobtail", "serve", "--data-dir", str(data_dir), "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = [sys.executable, "-m", "jobtail", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_serving(f"http://127.0.0.1:{port}", server)
         assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700

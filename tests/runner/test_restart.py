@@ -97,8 +97,8 @@ def wait_ended(client: Client, job_id: str) -> dict[str, Any]:
 @pytest.mark.parametrize("isolation", ["bwrap", "none"])
 def test_a_killed_server_leaves_no_orphans_and_its_jobs_become_abnormal(tmp_path: Path, isolation: str) -> None:
     port = free_port()
-    with serving(tmp_path, port, isolation) as server, connect(f"http://127.0.0.1:{port}",
-                                                               credentials_file=tmp_path / "credentials.json") as client:
+    url, credentials = f"http://127.0.0.1:{port}", tmp_path / "credentials.json"
+    with serving(tmp_path, port, isolation) as server, connect(url, credentials_file=credentials) as client:
         calm, hard = submit(client, "calm"), submit(client, "hard")
         for job in (calm, hard):
             for task in ("worker-0", "worker-1"):
@@ -119,8 +119,7 @@ def test_a_killed_server_leaves_no_orphans_and_its_jobs_become_abnormal(tmp_path
         assert all_gone(trees[calm]), "a task of the calm job outlived the server"  # each supervisor stopped its task
         assert len(task_pids(hard) - set(shims)) >= 2  # orphans, until the next start
 
-    with serving(tmp_path, port, isolation), connect(f"http://127.0.0.1:{port}",
-                                                     credentials_file=tmp_path / "credentials.json") as client:
+    with serving(tmp_path, port, isolation), connect(url, credentials_file=credentials) as client:
         for job_id in (calm, hard):
             job = wait_ended(client, job_id)  # recovery runs as the executor starts
             assert job["status"]["phase"] == "Abnormal"

@@ -59,7 +59,8 @@ except OSError as exc:
 try:  # the file's bytes (SQLite's own locks must not be touched: the server is using it)
     stored = b"".join(open(os.path.join(data_dir, name), "rb").read() for name in ("jobtail.db", "jobtail.db-wal")
                       if name == "jobtail.db" or os.path.exists(os.path.join(data_dir, name)))
-    print("database: read,", "holds" if target["TARGET_AK"].encode() in stored else "lacks", "the access key", flush=True)
+    holds = target["TARGET_AK"].encode() in stored
+    print("database: read,", "holds" if holds else "lacks", "the access key", flush=True)
 except OSError as exc:
     print("database:", type(exc).__name__, flush=True)
 if master is None:
@@ -70,8 +71,8 @@ else:
     from huaweicloudsdkcore.auth.credentials import BasicCredentials
     from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
     from huaweicloudsdkmodelarts.v1 import ModelArtsClient, ShowTrainingJobLogsPreviewRequest
-    client = (ModelArtsClient.new_builder().with_credentials(BasicCredentials(target["TARGET_AK"], sk, target["TARGET_PROJECT"]))
-              .with_endpoints([target["TARGET_URL"]]).build())
+    stolen = BasicCredentials(target["TARGET_AK"], sk, target["TARGET_PROJECT"])
+    client = ModelArtsClient.new_builder().with_credentials(stolen).with_endpoints([target["TARGET_URL"]]).build()
     try:
         r = client.show_training_job_logs_preview(
             ShowTrainingJobLogsPreviewRequest(training_job_id=target["TARGET_JOB"], task_id="worker-0"))
@@ -126,7 +127,8 @@ def attack(data_dir: Path, url: str) -> str:
     """Project A (the first start's default project) has a job whose log holds a secret; a
     developer of a new project B runs the exploit. Returns the log of B's job."""
     admin = json.loads((data_dir / "credentials.json").read_text())
-    with Client(url, credentials=Credentials(admin["access_key"], admin["secret_key"], admin["project_id"], url)) as victim:
+    own = Credentials(admin["access_key"], admin["secret_key"], admin["project_id"], url)
+    with Client(url, credentials=own) as victim:
         phase, _ = run_job(victim, "victim", "echo the secret of project A")
         assert phase == "Completed"
         job_id = victim.json("POST", "/v2/{project_id}/training-job-searches", json={})["items"][0]["metadata"]["id"]
@@ -184,7 +186,8 @@ SEES = """
     attempt("write etc", lambda: open("/etc/jobtail-was-here", "w"))
     attempt("write cwd", lambda: open("out.txt", "w").write("written by the task"))
     attempt("write home", lambda: open(os.path.join(os.environ["HOME"], "jobtail-was-here"), "w"))
-    print("user namespace", subprocess.run(["unshare", "--user", "true"], stderr=subprocess.DEVNULL).returncode, flush=True)
+    unshared = subprocess.run(["unshare", "--user", "true"], stderr=subprocess.DEVNULL)
+    print("user namespace", unshared.returncode, flush=True)
     print("cwd", os.getcwd(), flush=True)
 """
 
@@ -210,7 +213,7 @@ def test_a_task_sees_its_job_directory_and_read_only_system_dirs_nothing_of_the_
     assert int(re.search(r"^processes (\d+)$", log, re.M).group(1)) <= 4  # type: ignore[union-attr]
     assert "\ndata dir ['work']\n" in log, log  # an empty cover, with the way to its own directory
     home = re.search(r"^home (.*)$", log, re.M).group(1)  # type: ignore[union-attr]
-    assert not {".bashrc", ".ssh", ".gitconfig", ".huaweicloud", ".local"} & set(ast.literal_eval(home))  # only interpreters
+    assert not {".bashrc", ".ssh", ".gitconfig", ".huaweicloud", ".local"} & set(ast.literal_eval(home))  # interpreters
     # A file of the server's user that a task can see, it can read, mode 600 or not (as root: any
     # root-owned file): the mount namespace, not permission bits, keeps the master key away.
     for line in ("read master key FileNotFoundError", "read owner-only file ok", "read shadow PermissionError",

@@ -99,7 +99,7 @@ def _prefix(entry: Path, homes: set[Path]) -> Path:
     return entry
 
 
-def interpreter_dirs(environ: dict[str, str] | os._Environ[str]) -> list[Path]:
+def interpreter_dirs(environ: Mapping[str, str]) -> list[Path]:
     """Directories holding the interpreters a task may run (see the module docstring)."""
     found: list[Path] = []
     homes = {_real(user.pw_dir) for user in pwd.getpwall()} | {_real(os.path.expanduser("~"))}
@@ -120,7 +120,10 @@ def _unreadable_in(directory: str) -> tuple[list[str], list[str]]:
     for root, subdirs, names in os.walk(directory):
         for name in list(subdirs):
             path = os.path.join(root, name)
-            mode = os.lstat(path).st_mode
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
             if stat.S_ISDIR(mode) and not mode & stat.S_IROTH:
                 dirs.append(path)
                 subdirs.remove(name)
@@ -169,12 +172,13 @@ class Sandbox:
     shm_root: Path | None
 
     @classmethod
-    def for_settings(cls, settings: Settings, environ: dict[str, str] | os._Environ[str] = os.environ) -> Sandbox:
+    def for_settings(cls, settings: Settings, environ: Mapping[str, str] = os.environ) -> Sandbox:
         """The sandbox of an executor with `settings`; raises SandboxUnavailable (no bwrap, or
         a shared directory that would expose the data directory)."""
         bwrap = shutil.which("bwrap")
         if bwrap is None:
-            raise SandboxUnavailable(f"jobtail runs jobs sandboxed with bubblewrap, but bwrap is not installed: {INSTALL_HINT}.")
+            raise SandboxUnavailable("jobtail runs jobs sandboxed with bubblewrap, but bwrap is not installed: "
+                                     f"{INSTALL_HINT}.")
         data_dir = _real(settings.data_dir)
         private_dirs = [data_dir]
         private_files = [_real(settings.master_key_file)]
@@ -229,10 +233,15 @@ class Sandbox:
         return places
 
     def release(self, project_id: str, job_id: str, *, deleted: bool) -> None:
-        """The job's tasks have all ended: drop its /dev/shm, and its own directory if `deleted`."""
+        """The job's tasks have all ended: drop its /dev/shm (and the directory of them all, once
+        empty), and its own directory if `deleted`."""
         shm = self.job_shm(job_id)
         if shm is not None:
             shutil.rmtree(shm, ignore_errors=True)
+            try:
+                shm.parent.rmdir()
+            except OSError:  # another job's is there (or it is gone already)
+                pass
         if deleted:
             shutil.rmtree(self.job_dir(project_id, job_id), ignore_errors=True)
 
@@ -296,15 +305,13 @@ class Sandbox:
         """Start one sandbox (`true` in an empty job directory); raises SandboxUnavailable with
         bwrap's own complaint when this kernel or container does not allow it."""
         self.work_root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the data directory, private
-        probe = self.places(".probe", "job", own_dir=True)
-        assert probe.own_dir is not None
-        argv = self.argv(places=probe, cwd=probe.own_dir, command=["/bin/true"])
+        probe = self.job_dir(".probe", "job")  # not /dev/shm: only the executor running jobs touches that
+        probe.mkdir(parents=True, exist_ok=True, mode=0o700)
+        argv = self.argv(places=JobPlaces(probe, None), cwd=probe, command=["/bin/true"])
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_SECONDS)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SandboxUnavailable(f"bwrap could not start a sandbox ({exc}): {INSTALL_HINT}.") from None
-        finally:
-            self.release(".probe", "job", deleted=False)
         if done.returncode != 0:
             complaint = [line for line in done.stderr.decode(errors="replace").splitlines() if line.startswith("bwrap")]
             reason = complaint[-1] if complaint else f"exit code {done.returncode}"
