@@ -28,7 +28,7 @@ from support.live import LiveServer
 from support.serve import clean_env, free_port, jobtail, wait_until_serving
 
 from jobtail.client import Client, Credentials
-from jobtail.runner.sandbox import JobPlaces, Sandbox, SandboxUnavailable
+from jobtail.runner.sandbox import JobPlaces, Sandbox, SandboxUnavailable, environment_args
 from jobtail.settings import Settings
 
 EXPLOIT = r'''
@@ -381,3 +381,9 @@ def test_a_job_s_shared_memory_is_never_a_directory_someone_else_put_there(tmp_p
         if sandbox.shm_root.is_symlink():
             sandbox.shm_root.unlink()
         sandbox.sweep_shm()
+
+
+def test_a_nul_in_the_environment_cannot_smuggle_in_bwrap_options() -> None:
+    assert environment_args({"A": "1"}) == b"--clearenv\0--setenv\0A\0" + b"1\0"
+    with pytest.raises(ValueError, match="embedded null byte"):
+        environment_args({"A": "x\0--bind\0/\0/"})

@@ -239,7 +239,7 @@ class LocalExecutor:
             env = task_environment(job, index, port, sandboxed=self.sandbox is not None)
             process = TaskProcess.spawn(command, env=env, cwd=cwd, output_fd=capture.write_fd, grace_seconds=self.grace,
                                         sandbox=self.sandbox, places=places)
-        except (OSError, WorkingDirRefused) as exc:
+        except (OSError, ValueError, WorkingDirRefused) as exc:  # ValueError: a NUL the kernel (or bwrap) refuses
             self._task_event(run, run.not_started(task, capture, str(exc)))
             return False
         except BaseException:

@@ -62,9 +62,12 @@ def environment_args(env: Mapping[str, str]) -> bytes:
     """`env` as bwrap arguments for `--args FD`: the task gets exactly `env`, while bwrap itself
     runs with `launcher_environment` — it runs on the host, where a job's LD_PRELOAD or
     LD_LIBRARY_PATH must not reach it — and the values stay out of its command line, which every
-    user of the host may read."""
+    user of the host may read. A NUL would split one argument into several, i.e. smuggle bwrap
+    options in: raises ValueError, as `os.execve` does for an environment."""
     args = ["--clearenv"]
     for name, value in env.items():
+        if "\0" in name or "\0" in value:
+            raise ValueError(f"embedded null byte in the environment variable {name!r}")
         args += ["--setenv", name, value]
     return b"".join(arg.encode("utf-8", "surrogateescape") + b"\0" for arg in args)
 
