@@ -91,3 +91,21 @@ def test_serve_refuses_to_start_on_storage_it_cannot_write(tmp_path: Path, case:
     assert output.splitlines() == [output]
     assert output.startswith(f"Error: The log store cannot write to {what}: "), output
     assert "ead-only" in output or "unable to open" in output, output
+
+
+def test_the_data_directory_and_its_secrets_are_private(tmp_path: Path) -> None:
+    """Mode 700 for the data directory, 600 for the master key, the admin credential and the
+    SQLite database with its WAL and shared-memory files (issue 14: only the server reads them)."""
+    data_dir = tmp_path / "fresh" / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTAIL_")}
+    port = free_port()
+    argv = [sys.executable, "-m", "jobtail", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", server)
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        for name in ("master.key", "credentials.json", "jobtail.db", "jobtail.db-wal", "jobtail.db-shm"):
+            assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     )
     max_running_tasks: int = Field(8, ge=1, description="Local executor: tasks running at once; further jobs wait as Pending.")
     terminate_grace_seconds: float = Field(10.0, ge=0, description="Local executor: SIGTERM to SIGKILL delay when stopping a job.")
+    executor_isolation: Literal["bwrap", "none"] = Field(
+        "bwrap", description="Local executor: bwrap (each task in a bubblewrap sandbox that cannot see the data directory, "
+        "the master key, the database, other jobs or the server) or none (tasks run as the server does: one tenant only)."
+    )
+    executor_shared_dirs: str = Field(
+        "", description="Local executor, bwrap: host directories (separated by ':') every task sees read-write, e.g. code or "
+        "data sets; a job's algorithm.working_dir must lie in one [default: none; a job runs in a directory of its own]"
+    )
 
     @model_validator(mode="after")
     def _fill_urls(self) -> Settings:

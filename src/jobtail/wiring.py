@@ -20,7 +20,7 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # full is not unwritable: the server s
 
 def open_store(settings: Settings) -> LogStore:
     """Open the metadata and blob backends that `settings` names and wrap them in a LogStore."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: keys, database, logs
     meta = open_meta(settings.database_url)
     try:
         blobs = open_blobs(settings.blob_url)

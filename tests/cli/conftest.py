@@ -22,7 +22,7 @@ def cli(store_factory: Callable[..., LogStore], meta_url: str, tmp_path: Path) -
     for its bootstrapped admin, as `jobtail serve` writes on first start."""
     runners = Runners(tmp_path, store_factory)
     identity = open_identity(meta_url)
-    master_key = load_master_key(tmp_path / "master.key")
+    master_key = load_master_key(runners.data_dir / "master.key")
     live = runners.start(guard=IdentityGuard(identity, master_key))
     (tmp_path / "home").mkdir()
     done = bootstrap(identity, master_key, tmp_path / "home", live.url)

@@ -62,6 +62,17 @@ def test_environment_layers_without_a_server() -> None:
                    for k in env)
 
 
+def test_a_sandboxed_task_gets_none_of_the_credentials_the_server_s_backends_read() -> None:
+    job = JobRecord(id="j1", project_id="p1", name="n", tasks=("worker-0",), created_at=0,
+                    document={"algorithm": {"environments": {"AWS_PROFILE": "the-job-s-own"}}})
+    server = {"PATH": "/bin", "PGPASSWORD": "db", "PGPASSFILE": "/root/.pgpass", "AWS_SECRET_ACCESS_KEY": "s3",
+              "JOBTAIL_DATABASE_URL": "postgresql://u:pw@h/db", "HF_HOME": "/cache"}
+    sandboxed = task_environment(job, 0, 29500, base=server, sandboxed=True)
+    assert not {"PGPASSWORD", "PGPASSFILE", "AWS_SECRET_ACCESS_KEY", "JOBTAIL_DATABASE_URL"} & set(sandboxed)
+    assert sandboxed["HF_HOME"] == "/cache" and sandboxed["AWS_PROFILE"] == "the-job-s-own"  # its own choice stays
+    assert task_environment(job, 0, 29500, base=server)["PGPASSWORD"] == "db"  # unsandboxed: as before
+
+
 @sqlite_only
 def test_a_task_that_cannot_start_fails_the_job(runner: LiveServer, tmp_path: Path) -> None:
     with runner.client() as http:

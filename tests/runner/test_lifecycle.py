@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from support.jobs import (
     PROJECT,
+    all_gone,
     events,
-    group_gone,
     live_pids,
     preview,
     reports_pgid,
     submit,
+    task_pids,
     wait_for_text,
     wait_phase,
 )
@@ -73,7 +74,7 @@ def test_executors_of_two_hosts_run_each_job_exactly_once(runners: Runners, tmp_
 @sqlite_only
 def test_one_executor_per_data_directory_and_takeover(runners: Runners, tmp_path: Path) -> None:
     first = runners.start()
-    lock = tmp_path / "runner" / "executor.lock"
+    lock = tmp_path / "data" / "runner" / "executor.lock"
     deadline = time.monotonic() + 5
     while not (lock.exists() and lock.read_text()):
         assert time.monotonic() < deadline, "the first executor never took the lease"
@@ -95,11 +96,12 @@ def test_graceful_shutdown_marks_running_jobs_abnormal_and_requeues_waiting_ones
     live = runners.start(max_running_tasks=1)
     with live.client() as http:
         running = submit(http, "running", reports_pgid("sleep 60"))
-        pgid = int(wait_for_text(http, running, r"pgid=(\d+)").group(1))
+        wait_for_text(http, running, r"pgid=(\d+)")
+        tree = task_pids(running)
         waiting = submit(http, "waiting", "echo finally")
         wait_phase(http, waiting, ("Pending",))
     runners.stop(live)
-    assert group_gone(pgid, timeout=0.5)
+    assert all_gone(tree, timeout=0.5)
     job = live.store.get_job(PROJECT, running)
     assert job.phase == "Abnormal"
     assert [s.message for s in job.task_statuses] == [
@@ -149,14 +151,14 @@ def test_recovery_kills_only_provable_leftovers_and_marks_dead_owners_jobs(store
     unmarked = _marked_process(orphaned, marked_child=False)
     try:
         time.sleep(0.2)
-        records = RunRecords(tmp_path / "runner")
+        records = RunRecords(tmp_path / "data" / "runner")
         records.write(orphaned, dead, {"worker-0": leftover.pid, "worker-1": stranger.pid, "x": unmarked.pid})
         assert recover(service, records) == [orphaned]
         assert leftover.wait(timeout=5) == -signal.SIGKILL
         assert stranger.poll() is None  # its session is recorded, but it carries another job's id
         assert unmarked.wait(timeout=5) == -signal.SIGKILL  # the shell carried the marker...
         assert live_pids(pgid=unmarked.pid)  # ...its child, in the same session without it, lives on
-        assert not list((tmp_path / "runner").glob("*.json"))
+        assert not list((tmp_path / "data" / "runner").glob("*.json"))
     finally:
         for p in (leftover, stranger, unmarked):
             try:

@@ -15,15 +15,18 @@ import pytest
 from support.jobs import (
     PROJECT,
     PY,
+    all_gone,
     events,
-    group_gone,
-    live_pids,
+    events_until,
     preview,
     reports_pgid,
+    session_of,
     show,
     submit,
+    task_pids,
     wait_for_text,
     wait_phase,
+    wait_task_pids,
 )
 from support.live import LiveServer
 from support.runners import Runners
@@ -69,7 +72,7 @@ def test_two_workers_complete_and_each_log_holds_its_rank_in_order(runner: LiveS
                                 + re.escape(command), start)
             assert printed == "".join(f"rank {rank} line {i}\n" for i in range(300))
             assert re.fullmatch(PLATFORM + "exit with 0", end)
-        messages = events(http, job_id)
+        messages = events_until(http, job_id, "Training job completed.")
     assert messages[:2] == ["Training job is created.", "Training job is running."]
     assert sorted(messages[2:4]) == ["[worker-0] Training started.", "[worker-1] Training started."]
     assert sorted(messages[4:6]) == ["[worker-0] Training finished. Exit code 0.",
@@ -92,17 +95,18 @@ def test_a_failing_rank_fails_the_job_and_the_other_rank_is_stopped(runner: Live
     """)
     with runner.client() as http:
         job_id = submit(http, "fails", command, workers=2)
-        survivor = int(wait_for_text(http, job_id, r"pgid=(\d+)", "worker-0").group(1))
+        wait_for_text(http, job_id, r"pgid=(\d+)", "worker-0")
+        survivor = task_pids(job_id, "worker-0")
         job = wait_phase(http, job_id)
         assert job["status"]["phase"] == "Failed"
         worker0, worker1 = job["status"]["task_statuses"]
         assert worker1 == {"task": "worker-1", "exit_code": 3, "message": "Exited with code 3."}
         assert worker0["task"] == "worker-0" and worker0["exit_code"] == 143
         assert worker0["message"] == "Stopped because worker-1 failed; exit code 143 (SIGTERM)."
-        assert group_gone(survivor, timeout=0.5)
+        assert all_gone(survivor, timeout=0.5)
         assert re.search(PLATFORM + "exit with 3\n$", preview(http, job_id, "worker-1"))
         assert re.search(PLATFORM + "stopped because worker-1 failed; exit with 143\n$", preview(http, job_id))
-        messages = events(http, job_id)
+        messages = events_until(http, job_id, "Training job failed.")
     assert "[worker-1] Training finished. Exit code 3." in messages
     assert "[worker-0] Training stopped. Exit code 143." in messages
     assert messages[-1] == "Training job failed."
@@ -116,9 +120,9 @@ def test_terminate_stops_the_whole_tree_and_leaves_no_process(runners: Runners, 
     command = reports_pgid("trap '' TERM; setsid sleep 60 & echo escaped=$!; sleep 60")
     with live.client() as http:
         job_id = submit(http, "stop-me", command)
-        pgid = int(wait_for_text(http, job_id, r"pgid=(\d+)").group(1))
-        escaped = int(wait_for_text(http, job_id, r"escaped=(\d+)").group(1))
-        assert live_pids(pgid=pgid) and live_pids(pid=escaped)
+        wait_for_text(http, job_id, r"escaped=(\d+)")
+        tree = wait_task_pids(job_id, at_least=4)  # the shim, the shell, both sleeps (and bwrap)
+        assert len({session_of(pid) for pid in tree}) == 2  # the escaped sleep leads a session of its own
         r = http.post(f"/v2/0123456789abcdef0123456789abcdef/training-jobs/{job_id}/actions",
                       json={"action_type": "terminate"})
         assert (r.status_code, r.json()["status"]["phase"]) == (202, "Terminating")
@@ -128,25 +132,23 @@ def test_terminate_stops_the_whole_tree_and_leaves_no_process(runners: Runners, 
         assert job["status"]["phase"] == "Terminated"
         [status] = job["status"]["task_statuses"]
         assert status["message"].startswith("Stopped by a terminate request; exit code 1")
-        assert group_gone(pgid, timeout=0.5)
-        with pytest.raises(ProcessLookupError):  # the shim reaped the whole tree: not even zombies
-            os.killpg(pgid, 0)
-        assert not live_pids(pid=escaped)
-        assert events(http, job_id)[-1] == "Training job is terminated."
-        assert not list((tmp_path / "runner").glob("*.json"))  # the run record is gone
+        assert all_gone(tree, timeout=0.5, reaped=True)  # the whole tree was reaped: not even zombies
+        events_until(http, job_id, "Training job is terminated.")
+        assert not list((tmp_path / "data" / "runner").glob("*.json"))  # the run record is gone
 
 
 @sqlite_only
 def test_a_killed_supervisor_fails_the_job_and_its_task_is_killed(runner: LiveServer, tmp_path: Path) -> None:
     with runner.client() as http:
         job_id = submit(http, "oom", reports_pgid("sleep 60"))
-        pgid = int(wait_for_text(http, job_id, r"pgid=(\d+)").group(1))
-        [shim] = json.loads((tmp_path / "runner" / f"{job_id}.json").read_text())["sessions"].values()
+        wait_for_text(http, job_id, r"pgid=(\d+)")
+        tree = task_pids(job_id)
+        [shim] = json.loads((tmp_path / "data" / "runner" / f"{job_id}.json").read_text())["sessions"].values()
         os.kill(shim, signal.SIGKILL)  # as an OOM killer might
         job = wait_phase(http, job_id)
         assert job["status"]["phase"] == "Failed"
         assert job["status"]["task_statuses"][0]["message"] == "Killed by SIGKILL; exit code 137."
-        assert group_gone(pgid, timeout=0.5)
+        assert all_gone(tree, timeout=0.5)
 
 
 def test_a_task_that_cannot_start_says_why_in_the_events_the_status_and_its_log(
@@ -179,9 +181,10 @@ def test_a_task_that_cannot_start_says_why_in_the_events_the_status_and_its_log(
 def test_deleting_a_running_job_stops_it(runner: LiveServer) -> None:
     with runner.client() as http:
         job_id = submit(http, "delete-me", reports_pgid("sleep 60"))
-        pgid = int(wait_for_text(http, job_id, r"pgid=(\d+)").group(1))
+        wait_for_text(http, job_id, r"pgid=(\d+)")
+        tree = task_pids(job_id)
         assert http.delete(f"/v2/0123456789abcdef0123456789abcdef/training-jobs/{job_id}").status_code == 202
-        assert group_gone(pgid)
+        assert all_gone(tree)
         gone = http.get(f"/v2/0123456789abcdef0123456789abcdef/training-jobs/{job_id}")
         assert gone.json()["error_code"] == "ModelArts.2775"
 

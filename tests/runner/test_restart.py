@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from support.jobs import PY, group_gone, live_pids
+import pytest
+
+from support.jobs import PY, all_gone, task_pids
 from support.serve import wait_until_serving
 
 from jobtail.client import Client, connect
@@ -30,8 +32,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(data_dir: Path, port: int) -> Iterator[subprocess.Popen[str]]:
-    env = {**os.environ, "JOBTAIL_DATA_DIR": str(data_dir), "JOBTAIL_TERMINATE_GRACE_SECONDS": "1"}
+def serving(data_dir: Path, port: int, isolation: str) -> Iterator[subprocess.Popen[str]]:
+    env = {**os.environ, "JOBTAIL_DATA_DIR": str(data_dir), "JOBTAIL_TERMINATE_GRACE_SECONDS": "1",
+           "JOBTAIL_EXECUTOR_ISOLATION": isolation}
     env.pop("JOBTAIL_URL", None)
     server = subprocess.Popen([sys.executable, "-m", "jobtail", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -65,6 +68,24 @@ def pgid_of(client: Client, job_id: str, task: str) -> int:
         time.sleep(0.05)
 
 
+def supervisor(session: int) -> int:
+    """The shim of the task whose session `session` is: its leader, or in a sandbox the leader
+    bwrap's child (the shim is pid 1 of the task's pid namespace)."""
+    with open(f"/proc/{session}/comm") as f:
+        if f.read().strip() != "bwrap":
+            return session
+    [child] = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if parent_of(pid) == session]
+    return child
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
 def wait_ended(client: Client, job_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 20
     while (job := client.json("GET", f"/v2/{{project_id}}/training-jobs/{job_id}"))["status"]["phase"] == "Running":
@@ -73,27 +94,32 @@ def wait_ended(client: Client, job_id: str) -> dict[str, Any]:
     return job  # type: ignore[no-any-return]
 
 
-def test_a_killed_server_leaves_no_orphans_and_its_jobs_become_abnormal(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ["bwrap", "none"])
+def test_a_killed_server_leaves_no_orphans_and_its_jobs_become_abnormal(tmp_path: Path, isolation: str) -> None:
     port = free_port()
-    with serving(tmp_path, port) as server, connect(f"http://127.0.0.1:{port}",
-                                                    credentials_file=tmp_path / "credentials.json") as client:
+    url, credentials = f"http://127.0.0.1:{port}", tmp_path / "credentials.json"
+    with serving(tmp_path, port, isolation) as server, connect(url, credentials_file=credentials) as client:
         calm, hard = submit(client, "calm"), submit(client, "hard")
-        groups = {job: [pgid_of(client, job, t) for t in ("worker-0", "worker-1")] for job in (calm, hard)}
+        for job in (calm, hard):
+            for task in ("worker-0", "worker-1"):
+                pgid_of(client, job, task)  # it runs
+        trees = {job: task_pids(job) for job in (calm, hard)}
         # For `hard`, the task supervisors die with the server (as if an OOM killer took them all):
         # stopped first, so that neither they nor the server can react; only recovery can clean up.
-        shims = json.loads((tmp_path / "runner" / f"{hard}.json").read_text())["sessions"].values()
+        # In a sandbox a dead shim takes its whole pid namespace with it, so there they stay stopped.
+        sessions = json.loads((tmp_path / "runner" / f"{hard}.json").read_text())["sessions"].values()
+        shims = [supervisor(session) for session in sessions]
         for pid in shims:
             os.kill(pid, signal.SIGSTOP)
         server.kill()
         server.wait()
-        for pid in shims:
-            os.kill(pid, signal.SIGKILL)
-        for pgid in groups[calm]:  # each supervisor heard its server die and stopped its task
-            assert group_gone(pgid), f"process group {pgid} outlived the server"
-        assert all(live_pids(pgid=pgid) for pgid in groups[hard])  # orphans, until the next start
+        if isolation == "none":
+            for pid in shims:
+                os.kill(pid, signal.SIGKILL)
+        assert all_gone(trees[calm]), "a task of the calm job outlived the server"  # each supervisor stopped its task
+        assert len(task_pids(hard) - set(shims)) >= 2  # orphans, until the next start
 
-    with serving(tmp_path, port), connect(f"http://127.0.0.1:{port}",
-                                          credentials_file=tmp_path / "credentials.json") as client:
+    with serving(tmp_path, port, isolation), connect(url, credentials_file=credentials) as client:
         for job_id in (calm, hard):
             job = wait_ended(client, job_id)  # recovery runs as the executor starts
             assert job["status"]["phase"] == "Abnormal"
@@ -104,8 +130,7 @@ def test_a_killed_server_leaves_no_orphans_and_its_jobs_become_abnormal(tmp_path
             assert (events[-1]["level"], events[-1]["message"]) == ("Error", message)
             log = client.json("GET", f"/v2/{{project_id}}/training-jobs/{job_id}/tasks/worker-1/logs/preview")
             assert log["content"].endswith(message + "\n")  # written before the job was marked
-        for pgid in groups[hard]:
-            assert group_gone(pgid), f"recovery left process group {pgid} running"
+        assert all_gone(trees[hard] | set(shims)), "recovery left a process of the hard job running"
         assert not list((tmp_path / "runner").glob("*.json"))
 
 

@@ -26,7 +26,7 @@ from huaweicloudsdkmodelarts.v1 import (
     SpecResource,
     StopTrainingJobRequest,
 )
-from support.jobs import PY, group_gone, preview, submit, wait_phase
+from support.jobs import PY, all_gone, preview, submit, task_pids, wait_phase
 from support.live import LiveServer
 from support.sdk import sdk_client
 
@@ -70,7 +70,8 @@ def test_sdk_creates_shows_lists_terminates_and_deletes_local_jobs(runner: LiveS
 
     details(slow.metadata.id, ("Running",))
     with runner.client() as http:
-        pgid = int(re.search(r"^pgid=(\d+)$", wait_log(http, slow.metadata.id), re.M).group(1))  # type: ignore[union-attr]
+        wait_log(http, slow.metadata.id)  # type: ignore[arg-type]
+        tree = task_pids(slow.metadata.id)  # type: ignore[arg-type]
     running = client.list_training_jobs(ListTrainingJobsRequest(body=JobSearches(
         filters=[Filter(key="phase", operator="in", value=["Running"])])))
     assert [j.metadata.name for j in running.items] == ["slow"]
@@ -80,7 +81,7 @@ def test_sdk_creates_shows_lists_terminates_and_deletes_local_jobs(runner: LiveS
         StopTrainingJobRequest(training_job_id=slow.metadata.id, body=JobActionType(action_type="terminate")))
     assert (stopped.status_code, stopped.status.phase) == (202, "Terminating")
     assert details(slow.metadata.id, ("Terminated",)).status.task_statuses[0].exit_code == 143  # type: ignore[attr-defined]
-    assert group_gone(pgid)
+    assert all_gone(tree)
 
     for job_id in (quick.metadata.id, slow.metadata.id):
         assert client.delete_training_job(DeleteTrainingJobRequest(training_job_id=job_id)).status_code == 202

@@ -70,6 +70,17 @@ def events(http: httpx.Client, job_id: str, project: str = PROJECT) -> list[str]
     return [e["message"] for e in r.json()["events"]]
 
 
+def events_until(http: httpx.Client, job_id: str, last: str, timeout: float = 20.0,
+                 project: str = PROJECT) -> list[str]:
+    """The job's event messages once `last` is the newest: a job's final event is written just
+    after its final phase, so a poller may see the phase first."""
+    deadline = time.monotonic() + timeout
+    while (messages := events(http, job_id, project))[-1:] != [last]:
+        assert time.monotonic() < deadline, f"the newest event stayed {messages[-1:]}, wanted {last!r}"
+        time.sleep(0.02)
+    return messages
+
+
 def live_pids(pgid: int | None = None, pid: int | None = None) -> list[int]:
     """Live (not zombie) processes in process group `pgid`, or the process `pid` if it is alive."""
     found = []
@@ -103,5 +114,59 @@ def group_gone(pgid: int, timeout: float = 5.0) -> bool:
 
 
 def reports_pgid(command: str) -> str:
-    """`command` prefixed by a line `pgid=N` naming the task's process group."""
+    """`command` prefixed by a line `pgid=N` naming the task's process group (as the task sees
+    it: in a sandbox that is a pid of its own pid namespace; `task_pids` finds it from here)."""
     return f"{PY} -c 'import os; print(\"pgid=%d\" % os.getpgid(0))' && {command}"
+
+
+def task_pids(job_id: str, task: str | None = None) -> set[int]:
+    """Live (not zombie) processes of the job, or of one of its tasks, found as recovery finds
+    them: by the JOBTAIL_JOB_ID (and JOBTAIL_TASK_ID) they were started with. In a sandbox these
+    are bwrap, the shim (pid 1 inside) and the task's processes, by their pids here."""
+    wanted = {f"JOBTAIL_JOB_ID={job_id}".encode()} | ({f"JOBTAIL_TASK_ID={task}".encode()} if task else set())
+    found = set()
+    for pid in live_pids_all():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if wanted <= set(f.read().split(b"\0")):
+                    found.add(pid)
+        except OSError:
+            continue
+    return found
+
+
+def session_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[3])
+
+
+def live_pids_all() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and live_pids(pid=int(name))]
+
+
+def wait_task_pids(job_id: str, task: str | None = None, at_least: int = 1, timeout: float = 20.0) -> set[int]:
+    """`task_pids` once there are `at_least` of them."""
+    deadline = time.monotonic() + timeout
+    while len(found := task_pids(job_id, task)) < at_least:
+        assert time.monotonic() < deadline, f"job {job_id} has {len(found)} processes, wanted {at_least}"
+        time.sleep(0.05)
+    return found
+
+
+def all_gone(pids: set[int], timeout: float = 5.0, reaped: bool = False) -> bool:
+    """True once none of `pids` is alive any more (`reaped`: not even as a zombie)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                if reaped or live_pids(pid=pid):
+                    left.append(pid)
+            except ProcessLookupError:
+                pass
+        if not left:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)

@@ -14,20 +14,25 @@ from jobtail.http.access import Guard, OpenGuard
 from jobtail.settings import Settings
 
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
 class Runners:
     """Starts live servers with `executor="local"` over the parametrised metadata backend
     (everyone may do everything unless a `guard` is given); `stop(server)` shuts one down
-    gracefully, the rest stop at teardown. `data_dir` defaults to the test's tmp_path; grace
-    periods are short."""
+    gracefully, the rest stop at teardown. `data_dir` defaults to `tmp_path/data`; grace
+    periods are short. Tasks run sandboxed (the default) and see the test's tmp_path and the
+    repository (its examples) as shared directories, so scripts a test writes there run."""
 
     def __init__(self, tmp_path: Path, store_factory: Callable[..., LogStore]) -> None:
         self._tmp_path = tmp_path
+        self.data_dir = tmp_path / "data"
         self._store_factory = store_factory
         self._running: dict[str, tuple[uvicorn.Server, threading.Thread]] = {}
 
     def start(self, guard: Guard | None = None, **settings: object) -> LiveServer:
-        options = {"data_dir": self._tmp_path, "seal_idle_seconds": 3600.0, "executor": "local",
-                   "terminate_grace_seconds": 1.0, **settings}
+        options = {"data_dir": self.data_dir, "seal_idle_seconds": 3600.0, "executor": "local",
+                   "terminate_grace_seconds": 1.0, "executor_shared_dirs": f"{self._tmp_path}:{REPOSITORY}", **settings}
         config = Settings(**options)  # type: ignore[arg-type]
         store = self._store_factory(seal_bytes=config.seal_bytes, preview_bytes=config.preview_bytes)
         server, thread, url = run_server(config, store, guard or OpenGuard())

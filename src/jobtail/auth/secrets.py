@@ -34,7 +34,7 @@ def create_private_file(path: Path, data: bytes, *, replace: bool = False) -> bo
     exists, and nothing is changed) or renamed over it (`replace=True`). Readers never see a
     partial file, and two processes creating the same file at once agree on one of them.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -34,6 +34,7 @@ def serve(**given: Any) -> None:
         check_writable(settings)  # one line now, rather than a 500 for every write later
     except JobtailError as exc:
         raise click.ClickException(exc.message) from None
+    _check_sandbox(settings)
     click.echo(
         f"jobtail {__version__}: http://{settings.host}:{settings.port}  "
         f"database {redact_url(settings.database_url)}  blobs {redact_url(settings.blob_url)}",
@@ -43,13 +44,25 @@ def serve(**given: Any) -> None:
     run(settings)
 
 
+def _check_sandbox(settings: Settings) -> None:
+    """Refuse to start, in one line, when jobs would run in a sandbox this machine cannot make."""
+    if settings.executor != "local" or settings.executor_isolation != "bwrap":
+        return
+    from jobtail.runner.sandbox import Sandbox
+
+    try:
+        Sandbox.for_settings(settings).check()
+    except JobtailError as exc:
+        raise click.ClickException(exc.message) from None
+
+
 def _bootstrap(settings: Settings) -> None:
     """On an empty identity store: a default project and an admin credential in a private file."""
     from jobtail.auth.bootstrap import bootstrap, endpoint_url
     from jobtail.auth.secrets import load_master_key
     from jobtail.meta.identity import open_identity
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: keys, database, logs
     try:
         master_key = load_master_key(Path(settings.master_key_file))
     except JobtailError as exc:

@@ -10,7 +10,9 @@ transactions start with a deferred `BEGIN` and see one snapshot until they end.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +61,29 @@ def engines(url: str) -> tuple[Engine, Engine]:
     database = make_url(url).database
     if not database or database == ":memory:":
         raise ValueError("the SQLite metadata backend needs a file: sqlite:///path/to/jobtail.db")
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    _private_file(Path(database))
     return _engine(url, "BEGIN IMMEDIATE"), _engine(url, "BEGIN")
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file mode 600 (in a directory made mode 700), or take group and other
+    bits off an existing one and its WAL and shared-memory files: it holds every credential's
+    record and every log's head. SQLite gives the -wal and -shm files the database's mode.
+
+    An existing file is never opened here: closing any descriptor of it would drop the POSIX
+    locks this process's SQLite connections hold on it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
+        except FileNotFoundError:
+            pass
 
 
 def open_sqlite(url: str) -> SqlMetaStore:

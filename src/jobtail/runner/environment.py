@@ -3,7 +3,9 @@
 Built in layers, later ones winning:
 
 1. the server's own environment, minus every `JOBTAIL_*` variable (they can hold database
-   passwords) — so PATH, HOME, virtualenvs and CUDA settings carry over;
+   passwords) — so PATH, HOME, virtualenvs and CUDA settings carry over; in a sandbox also
+   minus the credentials the server's own backends may take from it: `PG*` (libpq: PGPASSWORD,
+   PGPASSFILE, …) and `AWS_*` (the S3 blob store's keys);
 2. `PYTHONUNBUFFERED=1`, so Python output reaches the log as it is printed instead of in 8 KiB
    blocks (a job may set it back to empty in `algorithm.environments`);
 3. the job's `algorithm.environments`;
@@ -34,6 +36,9 @@ from jobtail.core.types import JobRecord
 
 LOOPBACK = "127.0.0.1"
 JOB_MARKER = "JOBTAIL_JOB_ID"
+MARKERS = (JOB_MARKER, "JOBTAIL_TASK_ID")  # on every process of a task, bwrap's included
+PRIVATE_PREFIXES = ("JOBTAIL_",)
+SANDBOX_PRIVATE_PREFIXES = ("JOBTAIL_", "PG", "AWS_")
 
 
 def free_port() -> int:
@@ -51,10 +56,11 @@ def job_environments(job: JobRecord) -> dict[str, str]:
 
 
 def task_environment(job: JobRecord, index: int, master_port: int,
-                     base: Mapping[str, str] | None = None) -> dict[str, str]:
+                     base: Mapping[str, str] | None = None, *, sandboxed: bool = False) -> dict[str, str]:
     """The environment of task `index` of `job` (see the module docstring for the layers)."""
     inherited = os.environ if base is None else base
-    env = {k: v for k, v in inherited.items() if not k.startswith("JOBTAIL_")}
+    private = SANDBOX_PRIVATE_PREFIXES if sandboxed else PRIVATE_PREFIXES
+    env = {k: v for k, v in inherited.items() if not k.startswith(private)}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(job_environments(job))
     count = len(job.tasks)

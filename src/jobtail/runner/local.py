@@ -15,7 +15,9 @@ when `wake()` is called after an API request, it:
    larger than the cap runs when nothing else does; a job that does not fit yet holds back
    the ones behind it, so big jobs are not starved). Pending → Running, then one process per
    task (`jobtail.runner.process`) with the environment of `jobtail.runner.environment`, its
-   output copied into the task log (`jobtail.runner.capture`).
+   output copied into the task log (`jobtail.runner.capture`), each in a sandbox
+   (`jobtail.runner.sandbox`) unless `executor_isolation` is "none". A sandboxed job that names
+   no working directory gets one of its own, removed when the job is deleted.
 
 `stop()` (server shutdown) stops every running job (SIGTERM, SIGKILL after
 `terminate_grace_seconds`) and marks it Abnormal; jobs still queued go back to Creating.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +53,7 @@ from jobtail.runner.job_run import JobRun
 from jobtail.runner.owner import Lease, Owner
 from jobtail.runner.process import TaskProcess
 from jobtail.runner.recovery import RunRecords, recover
+from jobtail.runner.sandbox import Sandbox, WorkingDirRefused
 from jobtail.settings import Settings
 
 log = logging.getLogger("jobtail.runner")
@@ -75,6 +79,10 @@ class LocalExecutor:
         self.owner = Owner.current()
         self.lease = Lease(settings.data_dir / "runner" / "executor.lock")
         self.records = RunRecords(settings.data_dir / "runner")
+        self.sandbox: Sandbox | None = None
+        if settings.executor_isolation == "bwrap":  # else every task runs as the server does
+            self.sandbox = Sandbox.for_settings(settings)  # SandboxUnavailable: the server does not start
+            self.sandbox.check()
         self._runs: dict[str, JobRun] = {}
         self._queue: list[JobRecord] = []  # claimed, Pending, oldest first
         self._waiting: set[str] = set()  # queued jobs told they wait for task slots
@@ -106,6 +114,9 @@ class LocalExecutor:
                 return
         try:
             self._guarded(lambda: recover(self.jobs, self.records))
+            self._guarded(self._sweep_job_dirs)
+            if self.sandbox is not None:
+                self._guarded(self.sandbox.sweep_shm)
             while not self._stopping.is_set():
                 self._guarded(self._tick)
                 self._wake.wait(POLL_SECONDS)
@@ -166,6 +177,8 @@ class LocalExecutor:
     def _finish(self, run: JobRun) -> None:
         del self._runs[run.job.id]
         self.records.remove(run.job.id)
+        if self.sandbox is not None:
+            self.sandbox.release(run.job.project_id, run.job.id, deleted=run.reason == job_run.DELETED)
         if not run.writes:
             return
         phase, message, level = _FINAL[run.reason]
@@ -216,11 +229,18 @@ class LocalExecutor:
         job, task = run.job, run.job.tasks[index]
         capture = TaskCapture(self.jobs.store, TaskRef(job.project_id, job.id, task))
         try:
+            places = None
+            if self.sandbox is not None:
+                if cwd:
+                    cwd = str(self.sandbox.working_dir(cwd))
+                places = self.sandbox.places(job.project_id, job.id, own_dir=not cwd)
+                cwd = str(places.own_dir or cwd)  # the job's own directory, for its tasks only
             capture.write(platform_line(f"{task} started (RANK {index} of {len(job.tasks)}, MASTER_PORT {port}) "
                                         f"in {cwd or os.getcwd()}: {command}"))
-            process = TaskProcess.spawn(command, env=task_environment(job, index, port), cwd=cwd,
-                                        output_fd=capture.write_fd, grace_seconds=self.grace)
-        except (OSError, ValueError) as exc:  # a missing working_dir; a string the kernel refuses (a NUL)
+            env = task_environment(job, index, port, sandboxed=self.sandbox is not None)
+            process = TaskProcess.spawn(command, env=env, cwd=cwd, output_fd=capture.write_fd, grace_seconds=self.grace,
+                                        sandbox=self.sandbox, places=places)
+        except (OSError, ValueError, WorkingDirRefused) as exc:  # a missing working_dir; a NUL the kernel or bwrap refuses
             run.not_started(task, capture, str(exc))
             self.jobs.event(job, f"[{task}] Could not start: {exc}.", "Error", "Task")
             return False
@@ -233,6 +253,19 @@ class LocalExecutor:
         self.records.write(job.id, self.owner, run.sessions())
         self.jobs.event(job, f"[{task}] Training started.", source="Task")
         return True
+
+    def _sweep_job_dirs(self) -> None:
+        """Remove the directories of sandboxed jobs deleted while no executor ran them."""
+        if self.sandbox is None or not self.sandbox.work_root.is_dir():
+            return
+        for project in self.sandbox.work_root.iterdir():
+            if project.name.startswith(".") or not project.is_dir():
+                continue
+            for job_dir in project.iterdir():
+                try:
+                    self.jobs.get(project.name, job_dir.name)
+                except JobNotFound:
+                    shutil.rmtree(job_dir, ignore_errors=True)
 
     # -- shutdown -------------------------------------------------------------------------------
 

@@ -17,6 +17,11 @@ parent's death), but when the shim was killed too, processes may survive; so at 
    back to Creating so that an executor runs it.
 
 Jobs owned on another host (or pid namespace) are left to that host's executor.
+
+A sandboxed task (`jobtail.runner.sandbox`) lives in a pid namespace of its own, but the host's
+/proc shows its processes with their host pids, sessions and environments, so step 1 finds them
+the same way; the recorded session is bwrap's, which its shim (pid 1 of the namespace) shares, and
+killing the shim makes the kernel kill whatever is left inside.
 """
 
 from __future__ import annotations

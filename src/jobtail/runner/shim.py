@@ -1,18 +1,25 @@
 """The supervisor of one task. The executor runs it by path, with the standard library only:
 
-    python -I -S shim.py PARENT_PID GRACE_SECONDS COMMAND [ARG...]
+    python -I -S shim.py PARENT_PID GRACE_SECONDS STATUS_FD COMMAND [ARG...]
 
-It starts in a session of its own (the executor passes `start_new_session`) and runs COMMAND in
-a process group of its own (pgid = COMMAND's pid), so it can signal the whole task without
-signalling itself. Then:
+It starts in a session of its own (the executor passes `start_new_session`), or as pid 1 of the
+task's sandbox (`jobtail.runner.sandbox`: bwrap is then its parent and PARENT_PID is 0), and
+runs COMMAND in a process group of its own (pgid = COMMAND's pid), so it can signal the whole
+task without signalling itself. Then:
 
 - SIGTERM — from the executor stopping the task, or from the kernel when the server process
-  dies (`PR_SET_PDEATHSIG`) — is passed to COMMAND's group, followed by SIGKILL GRACE_SECONDS
-  later. A server killed with SIGKILL therefore leaves no task running.
+  (in a sandbox: bwrap, which `--die-with-parent` kills with the server) dies
+  (`PR_SET_PDEATHSIG`) — is passed to COMMAND's group, followed by SIGKILL GRACE_SECONDS later.
+  A server killed with SIGKILL therefore leaves no task running. In a sandbox, whatever is left
+  when the shim exits is killed by the kernel with the pid namespace.
 - When COMMAND's main process exits, whatever is left of the task (its group, and any child that
   moved to another group) is killed and reaped. The shim is a child subreaper, so orphaned
   descendants become its children rather than init's, which in a container may never reap them.
-- It exits with COMMAND's status: the same exit code, or death by the same signal.
+- It exits with COMMAND's status: the same exit code, or death by the same signal. With a
+  STATUS_FD (not -1) it first writes COMMAND's wait status there as a decimal line: a sandbox's
+  pid 1 cannot die of a signal it sends itself, and bwrap reports death by signal N as 128 + N.
+- Started with SIGTERM blocked (the executor does so for a sandbox, whose pid 1 would otherwise
+  drop a SIGTERM that arrives before the handler is set), it still sees that SIGTERM.
 
 It writes nothing itself except a one-line error when COMMAND cannot be executed (exit code 127).
 """
@@ -126,12 +133,14 @@ def start(command: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parent, grace, command = int(argv[1]), float(argv[2]), argv[3:]
+    parent, grace, status_fd, command = int(argv[1]), float(argv[2]), int(argv[3]), argv[4:]
+    if status_fd >= 0:
+        os.set_inheritable(status_fd, False)  # COMMAND must not write our status
     # SIGTERM waits until the command's group exists: before that there is nothing to signal.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the server died before we asked to hear about it
+    if parent and os.getppid() != parent:  # the server died before we asked to hear about it
         return 1
     shim = Shim(grace)
     shim.group = start(command)
@@ -139,6 +148,9 @@ def main(argv: list[str]) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     status = shim.reap(shim.group)
     signal.setitimer(signal.ITIMER_REAL, 0)
+    if status_fd >= 0:
+        os.write(status_fd, f"{status}\n".encode())
+        os.close(status_fd)
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
         return code
@@ -148,7 +160,7 @@ def main(argv: list[str]) -> int:
         signal.signal(-code, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {-code})
     os.kill(os.getpid(), -code)
-    return 128 - code
+    return 128 - code  # pid 1 of a sandbox: still alive, exits as a shell would report it
 
 
 if __name__ == "__main__":
