@@ -7,13 +7,11 @@ import os
 import tempfile
 import uuid
 
-from sqlalchemy.engine import make_url
-
 from jobtail.blobs.registry import open_blobs
 from jobtail.core.errors import JobtailError, StorageFull, StorageNotWritable
 from jobtail.core.store import LogStore
 from jobtail.meta.registry import open_meta
-from jobtail.settings import Settings
+from jobtail.settings import Settings, redact_url
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # full is not unwritable: the server starts and serves reads
 
@@ -40,14 +38,14 @@ def check_writable(settings: Settings) -> None:
     segment store that refuses a write (each is tried with one that leaves nothing behind), so
     that a server on read-only storage fails at start rather than on every write."""
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: keys, database, logs
         fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=settings.data_dir)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         if exc.errno not in _NO_SPACE:
             raise StorageNotWritable(f"the data directory {settings.data_dir}", exc.strerror or str(exc)) from None
-    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    database = redact_url(settings.database_url)
     _attempt(f"the database {database}", lambda: _check_database(settings.database_url))
     _attempt(f"the segment store {settings.blob_url}", lambda: _check_blobs(settings.blob_url))
 

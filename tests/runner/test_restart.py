@@ -136,7 +136,7 @@ def test_a_killed_server_leaves_no_orphans_and_its_jobs_become_abnormal(tmp_path
 
 def test_an_abnormal_jobs_duration_ends_when_the_server_died_not_when_it_came_back(tmp_path: Path) -> None:
     port = free_port()
-    with serving(tmp_path, port) as server, connect(f"http://127.0.0.1:{port}",
+    with serving(tmp_path, port, "bwrap") as server, connect(f"http://127.0.0.1:{port}",
                                                     credentials_file=tmp_path / "credentials.json") as client:
         job_id = submit(client, "cut-short")
         pgid_of(client, job_id, "worker-1")  # both tasks run
@@ -145,7 +145,7 @@ def test_an_abnormal_jobs_duration_ends_when_the_server_died_not_when_it_came_ba
         server.kill()
         server.wait()
     time.sleep(6)  # the server is down for a while before it comes back
-    with serving(tmp_path, port), connect(f"http://127.0.0.1:{port}",
+    with serving(tmp_path, port, "bwrap"), connect(f"http://127.0.0.1:{port}",
                                           credentials_file=tmp_path / "credentials.json") as client:
         job = wait_ended(client, job_id)
         restarted_at = time.time()
