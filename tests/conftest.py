@@ -19,12 +19,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.engine import Engine, open_engine  # noqa: E402
 from support.postgres import PostgresServer, PostgresUnavailable, start_postgres  # noqa: E402
 from support.seaweedfs import SeaweedServer, SeaweedUnavailable, start_seaweedfs  # noqa: E402
 
-from jobtail.blobs.registry import open_blobs  # noqa: E402
+from jobtail.core.jobs import JobService  # noqa: E402
 from jobtail.core.store import LogStore  # noqa: E402
-from jobtail.meta.registry import open_meta  # noqa: E402
 
 _database_numbers = itertools.count()
 T = TypeVar("T")
@@ -80,22 +80,43 @@ def blob_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store_factory(meta_url: str, tmp_path: Path) -> Iterator[object]:
-    """Open LogStores on one metadata database and one blob directory (reopening = restart)."""
-    opened: list[LogStore] = []
+def engine_factory(meta_url: str, tmp_path: Path) -> Iterator[Callable[..., Engine]]:
+    """Open engines (a LogStore and its JobService) on one metadata database and one blob
+    directory (reopening = restart); all are closed at teardown."""
+    opened: list[Engine] = []
     blob_url = (tmp_path / "blobs").as_uri()
 
-    def open_store(**options: object) -> LogStore:
-        store = LogStore(open_meta(meta_url), open_blobs(blob_url), **options)  # type: ignore[arg-type]
-        opened.append(store)
-        return store
+    def start(**options: object) -> Engine:
+        engine = open_engine(meta_url, blob_url, **options)
+        opened.append(engine)
+        return engine
 
-    yield open_store
-    for store in opened:
-        store.close()
+    yield start
+    for engine in opened:
+        engine.close()
 
 
 @pytest.fixture
-def store(store_factory: object) -> LogStore:
-    """A LogStore on each metadata backend with small seal sizes, so tests cross segments."""
-    return store_factory(seal_bytes=4096, segment_bytes=8192)  # type: ignore[operator, no-any-return]
+def store_factory(engine_factory: Callable[..., Engine]) -> Callable[..., LogStore]:
+    """Open LogStores (each with its JobService, see `support.engine.jobs_of`) on one database."""
+
+    def open_store(**options: object) -> LogStore:
+        return engine_factory(**options).store
+
+    return open_store
+
+
+@pytest.fixture
+def engine(engine_factory: Callable[..., Engine]) -> Engine:
+    """An engine on each metadata backend with small seal sizes, so tests cross segments."""
+    return engine_factory(seal_bytes=4096, segment_bytes=8192)
+
+
+@pytest.fixture
+def store(engine: Engine) -> LogStore:
+    return engine.store
+
+
+@pytest.fixture
+def jobs(engine: Engine) -> JobService:
+    return engine.jobs

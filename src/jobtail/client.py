@@ -164,7 +164,7 @@ def request_failed(response: httpx.Response) -> RequestFailed:
 
 def _sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
     """(event type, data) for each complete Server-Sent Event; comments and partial events are dropped."""
-    kind, data = "message", []
+    kind, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:

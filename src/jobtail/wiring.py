@@ -1,4 +1,9 @@
-"""Build a LogStore from Settings: the one place that knows which backend a URL names."""
+"""Build jobtail's services from Settings: the one place that knows which backend a URL names.
+
+Only the CLI (and tests) import this module: it puts together the storage engine, the metadata
+database (one engine pair, shared by the log store, the job records and the identity store), the
+blob store, the authenticator and the local executor.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +11,123 @@ import errno
 import os
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
+from jobtail.auth.authenticator import Authenticator
+from jobtail.auth.links import link_key
+from jobtail.auth.secrets import load_master_key
+from jobtail.auth.sql_store import SqlIdentityStore
 from jobtail.blobs.registry import open_blobs
 from jobtail.core.errors import JobtailError, StorageFull, StorageNotWritable
-from jobtail.core.store import LogStore
-from jobtail.meta.registry import open_meta
+from jobtail.core.jobs import JobService
+from jobtail.core.maintenance import MaintenancePolicy
+from jobtail.core.retention import DAY_SECONDS
+from jobtail.core.store import Backends, LogStore, PreviewEncoder
+from jobtail.meta.database import SqlDatabase, open_database
+from jobtail.services import Executor, Services
 from jobtail.settings import Settings, redact_url
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # full is not unwritable: the server starts and serves reads
 
 
-def open_store(settings: Settings) -> LogStore:
-    """Open the metadata and blob backends that `settings` names and wrap them in a LogStore."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: keys, database, logs
-    meta = open_meta(settings.database_url)
-    try:
-        blobs = open_blobs(settings.blob_url)
-    except BaseException:
-        meta.close()
-        raise
+def _store(settings: Settings, database: SqlDatabase, preview_encoder: PreviewEncoder | None) -> LogStore:
+    blobs = open_blobs(settings.blob_url)
+
+    def close() -> None:
+        blobs.close()
+        database.close()
+
     return LogStore(
-        meta,
-        blobs,
+        Backends(database.jobs, database.logs, blobs, close),
         preview_bytes=settings.preview_bytes,
         seal_bytes=settings.seal_bytes,
+        preview_encoder=preview_encoder,
+        preview_cache_bytes=settings.preview_cache_bytes,
+        follow_poll_seconds=settings.follow_poll_seconds,
     )
+
+
+def open_store(settings: Settings, preview_encoder: PreviewEncoder | None = None) -> LogStore:
+    """The LogStore on the backends `settings` names; its `close()` closes them. No background
+    maintenance runs unless `start()` is called (servers do; one-off commands need not)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: keys, database, logs
+    database = open_database(settings.database_url)
+    try:
+        return _store(settings, database, preview_encoder)
+    except BaseException:
+        database.close()
+        raise
+
+
+@contextmanager
+def open_jobs(settings: Settings) -> Iterator[tuple[JobService, LogStore]]:
+    """A JobService and its LogStore for one-off commands, closed afterwards."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    database = open_database(settings.database_url)
+    try:
+        store = _store(settings, database, None)
+    except BaseException:
+        database.close()
+        raise
+    try:
+        yield JobService(database.jobs, store), store
+    finally:
+        store.close()
+
+
+@contextmanager
+def open_identity(settings: Settings, *, cache: bool = False) -> Iterator[SqlIdentityStore]:
+    """The identity store in the metadata database `settings` names, for one-off commands
+    (`jobtail admin project|user|credential`, the first-start bootstrap)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    database = open_database(settings.database_url)
+    try:
+        identity = SqlIdentityStore(database.writer, database.reader, cache=cache)
+        try:
+            yield identity
+        finally:
+            identity.close()
+    finally:
+        database.close()
+
+
+def maintenance_policy(settings: Settings) -> MaintenancePolicy:
+    return MaintenancePolicy(
+        seal_idle_seconds=settings.seal_idle_seconds,
+        retention_seconds=settings.retention_days * DAY_SECONDS,
+        orphan_grace_seconds=settings.orphan_grace_seconds,
+    )
+
+
+@contextmanager
+def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterator[Services]:
+    """Everything a server process runs on, for as long as the context lasts: one engine pair on
+    the metadata database shared by the log store (started: maintenance runs), the job records
+    and the identity store (answering from memory on PostgreSQL); the blob store; the
+    authenticator; and, with `executor` "local", the started local executor. Closed in reverse."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: keys, database, logs
+    master_key = load_master_key(Path(settings.master_key_file))
+    with ExitStack() as stack:
+        database = open_database(settings.database_url)
+        stack.callback(database.close)  # until the store owns it
+        store = _store(settings, database, preview_encoder)
+        stack.pop_all()
+        stack.callback(store.close)  # closes the blob store and the database too
+        identity = SqlIdentityStore(database.writer, database.reader, cache=True)
+        stack.callback(identity.close)
+        jobs = JobService(database.jobs, store)
+        store.start(maintenance_policy(settings))
+        executor: Executor | None = None
+        if settings.executor == "local":
+            from jobtail.runner.local import LocalExecutor
+
+            local = LocalExecutor(jobs, store, settings)
+            local.start()
+            stack.callback(local.stop)
+            executor = local
+        yield Services(store, jobs, link_key(master_key), Authenticator(identity, master_key), executor)
 
 
 def check_writable(settings: Settings) -> None:
@@ -51,11 +148,11 @@ def check_writable(settings: Settings) -> None:
 
 
 def _check_database(url: str) -> None:
-    meta = open_meta(url)
+    database = open_database(url)
     try:
-        meta.check_writable()
+        database.check_writable()
     finally:
-        meta.close()
+        database.close()
 
 
 def _check_blobs(url: str) -> None:
@@ -68,9 +165,9 @@ def _check_blobs(url: str) -> None:
         blobs.close()
 
 
-def _attempt(what: str, check: object) -> None:
+def _attempt(what: str, check: Callable[[], None]) -> None:
     try:
-        check()  # type: ignore[operator]
+        check()
     except StorageFull:
         pass
     except StorageNotWritable as exc:

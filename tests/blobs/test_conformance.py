@@ -1,4 +1,4 @@
-"""Conformance suite for `jobtail.blobs.base.BlobStore`: every backend, same contract.
+"""Conformance suite for `jobtail.core.blob_store.BlobStore`: every backend, same contract.
 
 Runs once per blob backend through the `blob_url` fixture (a local directory, memory). The
 tests marked "local only" check what `jobtail.blobs.local` promises on top of the protocol
@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from jobtail.blobs.base import BlobInfo, BlobNotFound, BlobStore
+from jobtail.core.blob_store import BlobInfo, BlobNotFound, BlobStore
 from jobtail.blobs.registry import open_blobs
 
 SEGMENT_KEY = "jobs/job-1/worker-0/00000000000000000000-00000000000000001024.seg"

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from jobtail.blobs.base import BlobNotFound
+from support.engine import backends_of, new_job
+
+from jobtail.core.blob_store import BlobNotFound
 from jobtail.blobs.registry import open_blobs
 from jobtail.blobs.s3 import S3BlobStore, open_s3
 from jobtail.core.store import LogStore
@@ -28,7 +30,7 @@ def test_logstore_on_sqlite_and_s3(s3_blob_url: str, tmp_path: Path) -> None:
     store = LogStore(open_meta(f"sqlite:///{tmp_path / 'meta.db'}"), open_blobs(s3_blob_url),
                      seal_bytes=4096, segment_bytes=8192, preview_bytes=10_000)
     try:
-        job = store.create_job("proj-1", "s3-job", node_count=1)
+        job = new_job(store, "proj-1", "s3-job", node_count=1)
         ref = TaskRef("proj-1", job.id, "worker-0")
         lines = [f"step {i:05d} loss {1 / (i + 1):.6f}\n".encode() for i in range(2000)]
         expected = b"".join(lines)
@@ -39,15 +41,15 @@ def test_logstore_on_sqlite_and_s3(s3_blob_url: str, tmp_path: Path) -> None:
         store.seal(ref)
         state = store.state(ref)
         assert state.end_offset == len(expected)
-        segments = store.meta.segments(state.log_id)
+        segments = backends_of(store).logs.segments(state.log_id)
         assert len(segments) >= len(expected) // 8192
-        assert [b.key for b in store.blobs.list("jobs/")] == [s.blob_key for s in segments]
+        assert [b.key for b in backends_of(store).blobs.list("jobs/")] == [s.blob_key for s in segments]
 
-        assert b"".join(store.read(ref, 0, len(expected))) == expected
+        assert b"".join(store.read(store.state(ref), 0, len(expected))) == expected
         for start, end in [(0, 1), (8191, 8193), (12_345, 40_000), (len(expected) - 7, len(expected) + 100)]:
-            assert b"".join(store.read(ref, start, end)) == expected[start:end]
+            assert b"".join(store.read(store.state(ref), start, end)) == expected[start:end]
 
-        preview = store.preview(ref)
+        preview = store.preview(store.state(ref))
         assert preview.full_size == len(expected)
         assert 0 < preview.current_size <= 10_000
         assert preview.content.encode() == expected[-preview.current_size :]
@@ -55,12 +57,12 @@ def test_logstore_on_sqlite_and_s3(s3_blob_url: str, tmp_path: Path) -> None:
 
         # an orphan (a sealer died between the blob and its record) is swept; recorded ones stay
         orphan = f"jobs/{job.id}/worker-0/99999999999999999999-99999999999999999999.seg"
-        store.blobs.put(orphan, [b"orphan"])
+        backends_of(store).blobs.put(orphan, [b"orphan"])
         assert store.sweep_orphans(grace_seconds=3600) == [], "too young to sweep"
         assert store.sweep_orphans(grace_seconds=-60) == [orphan]
         with pytest.raises(BlobNotFound):
-            store.blobs.read(orphan, 0, 10)
-        assert b"".join(store.read(ref, 0, len(expected))) == expected
+            backends_of(store).blobs.read(orphan, 0, 10)
+        assert b"".join(store.read(store.state(ref), 0, len(expected))) == expected
     finally:
         store.close()
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from support.engine import backends_of
+
 from jobtail.blobs.registry import open_blobs
 from jobtail.cli import main
 from jobtail.core.store import LogStore
@@ -48,7 +50,7 @@ def test_admin_retention(tmp_path: Path) -> None:
     store = open_store(settings)
     try:
         assert store.state(ref).start_offset == 15
-        assert store.meta.segments(store.state(ref).log_id) == []
+        assert backends_of(store).logs.segments(store.state(ref).log_id) == []
     finally:
         store.close()
     assert not any((tmp_path / "blobs").rglob("*.seg"))

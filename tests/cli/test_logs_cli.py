@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 
 from support.cli import Cli, sqlite_only
+from support.engine import jobs_of
 
 from jobtail.core.jobs import JobService
 from jobtail.core.types import TaskRef
 
 
 def _job(cli: Cli) -> tuple[str, TaskRef, TaskRef]:
-    job_id = JobService(cli.live.store).create(cli.project, {"metadata": {"name": "logs-cli"},
+    job_id = jobs_of(cli.live.store).create(cli.project, {"metadata": {"name": "logs-cli"},
                                                             "spec": {"resource": {"node_count": 2}}}, "none").id
     return job_id, TaskRef(cli.project, job_id, "worker-0"), TaskRef(cli.project, job_id, "worker-1")
 
@@ -61,7 +62,7 @@ def test_follow_prints_history_then_live_bytes_until_the_job_ends(cli: Cli) -> N
         cli.live.store.append(w0, b"progress 50%\r")
         cli.live.store.append(w0, b"progress 100%\nafter\n")
         time.sleep(0.3)
-        JobService(cli.live.store).terminate(cli.project, job_id)
+        jobs_of(cli.live.store).terminate(cli.project, job_id)
 
     writer = threading.Thread(target=later)
     writer.start()

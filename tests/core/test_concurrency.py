@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 from reference import reference_preview
 
-from jobtail.blobs.registry import open_blobs
+from support.engine import backends_of, new_job, open_engine
+
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
-from jobtail.meta.registry import open_meta
 
 CAP = 1000
 OPTIONS = {"preview_bytes": CAP, "seal_bytes": 2048, "segment_bytes": 4096}
@@ -50,7 +50,7 @@ def _check_previews(store: LogStore, ref: TaskRef, data: bytes, done: threading.
         stop = finished()
         state = store.state(ref)
         if state.end_offset:
-            p = store.preview(ref, state)
+            p = store.preview(state)
             assert p.full_size >= last_full, "a reader saw the log shrink"
             assert (p.content, p.current_size, p.full_size) == reference_preview(data[: p.full_size], CAP)
             last_full, checked = p.full_size, checked + 1
@@ -60,7 +60,7 @@ def _check_previews(store: LogStore, ref: TaskRef, data: bytes, done: threading.
 
 def test_threads_append_seal_preview(store_factory: Callable[..., LogStore]) -> None:
     store = store_factory(**OPTIONS)
-    job = store.create_job("conc", "threads")
+    job = new_job(store, "conc", "threads")
     ref = TaskRef("conc", job.id, "worker-0")
     data = _log_bytes(seed=1, size=300_000)
     done = threading.Event()
@@ -92,12 +92,12 @@ def test_threads_append_seal_preview(store_factory: Callable[..., LogStore]) -> 
     assert not errors, errors
     assert sum(checked) > 2  # previews really ran while the log moved
     store.seal(ref)
-    assert b"".join(store.read(ref, 0, len(data))) == data
-    assert len(store.meta.segments(store.state(ref).log_id)) > 5
+    assert b"".join(store.read(store.state(ref), 0, len(data))) == data
+    assert len(backends_of(store).logs.segments(store.state(ref).log_id)) > 5
 
 
 def _writer_process(meta_url: str, blob_url: str, job_id: str, seed: int) -> None:
-    store = LogStore(open_meta(meta_url), open_blobs(blob_url), **OPTIONS)  # type: ignore[arg-type]
+    store = open_engine(meta_url, blob_url, **OPTIONS).store
     try:
         _append_all(store, TaskRef("conc", job_id, "worker-0"), _log_bytes(seed=seed, size=150_000))
     finally:
@@ -106,9 +106,9 @@ def _writer_process(meta_url: str, blob_url: str, job_id: str, seed: int) -> Non
 
 def test_processes_append_seal_preview(meta_url: str, tmp_path: object) -> None:
     blob_url = (tmp_path / "blobs").as_uri()  # type: ignore[operator]
-    store = LogStore(open_meta(meta_url), open_blobs(blob_url), **OPTIONS)  # type: ignore[arg-type]
+    store = open_engine(meta_url, blob_url, **OPTIONS).store
     try:
-        job = store.create_job("conc", "processes")
+        job = new_job(store, "conc", "processes")
         ref = TaskRef("conc", job.id, "worker-0")
         data = _log_bytes(seed=2, size=150_000)
         ctx = multiprocessing.get_context("spawn")
@@ -135,6 +135,6 @@ def test_processes_append_seal_preview(meta_url: str, tmp_path: object) -> None:
         assert [w.exitcode for w in writers] == [0, 0]
         assert checked > 2
         assert store.state(ref).end_offset == len(data)
-        assert b"".join(store.read(ref, 0, len(data))) == data
+        assert b"".join(store.read(store.state(ref), 0, len(data))) == data
     finally:
         store.close()

@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from support.engine import backends_of, jobs_of, new_job
+
 from jobtail.core.follow import AsyncWake, Notifier
-from jobtail.core.jobs import COMPLETED, CREATING, RUNNING, JobService
-from jobtail.core.store import LogStore
+from jobtail.core.jobs import COMPLETED, RUNNING
+from jobtail.core.store import Backends, LogStore
 from jobtail.core.types import TaskRef
-from jobtail.meta.base import MetaStore
 
 POLLER = "jobtail-follow-poller"
 
@@ -32,62 +33,59 @@ def no_poller_left() -> Iterator[None]:
 
 
 class Counting:
-    """A MetaStore that counts the poller's queries (everything else passes through)."""
+    """The log heads and job records a notifier asks, counting the poller's queries."""
 
-    def __init__(self, meta: MetaStore) -> None:
-        self._meta = meta
+    def __init__(self, backends: Backends) -> None:
+        self._backends = backends
         self.log_ends_calls: list[list[int]] = []
         self.job_phases_calls = 0
 
     def log_ends(self, log_ids: list[int]) -> dict[int, int]:
         self.log_ends_calls.append(sorted(log_ids))
-        return self._meta.log_ends(log_ids)
+        return self._backends.logs.log_ends(log_ids)
 
     def job_phases(self, job_ids: list[str]) -> dict[str, str]:
         self.job_phases_calls += 1
-        return self._meta.job_phases(job_ids)
+        return self._backends.jobs.job_phases(job_ids)
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._meta, name)
+
+def notifier_of(store: LogStore, interval: float) -> Notifier:
+    """A notifier of its own on the store's database (as another process would have)."""
+    backends = backends_of(store)
+    return Notifier(backends.logs, backends.jobs, interval)
 
 
 def new_task(store: LogStore, name: str = "follow", nodes: int = 1) -> tuple[str, list[TaskRef], list[int]]:
-    job = store.create_job("proj", name, node_count=nodes)
+    job = new_job(store, "proj", name, node_count=nodes)
     refs = [TaskRef("proj", job.id, t) for t in job.tasks]
     return job.id, refs, [store.state(r).log_id for r in refs]
 
 
-def test_in_process_append_wakes_its_followers_at_once(store: LogStore) -> None:
-    notifier = Notifier(store.meta, interval=60)  # the poller would take a minute: only the hook can wake
-    store.listeners.append(notifier.appended)
-    try:
-        job_id, (ref, other), (log_id, other_id) = new_task(store, nodes=2)
-        woken, bystander = threading.Event(), threading.Event()
-        follower = notifier.follow(log_id, job_id, end=0, phase=RUNNING, wake=woken.set)
-        notifier.follow(other_id, job_id, end=0, phase=RUNNING, wake=bystander.set)
-        assert notifier.following() == 2
-        store.append(ref, b"hello\n")
-        assert woken.wait(0.5) and follower.end == 6
-        assert not bystander.is_set()
-        woken.clear()
-        store.append(ref, b"hello\n", offset=0)  # a duplicate stores nothing: no news
-        assert not woken.wait(0.1)
-        notifier.unfollow(follower)
-        store.append(ref, b"more\n")
-        assert not woken.wait(0.1) and follower.end == 6
-    finally:
-        notifier.close()
+def test_in_process_append_wakes_its_followers_at_once(store_factory: Callable[..., LogStore]) -> None:
+    store = store_factory(follow_poll_seconds=60)  # the poller would take a minute: only the hook can wake
+    job_id, (ref, other), _ = new_task(store, nodes=2)
+    woken, bystander = threading.Event(), threading.Event()
+    follower = store.follow(store.state(ref), job_id, RUNNING, woken.set)
+    store.follow(store.state(other), job_id, RUNNING, bystander.set)
+    store.append(ref, b"hello\n")
+    assert woken.wait(0.5) and follower.end == 6
+    assert not bystander.is_set()
+    woken.clear()
+    store.append(ref, b"hello\n", offset=0)  # a duplicate stores nothing: no news
+    assert not woken.wait(0.1)
+    store.unfollow(follower)
+    store.append(ref, b"more\n")
+    assert not woken.wait(0.1) and follower.end == 6
 
 
 def test_poller_catches_appends_of_another_process_quickly(store_factory: Callable[..., LogStore]) -> None:
     ours, theirs = store_factory(), store_factory()  # two LogStores on one database: two "processes"
-    counting = Counting(ours.meta)
-    notifier = Notifier(counting, interval=0.25)  # type: ignore[arg-type]
-    ours.listeners.append(notifier.appended)
+    counting = Counting(backends_of(ours))
+    notifier = Notifier(counting, counting, interval=0.25)  # type: ignore[arg-type]
     try:
         job_id, (ref,), (log_id,) = new_task(ours)
         woken = threading.Event()
-        follower = notifier.follow(log_id, job_id, end=0, phase=CREATING, wake=woken.set)
+        follower = notifier.follow(log_id, job_id, end=0, phase=RUNNING, wake=woken.set)
         time.sleep(0.3)
         assert not woken.is_set()
         for size in (10, 25):
@@ -103,8 +101,8 @@ def test_poller_catches_appends_of_another_process_quickly(store_factory: Callab
 
 
 def test_one_query_per_tick_for_all_followers(store: LogStore) -> None:
-    counting = Counting(store.meta)
-    notifier = Notifier(counting, interval=0.05)  # type: ignore[arg-type]
+    counting = Counting(backends_of(store))
+    notifier = Notifier(counting, counting, interval=0.05)  # type: ignore[arg-type]
     try:
         job_id, _, log_ids = new_task(store, nodes=10)
         for log_id in log_ids:
@@ -120,11 +118,11 @@ def test_one_query_per_tick_for_all_followers(store: LogStore) -> None:
 
 
 def test_poller_reports_phase_changes_and_deletion(store: LogStore) -> None:
-    jobs = JobService(store)
-    notifier = Notifier(store.meta, interval=0.05)
+    jobs = jobs_of(store)
+    notifier = notifier_of(store, interval=0.05)
     try:
         job_id, (ref,), (log_id,) = new_task(store)
-        running = jobs.transition(store.get_job("proj", job_id), RUNNING)
+        running = jobs.transition(jobs_of(store).get("proj", job_id), RUNNING)
         assert running is not None
         woken = threading.Event()
         follower = notifier.follow(log_id, job_id, end=0, phase=RUNNING, wake=woken.set)
@@ -142,7 +140,7 @@ def test_poller_reports_phase_changes_and_deletion(store: LogStore) -> None:
 
 
 def test_poller_runs_only_while_someone_follows(store: LogStore) -> None:
-    notifier = Notifier(store.meta, interval=0.02)
+    notifier = notifier_of(store, interval=0.02)
     try:
         job_id, _, (log_id,) = new_task(store)
         assert not pollers()
@@ -173,13 +171,13 @@ def test_poller_survives_a_failing_database(store: LogStore, caplog: pytest.LogC
                 raise ConnectionError("database away")
             return super().log_ends(log_ids)
 
-    flaky = Flaky(store.meta)
-    notifier = Notifier(flaky, interval=0.02)  # type: ignore[arg-type]
+    flaky = Flaky(backends_of(store))
+    notifier = Notifier(flaky, flaky, interval=0.02)  # type: ignore[arg-type]
     try:
         job_id, (ref,), (log_id,) = new_task(store)
         woken = threading.Event()
-        notifier.follow(log_id, job_id, end=0, phase=CREATING, wake=woken.set)
-        store.append(ref, b"abc")  # no listener: only the poller can tell
+        notifier.follow(log_id, job_id, end=0, phase=RUNNING, wake=woken.set)
+        store.append(ref, b"abc")  # another notifier than the store's: only the poller can tell
         time.sleep(0.2)
         assert not woken.is_set()
         assert sum("follow poller failed" in r.message for r in caplog.records) == 1, "logged once, not per tick"
@@ -190,7 +188,7 @@ def test_poller_survives_a_failing_database(store: LogStore, caplog: pytest.LogC
 
 
 def test_wake_all(store: LogStore) -> None:
-    notifier = Notifier(store.meta, interval=60)
+    notifier = notifier_of(store, interval=60)
     try:
         job_id, _, log_ids = new_task(store, nodes=3)
         events = [threading.Event() for _ in log_ids]
@@ -228,8 +226,8 @@ def test_offset_at_time_starts_at_the_line_that_arrived_then(store_factory: Call
     now[0] = 3000.0
     store.append(ref, b"newest\n")
     log_start = len(b"old line one\nold line two\n")
-    assert store.offset_at_time(ref, 0) == 0
-    assert store.offset_at_time(ref, 1000.0) == 0
-    assert store.offset_at_time(ref, 1500.0) == log_start  # the line that was finished at 2000 began earlier
-    assert store.offset_at_time(ref, 2500.0) == store.state(ref).end_offset - len(b"newest\n")
-    assert store.offset_at_time(ref, 3500.0) == store.state(ref).end_offset
+    assert store.offset_at_time(store.state(ref), 0) == 0
+    assert store.offset_at_time(store.state(ref), 1000.0) == 0
+    assert store.offset_at_time(store.state(ref), 1500.0) == log_start  # the line that was finished at 2000 began earlier
+    assert store.offset_at_time(store.state(ref), 2500.0) == store.state(ref).end_offset - len(b"newest\n")
+    assert store.offset_at_time(store.state(ref), 3500.0) == store.state(ref).end_offset

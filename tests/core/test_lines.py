@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_lines, reference_page
 
+from support.engine import new_job
+
 from jobtail.core import lines as lines_module
 from jobtail.core.errors import LogNotGenerated
 from jobtail.core.store import LogStore
@@ -22,7 +24,7 @@ _CHUNK = st.lists(st.sampled_from([b"a", b"\n", b"xyz", b"\xe6\x90\x8d", b"\r", 
 def _new_log(store_factory: Callable[..., LogStore], **options: object) -> tuple[LogStore, TaskRef]:
     store = store_factory(seal_bytes=53, segment_bytes=120, index_policy=IndexPolicy(every_bytes=17, every_seconds=1e9),
                           **options)
-    job = store.create_job("lines", next(_names))
+    job = new_job(store, "lines", next(_names))
     return store, TaskRef("lines", job.id, "worker-0")
 
 
@@ -40,7 +42,7 @@ def test_pages_match_reference(store_factory: Callable[..., LogStore], chunks: l
             store.seal(ref)
     if not log:
         with pytest.raises(LogNotGenerated):
-            store.lines(ref, base_line=None, count=5, descending=True)
+            store.lines(store.state(ref), base_line=None, count=5, descending=True)
         store.close()
         return
     total = len(reference_lines(log))
@@ -48,7 +50,7 @@ def test_pages_match_reference(store_factory: Callable[..., LogStore], chunks: l
         base = data.draw(st.one_of(st.none(), st.integers(0, total + 2)))
         count = data.draw(st.integers(1, 8))
         descending = data.draw(st.booleans())
-        got = [(line.number, line.text) for line in store.lines(ref, base_line=base, count=count, descending=descending)]
+        got = [(line.number, line.text) for line in store.lines(store.state(ref), base_line=base, count=count, descending=descending)]
         assert got == reference_page(log, base, count, descending)
     store.close()
 
@@ -60,22 +62,22 @@ def test_giant_lines_are_cut_and_skipped_through_the_index(store_factory: Callab
     log = b"short\n" + b"G" * 500 + b"\nafter\n" + b"H" * 11
     for i in range(0, len(log), 37):
         store.append(ref, log[i : i + 37])
-    page = store.lines(ref, base_line=None, count=10, descending=False)
+    page = store.lines(store.state(ref), base_line=None, count=10, descending=False)
     assert [(line.number, line.text, line.truncated) for line in page] == [
         (1, b"short", False), (2, b"G" * 10, True), (3, b"after", False), (4, b"H" * 10, True)]
     assert [line.offset for line in page] == [0, 6, 507, 513]
 
 
 def test_arrival_times_and_since(store_factory: Callable[..., LogStore]) -> None:
-    clock = iter(float(t) for t in range(1000, 2000, 5))
+    clock = iter(float(t) for t in range(1005, 2000, 5))
     store = store_factory(index_policy=IndexPolicy(every_bytes=10**9, every_seconds=1.0), clock=lambda: next(clock))
-    ref = TaskRef("lines", store.create_job("lines", "times").id, "worker-0")  # the clock reads 1000
+    ref = TaskRef("lines", new_job(store, "lines", "times").id, "worker-0")
     for text in (b"one\ntwo\n", b"three\n", b"four\nfive"):  # appended at 1005, 1010, 1015
         store.append(ref, text)
     state = store.state(ref)
-    page = store.lines(ref, base_line=None, count=10, descending=False, state=state)
+    page = store.lines(state, base_line=None, count=10, descending=False)
     assert store.arrival_times(state, [line.offset for line in page]) == [1005.0, 1005.0, 1010.0, 1015.0, 1015.0]
-    assert store.line_at_time(ref, 0.0) == 1
-    assert store.line_at_time(ref, 1006.0) == 3
-    assert store.line_at_time(ref, 1015.0) == 4
-    assert store.line_at_time(ref, 1016.0) == 6
+    assert store.line_at_time(store.state(ref), 0.0) == 1
+    assert store.line_at_time(store.state(ref), 1006.0) == 3
+    assert store.line_at_time(store.state(ref), 1015.0) == 4
+    assert store.line_at_time(store.state(ref), 1016.0) == 6

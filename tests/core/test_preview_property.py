@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_preview
 
+from support.engine import new_job
+
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
 
@@ -42,7 +44,7 @@ def test_preview_matches_definition(
 ) -> None:
     options = {"preview_bytes": cap, "seal_bytes": 97, "segment_bytes": 150}
     store = store_factory(**options)
-    job = store.create_job("prop", next(_job_names))
+    job = new_job(store, "prop", next(_job_names))
     ref = TaskRef("prop", job.id, "worker-0")
     log = b""
     for op, data, splits in ops:
@@ -61,9 +63,9 @@ def test_preview_matches_definition(
             store.close()
             store = store_factory(**options)
         if log:
-            preview = store.preview(ref)
+            preview = store.preview(store.state(ref))
             assert (preview.content, preview.current_size, preview.full_size) == reference_preview(log, cap)
-            assert b"".join(store.read(ref, 0, len(log))) == log
+            assert b"".join(store.read(store.state(ref), 0, len(log))) == log
     state = store.state(ref)
     assert state.end_offset == len(log)
     assert state.line_count == log.count(b"\n")

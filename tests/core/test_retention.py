@@ -12,6 +12,8 @@ from collections.abc import Callable
 import pytest
 from reference import reference_lines
 
+from support.engine import backends_of, jobs_of, new_job
+
 from jobtail.core import keys
 from jobtail.core.errors import LogCleared, OffsetConflict
 from jobtail.core.retention import DAY_SECONDS
@@ -44,7 +46,7 @@ def _open(store_factory: Callable[..., LogStore], clock: Clock, **options: objec
 
 
 def _new_ref(store: LogStore) -> TaskRef:
-    job = store.create_job("ret", next(_names))
+    job = new_job(store, "ret", next(_names))
     return TaskRef("ret", job.id, "worker-0")
 
 
@@ -103,36 +105,36 @@ def _check_reads(store: LogStore, ref: TaskRef, log: bytes) -> None:
     expected = _retained(log, start)
     assert expected, "nothing retained"
     # read/download: [start_offset, end), whatever was asked for
-    assert b"".join(store.read(ref, 0, len(log))) == log[start:]
+    assert b"".join(store.read(store.state(ref), 0, len(log))) == log[start:]
     # preview
-    preview = store.preview(ref)
+    preview = store.preview(store.state(ref))
     want = _preview_reference(log, start, store.preview_bytes)
     assert preview.content == want.decode("utf-8", "replace")
     assert (preview.current_size, preview.full_size) == (len(want), len(log))
     # lines: all retained lines ascending, then descending, then from every base
-    asc = store.lines(ref, base_line=None, count=500, descending=False)
+    asc = store.lines(store.state(ref), base_line=None, count=500, descending=False)
     assert [(x.number, x.text) for x in asc] == expected
-    desc = store.lines(ref, base_line=None, count=500, descending=True)
+    desc = store.lines(store.state(ref), base_line=None, count=500, descending=True)
     assert [(x.number, x.text) for x in desc] == expected[::-1]
     first, last = expected[0][0], expected[-1][0]
     for base in {0, 1, first - 1, first, first + 1, (first + last) // 2, last, last + 1}:
         if base < 0:
             continue
-        page = store.lines(ref, base_line=base, count=3, descending=False)
+        page = store.lines(store.state(ref), base_line=base, count=3, descending=False)
         assert [(x.number, x.text) for x in page] == [e for e in expected if e[0] > base][:3], base
-        page = store.lines(ref, base_line=base, count=3, descending=True)
+        page = store.lines(store.state(ref), base_line=base, count=3, descending=True)
         assert [(x.number, x.text) for x in page] == [e for e in expected if e[0] < base][::-1][:3], base
     # a since before everything starts at the first retained line
-    since = store.lines(ref, base_line=None, count=2, descending=False, since=0.0)
+    since = store.lines(store.state(ref), base_line=None, count=2, descending=False, since=0.0)
     assert [(x.number, x.text) for x in since] == expected[:2]
     # search, forwards and backwards, with context
     pattern = compile_pattern("ERROR", False, False)
     hits = [e for e in expected if b"ERROR" in e[1]]
-    forward = store.search(ref, pattern, limit=1000)
+    forward = store.search(store.state(ref), pattern, limit=1000)
     assert [(m.line.number, m.line.text) for m in forward.matches] == hits
-    backward = store.search(ref, pattern, before_line=10**9, limit=1000)
+    backward = store.search(store.state(ref), pattern, before_line=10**9, limit=1000)
     assert [(m.line.number, m.line.text) for m in backward.matches] == hits[::-1]
-    with_context = store.search(ref, compile_pattern(".", True, False), limit=1, context=3)
+    with_context = store.search(store.state(ref), compile_pattern(".", True, False), limit=1, context=3)
     if with_context.matches:
         match = with_context.matches[0]
         assert all(x.number >= first for x in match.before)
@@ -141,7 +143,7 @@ def _check_reads(store: LogStore, ref: TaskRef, log: bytes) -> None:
 
 
 def _segment_blobs(store: LogStore) -> set[str]:
-    return {b.key for b in store.blobs.list(keys.JOBS_PREFIX)}
+    return {b.key for b in backends_of(store).blobs.list(keys.JOBS_PREFIX)}
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -154,7 +156,7 @@ def test_retention_drops_exactly_the_old_segments(store_factory: Callable[..., L
     head = _text(rng, 50)
     store.append(ref, head)  # an unsealed head, never touched
     log += head
-    before = store.meta.segments(store.state(ref).log_id)
+    before = backends_of(store).logs.segments(store.state(ref).log_id)
     assert len(before) == 10
     _check_reads(store, ref, log)
 
@@ -165,7 +167,7 @@ def test_retention_drops_exactly_the_old_segments(store_factory: Callable[..., L
 
     dry = store.apply_retention(keep_days * DAY, dry_run=True)
     assert [(e.segments, e.start_offset) for e in dry] == [(len(old), old[-1].end_offset)]
-    assert store.state(ref).start_offset == 0 and len(store.meta.segments(store.state(ref).log_id)) == 10
+    assert store.state(ref).start_offset == 0 and len(backends_of(store).logs.segments(store.state(ref).log_id)) == 10
 
     done = store.apply_retention(keep_days * DAY)
     assert [(e.job_id, e.task_id, e.segments, e.bytes, e.start_offset) for e in done] == [
@@ -173,7 +175,7 @@ def test_retention_drops_exactly_the_old_segments(store_factory: Callable[..., L
     state = store.state(ref)
     assert state.start_offset == old[-1].end_offset
     assert state.end_offset == len(log) and state.sealed_offset == len(log) - len(head)
-    assert store.meta.segments(state.log_id) == before[len(old):]
+    assert backends_of(store).logs.segments(state.log_id) == before[len(old):]
     assert _segment_blobs(store) == {s.blob_key for s in before[len(old):]}
     _check_reads(store, ref, log)
 
@@ -220,23 +222,23 @@ def test_fully_cleared_log_answers_log_cleared(store_factory: Callable[..., LogS
     assert {(e.task_id, e.job_id) for e in done} == {("worker-0", ref.job_id), ("worker-0", other.job_id)}
     state = store.state(ref)
     assert state.start_offset == state.end_offset == len(log)
-    assert store.meta.segments(state.log_id) == []
+    assert backends_of(store).logs.segments(state.log_id) == []
     for call in (
-        lambda: store.preview(ref),
-        lambda: store.lines(ref, base_line=None, count=5, descending=True),
-        lambda: store.lines(ref, base_line=3, count=5, descending=False),
-        lambda: store.search(ref, compile_pattern("a", False, False)),
+        lambda: store.preview(store.state(ref)),
+        lambda: store.lines(store.state(ref), base_line=None, count=5, descending=True),
+        lambda: store.lines(store.state(ref), base_line=3, count=5, descending=False),
+        lambda: store.search(store.state(ref), compile_pattern("a", False, False)),
     ):
         with pytest.raises(LogCleared):
             call()
-    assert b"".join(store.read(ref, 0, 10**9)) == b""
+    assert b"".join(store.read(store.state(ref), 0, 10**9)) == b""
     # the other log kept its head; only its old segment went
-    assert b"".join(store.read(other, 0, 100)) == b"newer\n"
-    assert [(x.number, x.text) for x in store.lines(other, base_line=None, count=5, descending=False)] == [(2, b"newer")]
-    assert store.preview(other).content == "newer\n"
+    assert b"".join(store.read(store.state(other), 0, 100)) == b"newer\n"
+    assert [(x.number, x.text) for x in store.lines(store.state(other), base_line=None, count=5, descending=False)] == [(2, b"newer")]
+    assert store.preview(store.state(other)).content == "newer\n"
     # a cleared log takes new bytes at its end, numbered after the dropped lines
     store.append(ref, b"again\n")
-    page = store.lines(ref, base_line=None, count=5, descending=True)
+    page = store.lines(store.state(ref), base_line=None, count=5, descending=True)
     assert [(x.number, x.text) for x in page] == _retained(log + b"again\n", len(log))
     assert page[0].number == log.count(b"\n") + 1
     assert _segment_blobs(store) == set()
@@ -262,8 +264,8 @@ def test_retention_is_safe_in_a_second_store_on_the_same_database(store_factory:
         t.join()
     assert sorted(results) == [0, 3]  # one store drops them; the other finds nothing left to do
     state = store.state(ref)
-    assert state.start_offset == store.meta.segments(state.log_id)[0].base_offset
-    assert len(store.meta.segments(state.log_id)) == 3
+    assert state.start_offset == backends_of(store).logs.segments(state.log_id)[0].base_offset
+    assert len(backends_of(store).logs.segments(state.log_id)) == 3
     _check_reads(store, ref, log)
 
 
@@ -280,9 +282,9 @@ def test_concurrent_appends_and_seals_during_retention(store_factory: Callable[.
     def writer() -> None:
         try:
             for i, piece in enumerate(pieces):
-                appended = store.append(ref, piece)
-                if appended.seal_due or i % 7 == 0:
-                    store.seal_log(appended.log_id, min_head_bytes=1)
+                store.append(ref, piece)  # a full head is sealed in the background
+                if i % 7 == 0:
+                    store.seal(ref)
                 clock.advance(600)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -308,7 +310,7 @@ def test_concurrent_appends_and_seals_during_retention(store_factory: Callable[.
     dropped.extend(e.segments for e in store.apply_retention(3 * 3600))
     assert sum(dropped) > 0
     state = store.state(ref)
-    segments = store.meta.segments(state.log_id)
+    segments = backends_of(store).logs.segments(state.log_id)
     assert segments and segments[0].base_offset == state.start_offset
     assert all(a.end_offset == b.base_offset for a, b in itertools.pairwise(segments))
     assert all(s.created_at >= clock() - 3 * 3600 for s in segments[1:])
@@ -323,5 +325,5 @@ def test_delete_job_after_retention_removes_the_rest(store_factory: Callable[...
     ref = _new_ref(store)
     _fill_days(store, ref, clock, 4, random.Random(1))
     store.apply_retention(2 * DAY)
-    store.delete_job(ref.project_id, ref.job_id)
+    jobs_of(store).delete(ref.project_id, ref.job_id)
     assert not [k for k in _segment_blobs(store) if re.search(ref.job_id, k)]

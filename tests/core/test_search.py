@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_lines
 
+from support.engine import new_job
+
 from jobtail.core import search as search_module
-from jobtail.core.errors import InvalidQueryParameter
+from jobtail.core.errors import InvalidPattern
 from jobtail.core.search import compile_pattern
 from jobtail.core.store import LogStore
 from jobtail.core.types import IndexPolicy, TaskRef
@@ -23,7 +25,7 @@ _WORDS = [b"loss", b"LOSS", b"nan", b"\xe6\x90\x8d", b" ", b"\n", b"\n", b"epoch
 
 def _log(store_factory: Callable[..., LogStore], log: bytes) -> tuple[LogStore, TaskRef]:
     store = store_factory(seal_bytes=97, segment_bytes=200, index_policy=IndexPolicy(every_bytes=23, every_seconds=1e9))
-    ref = TaskRef("search", store.create_job("search", next(_names)).id, "worker-0")
+    ref = TaskRef("search", new_job(store, "search", next(_names)).id, "worker-0")
     for i in range(0, len(log), 41):
         store.append(ref, log[i : i + 41])
         if i % 123 == 0:
@@ -53,7 +55,7 @@ def test_search_matches_reference(store_factory: Callable[..., LogStore], monkey
 
     forward, after = [], None
     while True:
-        result = store.search(ref, pattern, after_line=after, limit=limit)
+        result = store.search(store.state(ref), pattern, after_line=after, limit=limit)
         forward += [(m.line.number, m.line.text) for m in result.matches]
         if result.stopped is None:
             break
@@ -62,7 +64,7 @@ def test_search_matches_reference(store_factory: Callable[..., LogStore], monkey
 
     backward, before = [], None
     while True:
-        result = store.search(ref, pattern, before_line=before if before is not None else 10**9, limit=limit)
+        result = store.search(store.state(ref), pattern, before_line=before if before is not None else 10**9, limit=limit)
         backward += [(m.line.number, m.line.text) for m in result.matches]
         if result.stopped is None:
             break
@@ -74,7 +76,7 @@ def test_search_matches_reference(store_factory: Callable[..., LogStore], monkey
 def test_context_offsets_and_budget(store_factory: Callable[..., LogStore], monkeypatch: pytest.MonkeyPatch) -> None:
     log = b"".join(b"line %d%s\n" % (i, b" ERROR" if i % 10 == 0 else b"") for i in range(1, 201))
     store, ref = _log(store_factory, log)
-    result = store.search(ref, compile_pattern("ERROR", False, False), context=2, limit=3)
+    result = store.search(store.state(ref), compile_pattern("ERROR", False, False), context=2, limit=3)
     assert [m.line.number for m in result.matches] == [10, 20, 30]
     first = result.matches[0]
     assert [x.text for x in first.before] == [b"line 8", b"line 9"]
@@ -83,14 +85,14 @@ def test_context_offsets_and_budget(store_factory: Callable[..., LogStore], monk
     assert (result.stopped, result.next_line) == ("limit", 30)
 
     monkeypatch.setattr(search_module, "WINDOW", 100)
-    result = store.search(ref, compile_pattern("ERROR", False, False), budget_seconds=0.0)
+    result = store.search(store.state(ref), compile_pattern("ERROR", False, False), budget_seconds=0.0)
     assert result.stopped == "time_budget" and result.next_line is not None
-    resumed = store.search(ref, compile_pattern("ERROR", False, False), after_line=result.next_line)
+    resumed = store.search(store.state(ref), compile_pattern("ERROR", False, False), after_line=result.next_line)
     assert [m.line.number for m in result.matches + resumed.matches] == list(range(10, 201, 10))
 
 
 def test_bad_regular_expressions_are_bad_queries() -> None:
-    with pytest.raises(InvalidQueryParameter):
+    with pytest.raises(InvalidPattern):
         compile_pattern("(unclosed", regex=True, ignore_case=False)
     assert compile_pattern("(literal", regex=False, ignore_case=False).find(b"a (literal)") == 2
     assert compile_pattern("LIT", regex=False, ignore_case=True).find(b"a (literal)") == 3

@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 from support.identity import Key, SecureServer
+from support.engine import new_job
 from support.live import LiveServer
 from support.rawhttp import RawRequest, RawResponse
 from support.serve import ServeProcess, jobtail
@@ -161,7 +162,7 @@ def capped(live_factory: Callable[..., LiveServer], identity: SqlIdentityStore, 
     guard = IdentityGuard(identity, master_key)
     live = live_factory(guard=guard, executor="none", max_unverified_body_reads=1)
     project = manage.create_project(identity, "capped").id
-    job_id = live.store.create_job(project, "capped-job", node_count=1).id
+    job_id = new_job(live.store, project, "capped-job", node_count=1).id
     return SecureServer(live, guard, identity, master_key, project, job_id)
 
 

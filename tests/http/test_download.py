@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from support.live import LiveServer
+from support.engine import new_job
 from support.sdk import PROJECT
 
 from jobtail.auth.links import link_key, sign_link
@@ -16,7 +17,7 @@ from jobtail.core.types import TaskRef
 
 
 def _setup(live: LiveServer) -> tuple[str, bytes]:
-    job_id = live.store.create_job(PROJECT, "download", node_count=2).id
+    job_id = new_job(live.store, PROJECT, "download", node_count=2).id
     ref = TaskRef(PROJECT, job_id, "worker-0")
     log = b"".join(b"%06d \xe6\x90\x8d\xe5\xa4\xb1 step\n" % i for i in range(20_000))
     for i in range(0, len(log), 65_536):

@@ -29,6 +29,7 @@ from huaweicloudsdkmodelarts.v1 import (
     StopTrainingJobRequest,
 )
 from support.identity import Key, SecureServer
+from support.engine import new_job
 from support.rawhttp import RawRequest
 
 from jobtail.auth import manage
@@ -68,7 +69,7 @@ def append(secure: SecureServer, data: bytes, job: str | None = None, project: s
 def other_project(secure: SecureServer) -> tuple[str, str]:
     """A second project with a job of its own: (project id, job id)."""
     project = manage.create_project(secure.identity, f"other-{time.monotonic_ns()}").id
-    return project, secure.live.store.create_job(project, "theirs", node_count=1).id
+    return project, new_job(secure.live.store, project, "theirs", node_count=1).id
 
 
 def signed(secure: SecureServer, key: Key, method: str, target: str, body: bytes = b"",
@@ -140,7 +141,7 @@ def tampering(change: Callable[[SdkRequest], None]) -> HttpHandler:
 
 
 def test_sdk_requests_altered_after_signing_are_refused(secure: SecureServer) -> None:
-    other_job = secure.live.store.create_job(secure.project, "other", node_count=1).id
+    other_job = new_job(secure.live.store, secure.project, "other", node_count=1).id
     key = secure.key("developer")
 
     def client(change: Callable[[SdkRequest], None] | None = None) -> Any:
@@ -278,7 +279,7 @@ def test_deleting_the_user_ends_its_tokens_and_credentials_at_once(secure: Secur
 
 
 def test_a_job_bound_credential_touches_only_its_job(secure: SecureServer) -> None:
-    other_job = secure.live.store.create_job(secure.project, "other", node_count=1).id
+    other_job = new_job(secure.live.store, secure.project, "other", node_count=1).id
     bound = secure.key("ingest", job=secure.job_id)
     with secure.client(bound) as client:
         ok = client.request("POST", logs_path(secure.project, secure.job_id), content=b"a\n",

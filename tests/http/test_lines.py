@@ -10,6 +10,7 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkmodelarts.v1 import ShowTrainingJobLogsFromAomRequest
 from reference import reference_lines
 from support.live import LiveServer
+from support.engine import new_job
 from support.sdk import PROJECT, sdk_client
 
 from jobtail.core.types import TaskRef
@@ -27,7 +28,7 @@ def _big_log(size: int) -> bytes:
 
 
 def test_sdk_pages_forwards_and_backwards(live: LiveServer) -> None:
-    job_id = live.store.create_job(PROJECT, "aom", node_count=1).id
+    job_id = new_job(live.store, PROJECT, "aom", node_count=1).id
     ref = TaskRef(PROJECT, job_id, "worker-0")
     log = _big_log(3_000_000)
     for i in range(0, len(log), 700_000):
@@ -64,7 +65,7 @@ def test_sdk_pages_forwards_and_backwards(live: LiveServer) -> None:
 
 
 def test_deep_pages_and_contract_errors(live: LiveServer) -> None:
-    job_id = live.store.create_job(PROJECT, "aom-errors", node_count=2).id
+    job_id = new_job(live.store, PROJECT, "aom-errors", node_count=2).id
     live.store.append(TaskRef(PROJECT, job_id, "worker-0"), b"".join(b"line %d\n" % i for i in range(1, 100_001)))
     path = f"/v2/{PROJECT}/training-jobs/{job_id}/logs/worker-0"
     with live.client() as http:

@@ -11,6 +11,7 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkmodelarts.v1 import ShowTrainingJobLogsPreviewRequest
 from reference import reference_preview
 from support.live import LiveServer
+from support.engine import backends_of, new_job
 from support.sdk import PROJECT, sdk_client
 
 from jobtail.core.types import TaskRef
@@ -21,12 +22,12 @@ def logs_path(job_id: str, task: str = "worker-0", project: str = PROJECT) -> st
 
 @pytest.fixture
 def job_id(live: LiveServer) -> str:
-    return live.store.create_job(PROJECT, "http-test", node_count=2).id
+    return new_job(live.store, PROJECT, "http-test", node_count=2).id
 
 
 def stored(live: LiveServer, job_id: str, task: str = "worker-0") -> bytes:
     ref = TaskRef(PROJECT, job_id, task)
-    return b"".join(live.store.read(ref, 0, 1 << 62))
+    return b"".join(live.store.read(live.store.state(ref), 0, 1 << 62))
 
 
 def test_sdk_reads_preview(live: LiveServer, job_id: str) -> None:
@@ -56,7 +57,7 @@ def test_sdk_sees_contract_errors(live: LiveServer, job_id: str) -> None:
 
 def test_preview_is_the_tail_and_follows_appends(live_factory: Callable[..., LiveServer]) -> None:
     live = live_factory(preview_bytes=100, seal_bytes=300)
-    job = live.store.create_job(PROJECT, "tail", node_count=1).id
+    job = new_job(live.store, PROJECT, "tail", node_count=1).id
     log = b""
     with live.client() as http:
         for i in range(40):
@@ -70,7 +71,7 @@ def test_preview_is_the_tail_and_follows_appends(live_factory: Callable[..., Liv
             content, current, full = reference_preview(log, 100)
             assert body == {"content": content, "current_size": current, "full_size": full}
     deadline = time.monotonic() + 10
-    while not live.store.meta.segments(live.store.state(TaskRef(PROJECT, job, "worker-0")).log_id):
+    while not backends_of(live.store).logs.segments(live.store.state(TaskRef(PROJECT, job, "worker-0")).log_id):
         assert time.monotonic() < deadline, "a head over seal_bytes was never sealed"
         time.sleep(0.05)
 
@@ -111,7 +112,7 @@ def test_append_rejects_bad_input(live: LiveServer, job_id: str, query: dict[str
 
 def test_body_over_limit_is_refused_and_stores_nothing(live_factory: Callable[..., LiveServer]) -> None:
     live = live_factory(max_body_bytes=1000)
-    job = live.store.create_job(PROJECT, "limit", node_count=1).id
+    job = new_job(live.store, PROJECT, "limit", node_count=1).id
     with live.client() as http:
         assert http.post(logs_path(job), content=b"x" * 1000).status_code == 200
         r = http.post(logs_path(job), content=b"y" * 1001)

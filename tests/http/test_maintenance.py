@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.filesystems import fill, tmpfs
+from support.engine import backends_of, new_job
 from support.live import LiveServer, serving_sqlite
 from support.sdk import PROJECT
 from support.sealing import kill_a_seal, temporaries
@@ -24,7 +25,7 @@ def test_leftovers_of_an_interrupted_seal_are_swept_while_the_server_runs(
     """Not only at the next start: the periodic sweep removes them once older than
     orphan_grace_seconds, even for a log that is never sealed again."""
     live = live_factory(orphan_grace_seconds=1.0)
-    ref = TaskRef(PROJECT, live.store.create_job(PROJECT, "swept").id, "worker-0")
+    ref = TaskRef(PROJECT, new_job(live.store, PROJECT, "swept").id, "worker-0")
     live.store.append(ref, b"step 1\n" * 10_000)
     leftover = kill_a_seal(meta_url, tmp_path / "blobs", ref)
     deadline = time.monotonic() + 30
@@ -46,7 +47,7 @@ def test_a_full_segment_store_is_reported_once_and_seals_resume_when_space_is_fr
     caplog.set_level(logging.INFO, logger="jobtail")
     with tmpfs(tmp_path / "segments", "4m") as segments, serving_sqlite(tmp_path, tmp_path / "jobtail.db",
                                                                   segments / "blobs", seal_idle_seconds=0.2) as live:
-        ref = TaskRef(PROJECT, live.store.create_job(PROJECT, "segments-full").id, "worker-0")
+        ref = TaskRef(PROJECT, new_job(live.store, PROJECT, "segments-full").id, "worker-0")
         (segments / "blobs").mkdir(exist_ok=True)
         ballast = fill(segments)
         expected = b""
@@ -58,7 +59,7 @@ def test_a_full_segment_store_is_reported_once_and_seals_resume_when_space_is_fr
                 expected += data
         log_id = live.store.state(ref).log_id
         time.sleep(4 * MAINTENANCE_INTERVAL)  # a few maintenance rounds, each trying to seal
-        assert live.store.meta.segments(log_id) == []
+        assert backends_of(live.store).logs.segments(log_id) == []
         assert not list(segments.rglob("*.tmp")), "a failed seal leaves no partial blob"
         reports = [r for r in caplog.records if r.name.startswith("jobtail")]
         assert [(r.levelno, r.getMessage()) for r in reports] == [(logging.WARNING, (
@@ -70,7 +71,7 @@ def test_a_full_segment_store_is_reported_once_and_seals_resume_when_space_is_fr
         while live.store.state(ref).head_bytes:
             assert time.monotonic() < deadline, "the head was not sealed once space was freed"
             time.sleep(0.1)
-        assert b"".join(live.store.read(ref, 0, 1 << 40)) == expected
+        assert b"".join(live.store.read(live.store.state(ref), 0, 1 << 40)) == expected
         while not any("works again" in r.getMessage() for r in caplog.records):
             assert time.monotonic() < deadline, "recovery was not reported"
             time.sleep(0.1)

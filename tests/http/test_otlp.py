@@ -38,7 +38,7 @@ def records(resource: dict[str, str], *bodies: Any) -> Sequence[ReadableLogRecor
 
 def stored(secure: SecureServer, task: str, job_id: str | None = None) -> bytes:
     ref = TaskRef(secure.project, job_id or secure.job_id, task)
-    return b"".join(secure.live.store.read(ref, 0, 1 << 62))
+    return b"".join(secure.live.store.read(secure.live.store.state(ref), 0, 1 << 62))
 
 
 def exporter(secure: SecureServer, token: str, **options: object) -> OTLPLogExporter:

@@ -7,18 +7,16 @@ import time
 import httpx
 import orjson
 from support.live import LiveServer
+from support.engine import new_job
 from support.sdk import PROJECT
 
-from jobtail.core.lines import LineFinder
-from jobtail.core.reader import Reader
-from jobtail.core.retention import apply_retention
 from jobtail.core.types import TaskRef
 
 
 def _drop_all_segments(live: LiveServer) -> None:
-    """Retention with a cutoff in the future: every sealed segment is old enough."""
-    store = live.store
-    apply_retention(store.meta, store.blobs, LineFinder(store.meta, Reader(store.meta, store.blobs)), time.time() + 60)
+    """Retention for anything older than a microsecond: every sealed segment is old enough."""
+    time.sleep(0.01)
+    live.store.apply_retention(1e-6)
 
 
 def _link(http: httpx.Client, job_id: str) -> str:
@@ -28,7 +26,7 @@ def _link(http: httpx.Client, job_id: str) -> str:
 
 
 def test_retained_part_over_http(live: LiveServer) -> None:
-    job_id = live.store.create_job(PROJECT, "retained").id
+    job_id = new_job(live.store, PROJECT, "retained").id
     ref = TaskRef(PROJECT, job_id, "worker-0")
     old = b"".join(b"old line %d ERROR\n" % i for i in range(100)) + b"cut "
     live.store.append(ref, old)
@@ -75,7 +73,7 @@ def test_retained_part_over_http(live: LiveServer) -> None:
 
 
 def test_cleared_log_answers_2819(live: LiveServer) -> None:
-    job_id = live.store.create_job(PROJECT, "cleared").id
+    job_id = new_job(live.store, PROJECT, "cleared").id
     ref = TaskRef(PROJECT, job_id, "worker-0")
     live.store.append(ref, b"line\n" * 10)
     live.store.seal(ref)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from support.live import LiveServer
+from support.engine import new_job
 from support.sdk import PROJECT
 
 from jobtail.core.types import TaskRef
 
 
 def test_search_over_http(live: LiveServer) -> None:
-    job_id = live.store.create_job(PROJECT, "search", node_count=1).id
+    job_id = new_job(live.store, PROJECT, "search", node_count=1).id
     log = b"".join(b"step %d loss=%s\n" % (i, b"nan" if i % 1000 == 0 else b"0.1") for i in range(1, 5001))
     live.store.append(TaskRef(PROJECT, job_id, "worker-0"), log)
     path = f"/v2/{PROJECT}/training-jobs/{job_id}/tasks/worker-0/logs/search"

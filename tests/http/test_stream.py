@@ -27,6 +27,7 @@ import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.live import run_server
+from support.engine import backends_of, jobs_of, new_job
 from support.serve import wait_until_serving
 
 from jobtail.client import Client, connect
@@ -56,8 +57,8 @@ class Server:
         return self.app.state.following  # type: ignore[no-any-return]
 
     def new_job(self, name: str = "follow", nodes: int = 1) -> tuple[JobRecord, TaskRef]:
-        job = self.store.create_job(PROJECT, name, node_count=nodes)
-        running = JobService(self.store).transition(job, RUNNING)
+        job = new_job(self.store, PROJECT, name, node_count=nodes)
+        running = jobs_of(self.store).transition(job, RUNNING)
         assert running is not None
         return running, TaskRef(PROJECT, job.id, "worker-0")
 
@@ -233,7 +234,7 @@ def write_slowly(server: Server, ref: TaskRef, job: JobRecord, chunks: list[byte
                 server.store.seal(ref)
             if i % 4 == 0:
                 time.sleep(rng.uniform(0, 0.01))
-        assert JobService(server.store).transition(job, finish) is not None
+        assert jobs_of(server.store).transition(job, finish) is not None
 
     thread = threading.Thread(target=run, name=f"{THREAD_PREFIX}-writer", daemon=True)
     thread.start()
@@ -372,7 +373,7 @@ def test_multibyte_characters_are_never_split_and_invalid_bytes_come_as_base64(s
     assert first.data == {"offset": 5, "end": 8, "text": "ok\n"}
     assert second.data == {"offset": 8, "end": 18, "base64": base64.b64encode(b"\xff\xfe raw \xe2\x82\n").decode()}
     assert third.data == {"offset": 18, "end": 23, "text": "fine "}
-    assert JobService(store).transition(job, COMPLETED) is not None
+    assert jobs_of(store).transition(job, COMPLETED) is not None
     data, end = tail.until_end()
     assert data == b"\xf0\x9f", "at the end, an unfinished character is sent as it is"
     assert end.data == {"reason": "task finished", "offset": 25}
@@ -411,7 +412,7 @@ def test_big_appends_come_in_events_of_at_most_one_mebibyte(serve: Callable[...,
     job, ref = server.new_job()
     log = ("損失=0.25 " * 262_000).encode()  # 12 bytes a repeat: 1 MiB cuts fall inside characters
     server.store.append(ref, log)
-    assert JobService(server.store).transition(job, COMPLETED) is not None
+    assert jobs_of(server.store).transition(job, COMPLETED) is not None
     tail = Tail(server.url, ref)
     sizes, boundaries, data = [], set(), b""
     while True:
@@ -459,7 +460,7 @@ def test_appends_through_another_process_are_caught_by_the_poller(
         assert event.raw == f"from afar {i}\n".encode()
         assert arrived - appended < 0.9, "the poller looks four times a second"
         time.sleep(0.05 * i)
-    assert JobService(other).transition(job, COMPLETED) is not None
+    assert jobs_of(other).transition(job, COMPLETED) is not None
     assert tail.until_end()[1].data == {"reason": "task finished", "offset": 36}
 
 
@@ -505,7 +506,7 @@ def test_heartbeats_keep_an_idle_stream_talking(serve: Callable[..., Server]) ->
 
 
 def _end_by(how: str, server: Server, job: JobRecord) -> None:
-    jobs = JobService(server.store)
+    jobs = jobs_of(server.store)
     match how:
         case "completed":
             assert jobs.transition(job, COMPLETED) is not None
@@ -567,7 +568,7 @@ def test_a_finished_job_streams_its_log_and_ends(serve: Callable[..., Server]) -
     server.store.append(ref, b"one\ntwo\n")
     server.store.seal(ref)
     server.store.append(ref, b"three\n")
-    assert JobService(server.store).transition(job, COMPLETED) is not None
+    assert jobs_of(server.store).transition(job, COMPLETED) is not None
     data, end = Tail(server.url, ref).until_end()
     assert data == b"one\ntwo\nthree\n" and end.data == {"reason": "task finished", "offset": 14}
     data, end = Tail(server.url, ref, params={"offset": 4}).until_end()
@@ -617,7 +618,7 @@ def test_since_starts_at_the_first_line_that_arrived_then(serve: Callable[..., S
     server.store.append(ref, b"an hour ago\nstill old, but this line ")
     clock[0] = now - 60
     server.store.append(ref, b"ends a minute ago\nnew\n")
-    assert JobService(server.store).transition(job, COMPLETED) is not None
+    assert jobs_of(server.store).transition(job, COMPLETED) is not None
     newer = b"still old, but this line ends a minute ago\nnew\n"
     assert Tail(server.url, ref, params={"since": "10m"}).until_end()[0] == newer
     assert Tail(server.url, ref, params={"since": "2h"}).until_end()[0].startswith(b"an hour ago\n")
@@ -768,16 +769,16 @@ def test_a_read_under_a_deletion_is_told_apart_from_damage(store: LogStore) -> N
     from jobtail.core.errors import StorageError
     from jobtail.http.stream import _read
 
-    job = store.create_job(PROJECT, "gone", node_count=1)
+    job = new_job(store, PROJECT, "gone", node_count=1)
     ref = TaskRef(PROJECT, job.id, "worker-0")
     store.append(ref, b"sealed bytes\n")
     store.seal(ref)
     store.append(ref, b"head bytes\n")
     state = store.state(ref)
     assert _read(store, ref, 0, state.end_offset, state) == b"sealed bytes\nhead bytes\n"
-    (segment,) = store.meta.segments(state.log_id)
-    store.blobs.delete(segment.blob_key)  # damage: the job is still there, its blob is not
+    (segment,) = backends_of(store).logs.segments(state.log_id)
+    backends_of(store).blobs.delete(segment.blob_key)  # damage: the job is still there, its blob is not
     with pytest.raises(StorageError):
         _read(store, ref, 0, state.end_offset, state)
-    store.delete_job(PROJECT, job.id)  # deleted after the state was taken: nothing left to read
+    jobs_of(store).delete(PROJECT, job.id)  # deleted after the state was taken: nothing left to read
     assert _read(store, ref, 0, state.end_offset, state) is None

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from support.filesystems import fill, tmpfs
+from support.engine import backends_of, new_job
 from support.postgres import PostgresServer
 
 from jobtail.core.errors import StorageFull, StorageNotWritable
@@ -70,7 +71,7 @@ def test_a_database_on_a_full_disk_raises_storage_full_and_recovers(
         with tmpfs(where / "disk", "16m") as disk, database_on(backend, disk, request) as url:
             store = LogStore(open_meta(url), MemoryBlobStore(), seal_bytes=1 << 40)
             try:
-                ref = TaskRef(PROJECT, store.create_job(PROJECT, "full").id, "worker-0")
+                ref = TaskRef(PROJECT, new_job(store, PROJECT, "full").id, "worker-0")
                 store.append(ref, b"before\n")
                 ballast = fill(disk)
                 stored = b"before\n"
@@ -82,12 +83,12 @@ def test_a_database_on_a_full_disk_raises_storage_full_and_recovers(
                 assert full.value.where == "database"
                 assert "no space left on the log store (database)" in full.value.message
                 with pytest.raises(StorageFull):
-                    store.create_job(PROJECT, "while-full", node_count=64)
+                    new_job(store, PROJECT, "while-full", node_count=64)
                 assert store.state(ref).end_offset == len(stored), "reads work; nothing acknowledged is lost"
                 ballast.unlink()
-                store.meta.checkpoint()
+                backends_of(store).logs.checkpoint()
                 store.append(ref, b"after\n", len(stored))
-                assert b"".join(store.read(ref, 0, 1 << 40)) == stored + b"after\n"
+                assert b"".join(store.read(store.state(ref), 0, 1 << 40)) == stored + b"after\n"
             finally:
                 store.close()
     finally:
@@ -108,17 +109,17 @@ def test_a_database_that_refuses_writes_raises_storage_not_writable(
         writable = server.create_database(f"ro_{uuid.uuid4().hex[:12]}")
         read_only = writable + "?options=" + quote("-c default_transaction_read_only=on")
     store = LogStore(open_meta(writable), MemoryBlobStore())
-    ref = TaskRef(PROJECT, store.create_job(PROJECT, "read-only").id, "worker-0")
+    ref = TaskRef(PROJECT, new_job(store, PROJECT, "read-only").id, "worker-0")
     store.append(ref, b"stored\n")
-    store.meta.check_writable()
+    backends_of(store).logs.check_writable()
     store.close()
     store = LogStore(open_meta(read_only), MemoryBlobStore())
     try:
         with pytest.raises(StorageNotWritable) as refused:
-            store.meta.check_writable()
+            backends_of(store).logs.check_writable()
         assert refused.value.what == "the database"
         with pytest.raises(StorageNotWritable):
             store.append(ref, b"refused\n")
-        assert b"".join(store.read(ref, 0, 100)) == b"stored\n"
+        assert b"".join(store.read(store.state(ref), 0, 100)) == b"stored\n"
     finally:
         store.close()

@@ -6,15 +6,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.engine import Engine
 from support.live import LiveServer
 from support.runners import Runners
 
-from jobtail.core.store import LogStore
-
 
 @pytest.fixture
-def runners(tmp_path: Path, store_factory: Callable[..., LogStore]) -> Iterator[Runners]:
-    started = Runners(tmp_path, store_factory)
+def runners(tmp_path: Path, engine_factory: Callable[..., Engine]) -> Iterator[Runners]:
+    started = Runners(tmp_path, engine_factory)
     yield started
     started.stop_all()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.jobs import (
+from support.engine import jobs_of
     PROJECT,
     all_gone,
     events,
@@ -34,7 +35,7 @@ sqlite_only = pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
 
 
 def test_claims_are_exclusive(store: LogStore) -> None:
-    service = JobService(store)
+    service = jobs_of(store)
     job = service.create(PROJECT, {"metadata": {"name": "contended"}, "algorithm": {"command": "true"}}, "local")
     results: list[object] = []
     barrier = threading.Barrier(8)
@@ -50,7 +51,7 @@ def test_claims_are_exclusive(store: LogStore) -> None:
         t.join()
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
-    assert store.get_job(PROJECT, job.id).owner == winners[0].owner  # type: ignore[attr-defined]
+    assert jobs_of(store).get(PROJECT, job.id).owner == winners[0].owner  # type: ignore[attr-defined]
 
 
 def test_executors_of_two_hosts_run_each_job_exactly_once(runners: Runners, tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_executors_of_two_hosts_run_each_job_exactly_once(runners: Runners, tmp_
             assert job["status"]["phase"] == "Completed"
             assert events(clients[1], job_id).count("Training job is running.") == 1
             assert preview(clients[0], job_id).count("worker-0 started") == 1
-            owners.add(hosts[0].store.get_job(PROJECT, job_id).owner)
+            owners.add(hosts[0].jobs_of(store).get(PROJECT, job_id).owner)
         assert 1 <= len(owners) <= 2
     finally:
         for c in clients:
@@ -83,12 +84,12 @@ def test_one_executor_per_data_directory_and_takeover(runners: Runners, tmp_path
     with second.client() as http:
         job_id = submit(http, "via-second", "echo hello")
         assert wait_phase(http, job_id)["status"]["phase"] == "Completed"
-        assert first.store.get_job(PROJECT, job_id).owner == lock.read_text().strip()  # the lease holder ran it
+        assert jobs_of(first.store).get(PROJECT, job_id).owner == lock.read_text().strip()  # the lease holder ran it
         runners.stop(first)
         later = submit(http, "after-takeover", "echo still served")
         assert wait_phase(http, later, timeout=10)["status"]["phase"] == "Completed"
-        assert second.store.get_job(PROJECT, later).owner == lock.read_text().strip()
-        assert second.store.get_job(PROJECT, later).owner != second.store.get_job(PROJECT, job_id).owner
+        assert jobs_of(second.store).get(PROJECT, later).owner == lock.read_text().strip()
+        assert jobs_of(second.store).get(PROJECT, later).owner != jobs_of(second.store).get(PROJECT, job_id).owner
 
 
 @sqlite_only
@@ -102,11 +103,11 @@ def test_graceful_shutdown_marks_running_jobs_abnormal_and_requeues_waiting_ones
         wait_phase(http, waiting, ("Pending",))
     runners.stop(live)
     assert all_gone(tree, timeout=0.5)
-    job = live.store.get_job(PROJECT, running)
+    job = jobs_of(live.store).get(PROJECT, running)
     assert job.phase == "Abnormal"
     assert [s.message for s in job.task_statuses] == [
         "Stopped because the jobtail server shut down; exit code 143 (SIGTERM)."]
-    assert live.store.get_job(PROJECT, waiting).phase == "Creating"
+    assert jobs_of(live.store).get(PROJECT, waiting).phase == "Creating"
 
     again = runners.start()
     with again.client() as http:
@@ -127,7 +128,7 @@ def _marked_process(job_id: str, marked_child: bool) -> subprocess.Popen[bytes]:
 
 @sqlite_only
 def test_recovery_kills_only_provable_leftovers_and_marks_dead_owners_jobs(store: LogStore, tmp_path: Path) -> None:
-    service = JobService(store)
+    service = jobs_of(store)
     here = Owner.current()
     dead = Owner(here.host, here.namespace, os.getpid(), 1, "dead")  # wrong start time: not this process
     elsewhere = Owner("another-host", here.namespace, 1, 1, "x")
@@ -167,7 +168,7 @@ def test_recovery_kills_only_provable_leftovers_and_marks_dead_owners_jobs(store
                 pass
             p.wait()
 
-    job = store.get_job(PROJECT, orphaned)
+    job = jobs_of(store).get(PROJECT, orphaned)
     message = f"The jobtail server running this job stopped (process {os.getpid()} on {dead.host}); " \
               "its processes were stopped."
     assert job.phase == "Abnormal"
@@ -175,5 +176,5 @@ def test_recovery_kills_only_provable_leftovers_and_marks_dead_owners_jobs(store
         ("worker-0", -1, message), ("worker-1", -1, message)]
     log = b"".join(store.read(TaskRef(PROJECT, orphaned, "worker-0"), 0, 1 << 20)).decode()
     assert log.startswith("half a line\n[ModelArts Service Log][ERROR]") and log.endswith(message + "\n")
-    assert store.get_job(PROJECT, queued).phase == "Creating" and store.get_job(PROJECT, queued).owner is None
-    assert {store.get_job(PROJECT, j).phase for j in (remote, contained, mine)} == {"Running"}
+    assert jobs_of(store).get(PROJECT, queued).phase == "Creating" and jobs_of(store).get(PROJECT, queued).owner is None
+    assert {jobs_of(store).get(PROJECT, j).phase for j in (remote, contained, mine)} == {"Running"}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support.jobs import (
+from support.engine import new_job
     PROJECT,
     PY,
     all_gone,
@@ -168,7 +169,7 @@ def test_a_task_that_cannot_start_says_why_in_the_events_the_status_and_its_log(
         assert re.search(f"cannot start worker-0: {re.escape(why)}; exit with 127\n$", preview(http, job_id))
 
         document = {"kind": "job", "metadata": {"name": "nul"}, "algorithm": {"command": "echo a\0b"}}
-        stored = runner.store.create_job(PROJECT, "nul", document=document, executor="local")  # past create's checks
+        stored = new_job(runner.store, PROJECT, "nul", document=document, executor="local")  # past create's checks
         http.post(f"/v2/{PROJECT}/training-job-searches", json={})  # any request wakes the executor
         job = wait_phase(http, stored.id)
         assert job["status"]["phase"] == "Failed"
@@ -270,7 +271,7 @@ def test_a_fast_writer_ends_with_a_byte_identical_log(runners: Runners, tmp_path
         assert wait_phase(http, job_id, timeout=120)["status"]["phase"] == "Completed"
     ref = TaskRef("0123456789abcdef0123456789abcdef", job_id, "worker-0")
     state = live.store.state(ref)
-    log = b"".join(live.store.read(ref, 0, state.end_offset))
+    log = b"".join(live.store.read(live.store.state(ref), 0, state.end_offset))
     start_line_end = log.index(b"\n") + 1
     tail_start = log.rindex(b"\nsha256=")
     written = log[start_line_end:tail_start]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from support.live import run_server
+from support.engine import new_job
 from support.serve import IngestServer, ServeProcess
 
 from jobtail.auth import manage
@@ -36,7 +37,7 @@ def ingest_factory(tmp_path: Path) -> Iterator[Callable[..., IngestServer]]:
         server, thread, url = run_server(settings, store, guard)
         running.append((server, thread, store, guard))
         project = manage.create_project(guard.identity, f"ship{len(running)}").id
-        job_id = store.create_job(project, "shipped", node_count=2).id
+        job_id = new_job(store, project, "shipped", node_count=2).id
         issued = manage.create_credential(guard.identity, master_key, project_id=project, role="ingest", job_id=job_id)
         credentials = Credentials(issued.credential.access_key, issued.secret_key, project, url)
         path = tmp_path / f"ingest{len(running)}.json"

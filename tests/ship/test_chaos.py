@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.serve import ServeProcess, clean_env, jobtail
+from support.engine import backends_of
 
 from jobtail.client import Client, Credentials
 from jobtail.core.types import TaskRef
@@ -56,7 +57,7 @@ def stored_digest(data_dir: Path, project: str, job_id: str) -> tuple[int, str]:
     try:
         ref = TaskRef(project, job_id, "worker-0")
         digest, size = hashlib.sha256(), 0
-        for piece in store.read(ref, 0, 1 << 62):
+        for piece in store.read(store.state(ref), 0, 1 << 62):
             digest.update(piece)
             size += len(piece)
         return size, digest.hexdigest()
@@ -202,7 +203,7 @@ def test_a_server_killed_between_blob_and_record_reads_correctly_and_sweeps_the_
     store = open_store(Settings(data_dir=server.data_dir, executor="none"))
     try:
         state = store.state(TaskRef(project, job_id, "worker-0"))
-        recorded = store.meta.segment_keys("jobs/")
+        recorded = backends_of(store).logs.segment_keys("jobs/")
         assert recorded == _blobs(server.data_dir) and state.sealed_offset == len(first + second)
     finally:
         store.close()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from support.serve import IngestServer
+from support.engine import new_job
 
 from jobtail.ship.backoff import Backoff
 from jobtail.ship.uplink import Diverged, ShipFailed, Uplink
@@ -25,7 +26,7 @@ def test_the_size_endpoint_is_for_appenders_of_that_job(ingest: IngestServer) ->
     with pytest.raises(Diverged) as gap:
         up.append(5, b"x")
     assert gap.value.full_size == 3
-    other = ingest.store.create_job(ingest.project, "other").id
+    other = new_job(ingest.store, ingest.project, "other").id
     with ingest.client() as client:  # limited to its own job
         r = client.request("GET", f"/v2/{ingest.project}/training-jobs/{other}/tasks/worker-0/logs/size")
         assert (r.status_code, r.json()["error_code"]) == (403, "ModelArts.0108")

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from support.engine import Engine
 from support.live import LiveServer, run_server
 
-from jobtail.core.store import LogStore
+from jobtail.core.store import PreviewEncoder
 from jobtail.http.access import Guard, OpenGuard
 from jobtail.settings import Settings
 
@@ -24,20 +25,23 @@ class Runners:
     periods are short. Tasks run sandboxed (the default) and see the test's tmp_path and the
     repository (its examples) as shared directories, so scripts a test writes there run."""
 
-    def __init__(self, tmp_path: Path, store_factory: Callable[..., LogStore]) -> None:
+    def __init__(self, tmp_path: Path, engine_factory: Callable[..., Engine]) -> None:
         self._tmp_path = tmp_path
         self.data_dir = tmp_path / "data"
-        self._store_factory = store_factory
+        self._engine_factory = engine_factory
         self._running: dict[str, tuple[uvicorn.Server, threading.Thread]] = {}
 
     def start(self, guard: Guard | None = None, **settings: object) -> LiveServer:
         options = {"data_dir": self.data_dir, "seal_idle_seconds": 3600.0, "executor": "local",
                    "terminate_grace_seconds": 1.0, "executor_shared_dirs": f"{self._tmp_path}:{REPOSITORY}", **settings}
         config = Settings(**options)  # type: ignore[arg-type]
-        store = self._store_factory(seal_bytes=config.seal_bytes, preview_bytes=config.preview_bytes)
-        server, thread, url = run_server(config, store, guard or OpenGuard())
+        def make(encoder: PreviewEncoder) -> Engine:
+            return self._engine_factory(seal_bytes=config.seal_bytes, preview_bytes=config.preview_bytes,
+                                        preview_encoder=encoder, follow_poll_seconds=config.follow_poll_seconds)
+
+        server, thread, url, engine = run_server(config, make, guard or OpenGuard())
         self._running[url] = (server, thread)
-        return LiveServer(url, store, config)
+        return LiveServer(url, engine, config)
 
     def stop(self, live: LiveServer) -> None:
         server, thread = self._running.pop(live.url)

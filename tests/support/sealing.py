@@ -13,16 +13,17 @@ from jobtail.core.types import TaskRef
 KILLED_SEAL = """
 import os, sys, time
 from jobtail.blobs.registry import open_blobs
-from jobtail.core.store import LogStore
+from jobtail.core.store import Backends, LogStore
 from jobtail.core.types import TaskRef
-from jobtail.meta.registry import open_meta
+from jobtail.meta.database import open_database
 
 def stall(fd):
     print("sealing", flush=True)
     time.sleep(60)
 
 os.fsync = stall
-store = LogStore(open_meta(sys.argv[1]), open_blobs(sys.argv[2]))
+database = open_database(sys.argv[1])
+store = LogStore(Backends(database.jobs, database.logs, open_blobs(sys.argv[2])))
 store.seal(TaskRef(*sys.argv[3:6]))
 """
 

@@ -42,7 +42,7 @@ class IngestServer:
 
     def log(self, task: str = "worker-0", job_id: str | None = None) -> bytes:
         ref = TaskRef(self.project, job_id or self.job_id, task)
-        return b"".join(self.store.read(ref, 0, 1 << 62))
+        return b"".join(self.store.read(self.store.state(ref), 0, 1 << 62))
 
     def key(self, role: str, job: str | None = None) -> Credentials:
         issued = manage.create_credential(self.guard.identity, self.master_key, project_id=self.project, role=role,

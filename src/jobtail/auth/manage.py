@@ -16,7 +16,7 @@ from jobtail.auth.records import Credential, Project, User, check_name, check_pr
 from jobtail.auth.secrets import new_access_key, secret_key_for
 from jobtail.auth.store import IdentityStore
 from jobtail.core import ids
-from jobtail.core.errors import InvalidParameter
+from jobtail.core.errors import InvalidId
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ def create_credential(
     if job_id is not None:
         try:
             ids.check_job_id(job_id)
-        except InvalidParameter:
+        except InvalidId:
             raise InvalidIdentity(f"invalid job id {job_id!r}") from None
     if len(description) > 255:
         raise InvalidIdentity("the description is longer than 255 characters")

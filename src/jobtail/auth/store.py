@@ -1,8 +1,9 @@
 """The identity store interface: what authentication and the admin commands need from storage.
 
-Implemented on the metadata database by `jobtail.meta.identity.SqlIdentityStore`. All methods are
-synchronous and thread-safe; async callers run them in a thread. Changes take effect for the
-very next request: nothing here is cached.
+Implemented on the metadata database by `jobtail.auth.sql_store.SqlIdentityStore`. All methods
+are synchronous and thread-safe; async callers run them in a thread. Changes take effect for the
+very next request: a store that answers lookups from memory (`cached_access`) keeps that memory
+current itself (on PostgreSQL, by notifications; see `jobtail.auth.identity_cache`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ directory (the next seal of the same task log) and, once older than the cutoff, 
 
 from __future__ import annotations
 
+import builtins  # `list` is a method name below
+
 import fcntl
 import os
 import uuid
@@ -17,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from jobtail.blobs.base import BlobInfo, BlobNotFound
+from jobtail.core.blob_store import BlobInfo, BlobNotFound
 
 _TMP_SUFFIX = ".tmp"
 _EMPTY_GRACE_SECONDS = 60.0
@@ -87,7 +89,7 @@ class LocalBlobStore:
                     found.append(BlobInfo(key, st.st_size, st.st_mtime))
         yield from sorted(found, key=lambda b: b.key)
 
-    def sweep_partial(self, prefix: str, older_than: float) -> list[str]:
+    def sweep_partial(self, prefix: str, older_than: float) -> builtins.list[str]:
         """Remove temporary files under `prefix` last written before `older_than` that no writer holds."""
         directory = prefix.rpartition("/")[0]  # every match lies below it
         if any(p in (".", "..") for p in directory.split("/")):

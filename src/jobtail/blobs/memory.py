@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins  # `list` is a method name below
+
 import threading
 import time
 from collections.abc import Iterable, Iterator
 
-from jobtail.blobs.base import BlobInfo, BlobNotFound
+from jobtail.core.blob_store import BlobInfo, BlobNotFound
 
 
 class MemoryBlobStore:
@@ -37,7 +39,7 @@ class MemoryBlobStore:
         for key, (data, modified) in items:
             yield BlobInfo(key, len(data), modified)
 
-    def sweep_partial(self, prefix: str, older_than: float) -> list[str]:
+    def sweep_partial(self, prefix: str, older_than: float) -> builtins.list[str]:
         return []  # a put is one assignment: nothing is ever left half written
 
     def close(self) -> None:

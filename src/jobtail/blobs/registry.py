@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from jobtail.blobs.base import BlobStore
+from jobtail.core.blob_store import BlobStore
 
 BACKENDS = {
     "file": "jobtail.blobs.local:open_local",

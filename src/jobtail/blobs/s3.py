@@ -20,6 +20,8 @@ no partial object ever becomes visible. Only this module imports boto3 (the ``s3
 
 from __future__ import annotations
 
+import builtins  # `list` is a method name below
+
 import contextlib
 import os
 import threading
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from jobtail.blobs.base import BlobInfo, BlobNotFound
+from jobtail.core.blob_store import BlobInfo, BlobNotFound
 
 PART_BYTES = 8 * 1024 * 1024  # S3 requires >= 5 MiB for every part but the last
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -144,7 +146,7 @@ class S3BlobStore:
         found.sort(key=lambda b: b.key)
         yield from found
 
-    def sweep_partial(self, prefix: str, older_than: float) -> list[str]:
+    def sweep_partial(self, prefix: str, older_than: float) -> builtins.list[str]:
         """Abort the multipart uploads under `prefix` initiated before `older_than`: a writer
         killed mid-upload leaves its parts stored (and billed) though invisible."""
         paginator = self.client.get_paginator("list_multipart_uploads")
@@ -188,7 +190,8 @@ def open_s3(url: str) -> S3BlobStore:
     style = query.get("addressing_style") or ("path" if endpoint else "auto")
     if style not in ("path", "virtual", "auto"):
         raise ValueError(f"addressing_style must be path, virtual or auto, not {style!r}")
-    config = Config(s3={"addressing_style": style}, retries={"max_attempts": 5, "mode": "standard"})
+    config = Config(s3={"addressing_style": style},  # type: ignore[arg-type]  # a literal the stubs cannot see
+                    retries={"max_attempts": 5, "mode": "standard"})
     client = _session(boto3).client("s3", endpoint_url=endpoint, region_name=region, config=config)
     return S3BlobStore(client, bucket, prefix)
 

@@ -26,6 +26,7 @@ def main() -> None:
 @settings_options()
 def serve(**given: Any) -> None:
     """Run the HTTP server (SQLite and a local data directory unless told otherwise)."""
+    from jobtail.cli.server import FACTORY
     from jobtail.http.server import serve as run
     from jobtail.wiring import check_writable
 
@@ -41,7 +42,7 @@ def serve(**given: Any) -> None:
         err=True,
     )
     _bootstrap(settings)
-    run(settings)
+    run(settings, FACTORY)
 
 
 def _check_sandbox(settings: Settings) -> None:
@@ -60,18 +61,15 @@ def _bootstrap(settings: Settings) -> None:
     """On an empty identity store: a default project and an admin credential in a private file."""
     from jobtail.auth.bootstrap import bootstrap, endpoint_url
     from jobtail.auth.secrets import load_master_key
-    from jobtail.meta.identity import open_identity
+    from jobtail.wiring import open_identity
 
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: keys, database, logs
     try:
         master_key = load_master_key(Path(settings.master_key_file))
     except JobtailError as exc:
         raise click.ClickException(exc.message) from None
-    identity = open_identity(settings.database_url)
-    try:
+    with open_identity(settings) as identity:
         done = bootstrap(identity, master_key, settings.data_dir, endpoint_url(settings.host, settings.port))
-    finally:
-        identity.close()
     if done is not None:
         click.echo(f"jobtail: first start: created project 'default' ({done.project_id}) and an admin "
                    f"credential (AK {done.access_key}); its secret is in {done.path} (mode 600)", err=True)

@@ -25,22 +25,20 @@ def job() -> None:
 @job.command("create")
 @click.option("--project", "project_id", required=True, help="Project ID (1-64 letters, digits, hyphens).")
 @click.option("--name", required=True, help="Job name (metadata.name).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 1024), help="Tasks worker-0..N-1.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Tasks worker-0..N-1 (as many as the API allows: 1-256).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @settings_options(*STORE_SETTINGS)
 @domain_errors
 def job_create(project_id: str, name: str, workers: int, as_json: bool, **given: Any) -> None:
     """Create a record of a job that runs elsewhere (phase Running, executor none): its tasks
     receive logs through the append endpoint, `jobtail ship` or OTLP. Prints its id."""
-    from jobtail.core.jobs import JobService
-    from jobtail.wiring import open_store
+    from jobtail.core.types import JobSpec
+    from jobtail.wiring import open_jobs
 
-    store = open_store(load_settings(given))
-    try:
-        document = {"kind": "job", "metadata": {"name": name}, "spec": {"resource": {"node_count": workers}}}
-        record = JobService(store).create(project_id, document, executor="none")
-    finally:
-        store.close()
+    document = {"kind": "job", "metadata": {"name": name}, "spec": {"resource": {"node_count": workers}}}
+    with open_jobs(load_settings(given)) as (jobs, _):
+        record = jobs.create(project_id, JobSpec(name, node_count=workers, document=document), executor="none")
     if as_json:
         click.echo(json.dumps({"id": record.id, "project_id": record.project_id, "name": record.name,
                                "tasks": list(record.tasks), "create_time": record.created_at}))
@@ -56,16 +54,13 @@ def job_create(project_id: str, name: str, workers: int, as_json: bool, **given:
 @domain_errors
 def seal(project_id: str, job_id: str, task_ids: tuple[str, ...], **given: Any) -> None:
     """Seal the heads of a job's task logs into segments now."""
-    from jobtail.wiring import open_store
+    from jobtail.wiring import open_jobs
 
-    store = open_store(load_settings(given))
-    try:
-        tasks = task_ids or store.get_job(project_id, job_id).tasks
+    with open_jobs(load_settings(given)) as (jobs, store):
+        tasks = task_ids or jobs.get(project_id, job_id).tasks
         for task in tasks:
             written = store.seal(TaskRef(project_id, job_id, task))
             click.echo(f"{task}: {written} segment(s) written", err=True)
-    finally:
-        store.close()
 
 
 @admin.command()

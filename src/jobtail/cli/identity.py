@@ -34,14 +34,11 @@ def _common(func: F) -> F:
 
 @contextmanager
 def _identity(given: dict[str, Any]) -> Iterator[tuple[Any, Settings]]:
-    from jobtail.meta.identity import open_identity
+    from jobtail.wiring import open_identity
 
     settings = load_settings(given)
-    identity = open_identity(settings.database_url)
-    try:
+    with open_identity(settings) as identity:
         yield identity, settings
-    finally:
-        identity.close()
 
 
 def _when(at: float) -> str:

@@ -195,8 +195,8 @@ def _download(client: Any, job_id: str, task: str, target: Path) -> None:
     with httpx.stream("GET", link, headers={"accept-encoding": "identity"}, timeout=60) as response:
         response.raise_for_status()
         size = int(response.headers.get("content-length", 0)) or None
-        with partial.open("wb") as f, click.progressbar(length=size, label=f"{task} → {target}",
-                                                        file=sys.stderr) as bar:
+        bar: Any = click.progressbar(length=size, label=f"{task} → {target}", file=sys.stderr)
+        with partial.open("wb") as f, bar:
             for piece in response.iter_bytes(1 << 20):
                 f.write(piece)
                 bar.update(len(piece))

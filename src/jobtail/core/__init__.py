@@ -2,5 +2,5 @@
 
 Nothing in here knows about HTTP, authentication, the CLI or any backend library; it talks to
 metadata and blob storage only through the protocols in `jobtail.meta.base` and
-`jobtail.blobs.base`.
+`jobtail.core.blob_store`.
 """

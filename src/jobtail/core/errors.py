@@ -1,24 +1,25 @@
 """Domain errors raised by the storage engine and the job records.
 
     JobtailError                      every error jobtail raises on purpose
-    ├── InvalidParameter              a path, query or body parameter is malformed
-    │   └── InvalidQueryParameter     ... and it is a query parameter
+    ├── InvalidId                     a project, job or task id is malformed
+    ├── InvalidJob                    a job's specification breaks a job rule (its name, node count, command…)
+    ├── InvalidInstant                a point in time that is neither a duration, ISO 8601 nor epoch ms
+    ├── InvalidPattern                a search pattern that cannot be compiled
     ├── JobNotFound                   no such job in this project (another project's job looks the same)
     ├── DuplicateJobName              a job of that name already exists in the project
     ├── TaskNotFound                  the job has no task of that name
     ├── LogNotGenerated               the task exists but has not written a byte yet
     ├── LogCleared                    every byte of the task log was dropped by retention
     ├── JobNotTerminable              terminate asked of a job that is not running
-    ├── UnsupportedAction             an unknown job action type
     ├── OffsetConflict                an append did not start at the end of the log
-    ├── PayloadTooLarge               a request body is over the configured limit
     ├── LogTooLarge                   an append would take a task log past its size cap
     ├── StorageFull                   the database or segment store has no space left: nothing was stored
     ├── StorageNotWritable            the data directory, database or segment store refuses writes
     └── StorageError                  stored data is missing or inconsistent (not the caller's fault)
 
 The HTTP layer maps each class to a ModelArts error code in exactly one place
-(`jobtail.http.errors`); nothing here knows about status codes.
+(`jobtail.http.errors`), and names the API parameter an error is about; nothing here knows
+about status codes or parameter names.
 """
 
 from __future__ import annotations
@@ -32,17 +33,40 @@ class JobtailError(Exception):
         self.message = message
 
 
-class InvalidParameter(JobtailError):
-    """A parameter is malformed; `param` names it as the API does (`task_id`, `offset`, ...)."""
+class InvalidId(JobtailError):
+    """An identifier is malformed; `kind` says which: "project", "job" or "task"."""
 
-    def __init__(self, param: str, reason: str = "") -> None:
-        super().__init__(f"Invalid parameter({param})." + (f" {reason}" if reason else ""))
-        self.param = param
+    KINDS = ("project", "job", "task")
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"Invalid {kind} id.")
+        self.kind = kind
+
+
+class InvalidJob(JobtailError):
+    """A job specification breaks a job rule. `field` names the `JobSpec` field ("name",
+    "node_count", "command", "working_dir", "environments"); `reason` says why (may be "")."""
+
+    def __init__(self, field: str, reason: str = "") -> None:
+        super().__init__(f"Invalid job {field}." + (f" {reason}" if reason else ""))
+        self.field = field
         self.reason = reason
 
 
-class InvalidQueryParameter(InvalidParameter):
-    """A query parameter is malformed or out of range."""
+class InvalidInstant(JobtailError):
+    """`text` is no point in time: not a duration (`10m`), an ISO 8601 time or epoch milliseconds."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("Invalid point in time: use a duration (10m, 2h), an ISO 8601 time or epoch ms.")
+        self.text = text
+
+
+class InvalidPattern(JobtailError):
+    """A search pattern cannot be compiled; `reason` says why (may be "")."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__("Invalid search pattern." + (f" {reason}" if reason else ""))
+        self.reason = reason
 
 
 class JobNotFound(JobtailError):
@@ -63,15 +87,9 @@ class JobNotTerminable(JobtailError):
         self.phase = phase
 
 
-class UnsupportedAction(JobtailError):
-    def __init__(self, action: str) -> None:
-        super().__init__(f"Unsupported action type:{action}")
-        self.action = action
-
-
-class TaskNotFound(InvalidParameter):
+class TaskNotFound(JobtailError):
     def __init__(self, task_id: str) -> None:
-        super().__init__("task_id")
+        super().__init__(f"The job has no task {task_id}.")
         self.task_id = task_id
 
 
@@ -100,12 +118,6 @@ class OffsetConflict(JobtailError):
         )
         self.offset = offset
         self.full_size = full_size
-
-
-class PayloadTooLarge(JobtailError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"Request entity too large: the limit is {limit} bytes.")
-        self.limit = limit
 
 
 class LogTooLarge(JobtailError):

@@ -1,18 +1,18 @@
 """Waking the followers of task logs when a log grows or its job changes, without polling per follower.
 
-One `Notifier` per process. Followers register with `follow()` and are woken by calling the
+One `Notifier` per process, owned by the `LogStore` (`LogStore.notifier`). Followers register with `follow()` and are woken by calling the
 `wake` callable they gave, after the notifier has updated what it knows (`Follower.end`,
 `.phase`, `.deleted`). A wake-up means "look again", never "exactly this changed": a follower
 re-reads the log's state after every wake-up, so spurious or merged wake-ups are harmless.
 
 News arrives two ways:
 
-- Appends made in this process: `LogStore.append` calls `appended(log_id, end)` (registered as
-  a `LogStore.listeners` entry) right after the append is stored, so followers wake at once.
+- Appends made in this process: `LogStore.append` calls `appended(log_id, end)` right after
+  the append is stored, so followers wake at once.
 - Everything else (appends through other processes or replicas, job phase changes, deletions):
   ONE poller thread per process reads the end offsets of all followed logs and the phases of
-  their jobs in two queries every `interval` seconds (`MetaStore.log_ends`,
-  `MetaStore.job_phases`) and wakes the followers whose log or job changed. A log or job that
+  their jobs in two queries every `interval` seconds (`LogHeads.log_ends`,
+  `JobRecords.job_phases`) and wakes the followers whose log or job changed. A log or job that
   no longer exists marks its followers `deleted`. The thread runs only while someone follows.
 
 Like litestream's `DB.Notify()`, the signal is level-triggered: a follower that was busy when
@@ -27,7 +27,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from jobtail.meta.base import MetaStore
+from jobtail.core.job_records import JobRecords
+from jobtail.core.log_records import LogHeads
 
 log = logging.getLogger("jobtail.follow")
 
@@ -60,8 +61,9 @@ class Notifier:
     change), so they are cheap on the append path and safe to call from a signal handler.
     """
 
-    def __init__(self, meta: MetaStore, interval: float = POLL_INTERVAL) -> None:
-        self._meta = meta
+    def __init__(self, heads: LogHeads, jobs: JobRecords, interval: float = POLL_INTERVAL) -> None:
+        self._heads = heads
+        self._jobs = jobs
         self._interval = interval
         self._lock = threading.Lock()
         self._by_log: dict[int, tuple[Follower, ...]] = {}
@@ -110,8 +112,8 @@ class Notifier:
         by_log = dict(self._by_log)
         if not by_log:
             return
-        ends = self._meta.log_ends(list(by_log))
-        phases = self._meta.job_phases(sorted({f.job_id for fs in by_log.values() for f in fs}))
+        ends = self._heads.log_ends(list(by_log))
+        phases = self._jobs.job_phases(sorted({f.job_id for fs in by_log.values() for f in fs}))
         for log_id, followers in by_log.items():
             end = ends.get(log_id)
             for follower in followers:

@@ -1,11 +1,11 @@
-"""Validation of the identifiers that appear in API paths."""
+"""Validation of the identifiers that name projects, jobs and tasks, and of job names."""
 
 from __future__ import annotations
 
 import re
 import uuid
 
-from jobtail.core.errors import InvalidParameter
+from jobtail.core.errors import InvalidId, InvalidJob
 
 _PROJECT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _JOB_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -16,28 +16,28 @@ _JOB_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 def check_project_id(value: str) -> str:
     """Return `value` if it is a ModelArts project id (1-64 letters, digits, hyphens)."""
     if not _PROJECT_ID.fullmatch(value):
-        raise InvalidParameter("project_id")
+        raise InvalidId("project")
     return value
 
 
 def check_job_id(value: str) -> str:
     """Return `value` if it could name a job; unknown but well-formed ids are the caller's concern."""
     if not _JOB_ID.fullmatch(value):
-        raise InvalidParameter("training_job_id")
+        raise InvalidId("job")
     return value
 
 
 def check_task_id(value: str) -> str:
     """Return `value` if it could name a task (`worker-0`, `server-1`, ...)."""
     if not _TASK_ID.fullmatch(value):
-        raise InvalidParameter("task_id")
+        raise InvalidId("task")
     return value
 
 
 def check_job_name(value: str) -> str:
-    """Return `value` if it is a valid `metadata.name` (1-64 letters, digits, `_`, `-`)."""
+    """Return `value` if it is a valid job name (1-64 letters, digits, `_`, `-`)."""
     if not _JOB_NAME.fullmatch(value):
-        raise InvalidParameter("metadata.name")
+        raise InvalidJob("name")
     return value
 
 

@@ -1,4 +1,9 @@
-"""Training jobs: their ModelArts body, their phases and their event history.
+"""Training jobs: the rules they follow, their phases and their event history.
+
+`JobService` is the one home of the job rules: what a job may be created with (a name, 1 to
+`MAX_NODE_COUNT` tasks, a command a process can start with), which phase may follow which, who
+may terminate what. The API layer turns its wire format into a `JobSpec`; the executor and the
+API both move jobs through the service.
 
 Phases follow ModelArts: Creating → Pending → Running → Completed | Failed | Terminated, with
 Terminating in between on a stop, and Abnormal for a job whose runner vanished. Every change
@@ -14,9 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from jobtail.core import ids
-from jobtail.core.errors import InvalidParameter, JobNotTerminable
+from jobtail.core.errors import InvalidJob, JobNotFound, JobNotTerminable
+from jobtail.core.job_records import JobRecords
 from jobtail.core.store import LogStore
-from jobtail.core.types import JobEvent, JobQuery, JobRecord
+from jobtail.core.types import JobEvent, JobQuery, JobRecord, JobSpec
 
 CREATING, PENDING, RUNNING = "Creating", "Pending", "Running"
 TERMINATING, TERMINATED = "Terminating", "Terminated"
@@ -30,56 +36,41 @@ ALL_PHASES = (*ACTIVE, *TERMINAL)
 _SECONDARY = {CREATING: "Creating", PENDING: "Queuing", RUNNING: "Running", TERMINATING: "Terminating",
               TERMINATED: "Terminated", COMPLETED: "Completed", FAILED: "Failed", ABNORMAL: "Lost"}
 
-JOB_KINDS = ("job", "federated_pool_job", "edge_job", "hetero_job", "mrs_job", "autosearch_job",
-             "diag_job", "visualization_job")
-EXECUTORS = ("local", "none")
+MAX_NODE_COUNT = 256
 # execve(2) refuses one argument or environment string over 128 KiB (MAX_ARG_STRLEN, its NUL included).
 MAX_ARG_BYTES = 128 * 1024 - 1
 
 
-def node_count(document: dict[str, Any]) -> int:
-    """`spec.resource.node_count` of a job body (1 when absent), validated."""
-    spec = document.get("spec") or {}
-    resource = spec.get("resource") or {} if isinstance(spec, dict) else {}
-    count = resource.get("node_count", 1) if isinstance(resource, dict) else 1
-    if isinstance(count, bool) or not isinstance(count, int):
-        raise InvalidParameter("spec.resource.node_count")
-    return count
-
-
-def check_startable(algorithm: dict[str, Any], environments: dict[str, str]) -> None:
-    """Refuse, naming the parameter, what no process could be started with: a NUL anywhere, a
-    variable name that is empty or holds `=`, a working directory that is not a string, and a
-    command or `NAME=value` longer than the kernel takes for one string (`MAX_ARG_BYTES`)."""
-    command = algorithm.get("command")
-    if isinstance(command, str):
-        if "\0" in command:
-            raise InvalidParameter("algorithm.command", "It holds a NUL character.")
-        if len(command.encode()) > MAX_ARG_BYTES:
-            raise InvalidParameter("algorithm.command", f"It is longer than {MAX_ARG_BYTES} bytes.")
-    working_dir = algorithm.get("working_dir")
-    if working_dir is not None and not isinstance(working_dir, str):
-        raise InvalidParameter("algorithm.working_dir", "It must be a string.")
-    if working_dir and "\0" in working_dir:
-        raise InvalidParameter("algorithm.working_dir", "It holds a NUL character.")
-    for name, value in environments.items():
+def check_startable(spec: JobSpec) -> None:
+    """Refuse, naming the field, what no process could be started with: a NUL anywhere, a
+    variable name that is empty or holds `=`, and a command or `NAME=value` longer than the
+    kernel takes for one string (`MAX_ARG_BYTES`)."""
+    if spec.command is not None:
+        if "\0" in spec.command:
+            raise InvalidJob("command", "It holds a NUL character.")
+        if len(spec.command.encode()) > MAX_ARG_BYTES:
+            raise InvalidJob("command", f"It is longer than {MAX_ARG_BYTES} bytes.")
+    if spec.working_dir and "\0" in spec.working_dir:
+        raise InvalidJob("working_dir", "It holds a NUL character.")
+    for name, value in spec.environments.items():
         shown = repr(name if len(name) <= 64 else name[:64] + "…")
         if not name:
-            raise InvalidParameter("algorithm.environments", "A variable name is empty.")
+            raise InvalidJob("environments", "A variable name is empty.")
         if "=" in name:
-            raise InvalidParameter("algorithm.environments", f"The variable name {shown} holds '='.")
+            raise InvalidJob("environments", f"The variable name {shown} holds '='.")
         if "\0" in name or "\0" in value:
-            raise InvalidParameter("algorithm.environments", f"The variable {shown} holds a NUL character.")
+            raise InvalidJob("environments", f"The variable {shown} holds a NUL character.")
         if len(name.encode()) + 1 + len(value.encode()) > MAX_ARG_BYTES:
-            raise InvalidParameter("algorithm.environments",
-                                   f"The variable {shown} is longer than {MAX_ARG_BYTES} bytes (NAME=value).")
+            raise InvalidJob("environments", f"The variable {shown} is longer than {MAX_ARG_BYTES} bytes (NAME=value).")
 
 
 class JobService:
-    """Job lifecycle on top of a LogStore. Thread-safe; every method is a few database calls."""
+    """Job lifecycle over the job records, with their task logs in `logs`. Thread-safe; every
+    method is a few database calls."""
 
-    def __init__(self, store: LogStore, clock: Callable[[], float] = time.time) -> None:
-        self.store = store
+    def __init__(self, records: JobRecords, logs: LogStore, clock: Callable[[], float] = time.time) -> None:
+        self._records = records
+        self._logs = logs
         self._clock = clock
 
     def _now_ms(self) -> int:
@@ -87,28 +78,27 @@ class JobService:
 
     # -- the API's side -----------------------------------------------------------------------
 
-    def create(self, project_id: str, document: dict[str, Any], executor: str) -> JobRecord:
-        """Validate a ModelArts job body and create the job; unknown fields are kept as given."""
-        kind = document.get("kind", "job")
-        if kind not in JOB_KINDS:
-            raise InvalidParameter("kind")
-        metadata = document.get("metadata")
-        if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
-            raise InvalidParameter("metadata.name")
-        algorithm = document.get("algorithm") or {}
-        if not isinstance(algorithm, dict):
-            raise InvalidParameter("algorithm")
-        environments = algorithm.get("environments") or {}
-        if not isinstance(environments, dict) or len(environments) > 100 or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in environments.items()
-        ):
-            raise InvalidParameter("algorithm.environments")
-        if executor == "local" and not isinstance(algorithm.get("command"), str):
-            raise InvalidParameter("algorithm.command", "The local executor runs algorithm.command.")
-        check_startable(algorithm, environments)
-        job = self.store.create_job(
-            project_id, metadata["name"], node_count=node_count(document), document=document, executor=executor
+    def create(self, project_id: str, spec: JobSpec, executor: str) -> JobRecord:
+        """Create the job `spec` describes, with tasks `worker-0 ... worker-(node_count-1)` and
+        an empty log each, if it follows the rules (InvalidJob naming the field otherwise); a job
+        that runs elsewhere (`executor` "none") is Running at once."""
+        ids.check_project_id(project_id)
+        ids.check_job_name(spec.name)
+        if not 1 <= spec.node_count <= MAX_NODE_COUNT:
+            raise InvalidJob("node_count", f"It must be 1-{MAX_NODE_COUNT}.")
+        if executor == "local" and spec.command is None:
+            raise InvalidJob("command", "The local executor needs a command to run.")
+        check_startable(spec)
+        job = JobRecord(
+            id=ids.new_job_id(),
+            project_id=project_id,
+            name=spec.name,
+            tasks=tuple(ids.worker_tasks(spec.node_count)),
+            created_at=self._now_ms(),
+            document=spec.document,
+            executor=executor,
         )
+        self._records.create_job(job)
         self.event(job, "Training job is created.")
         if executor == "none":  # it runs elsewhere: running as far as we can tell, until stopped
             running = self.transition(job, RUNNING)
@@ -118,11 +108,17 @@ class JobService:
         return job
 
     def get(self, project_id: str, job_id: str) -> JobRecord:
-        return self.store.get_job(project_id, job_id)
+        """The job; raises InvalidId for a malformed id and JobNotFound (also for another project's job)."""
+        ids.check_project_id(project_id)
+        ids.check_job_id(job_id)
+        job = self._records.get_job(project_id, job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
 
     def search(self, project_id: str, query: JobQuery) -> tuple[int, int, list[JobRecord]]:
         ids.check_project_id(project_id)
-        return self.store.meta.search_jobs(project_id, query)
+        return self._records.search_jobs(project_id, query)
 
     def terminate(self, project_id: str, job_id: str) -> JobRecord:
         """Ask for the job to stop: Terminating while a local executor stops its processes,
@@ -134,18 +130,21 @@ class JobService:
             immediate = job.executor != "local" or job.phase == CREATING
             target = TERMINATED if immediate else TERMINATING
             changed = self._with_phase(job, target)
-            if self.store.meta.update_job(changed, (job.phase,)):
+            if self._records.update_job(changed, (job.phase,)):
                 self.event(changed, "Training job is terminated." if immediate else "Training job is terminating.")
                 return changed
 
     def delete(self, project_id: str, job_id: str) -> None:
         """Delete the job and its logs. A running local job's processes are stopped by the
         executor when it notices the job is gone."""
-        self.store.delete_job(project_id, job_id)
+        self.get(project_id, job_id)
+        deleted = self._records.delete_job(project_id, job_id)
+        if deleted is not None:
+            self._logs.forget_job(deleted)
 
     def events(self, project_id: str, job_id: str, **filters: Any) -> tuple[int, list[JobEvent]]:
         self.get(project_id, job_id)
-        return self.store.meta.job_events(job_id, **filters)
+        return self._records.job_events(job_id, **filters)
 
     # -- the executor's side ------------------------------------------------------------------
 
@@ -154,15 +153,15 @@ class JobService:
         """Move `job` to `phase` if its stored phase is still `job.phase` (or one of `expected`);
         returns the new record, or None when someone else changed the job first."""
         changed = dataclasses.replace(self._with_phase(job, phase), **changes)
-        if self.store.meta.update_job(changed, expected or (job.phase,)):
+        if self._records.update_job(changed, expected or (job.phase,)):
             return changed
         return None
 
     def event(self, job: JobRecord, message: str, level: str = "Info", source: str = "Job") -> None:
-        self.store.meta.add_job_event(job.id, JobEvent(self._now_ms(), level, message, source))
+        self._records.add_job_event(job.id, JobEvent(self._now_ms(), level, message, source))
 
     def in_phases(self, phases: tuple[str, ...], executor: str) -> list[JobRecord]:
-        return self.store.meta.jobs_in_phases(phases, executor)
+        return self._records.jobs_in_phases(phases, executor)
 
     def _with_phase(self, job: JobRecord, phase: str) -> JobRecord:
         now = self._now_ms()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from jobtail.core.errors import StorageError
 from jobtail.core.reader import Reader
 from jobtail.core.types import IndexEntry, LogState
-from jobtail.meta.base import MetaStore
+from jobtail.core.log_records import LogSegments
 
 MAX_LINE_BYTES = 1024 * 1024  # a longer line is cut to this in pages (and marked truncated)
 MAX_PAGE_BYTES = 5 * 1024 * 1024  # like the preview: a page never returns more than this
@@ -30,8 +30,8 @@ class Line:
 class LineFinder:
     """Line arithmetic over one snapshot (`LogState`) of a task log."""
 
-    def __init__(self, meta: MetaStore, reader: Reader) -> None:
-        self._meta = meta
+    def __init__(self, index: LogSegments, reader: Reader) -> None:
+        self._index = index
         self._reader = reader
 
     def _scan(self, log_id: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -63,7 +63,7 @@ class LineFinder:
             return state.start_offset
         # The newest index point with fewer than number-1 newlines before it lies before the
         # (number-1)-th newline, so line `number` starts after it: scan forward from there.
-        entry = self._meta.index_floor_line(state.log_id, number - 2) or IndexEntry(0, 0, 0.0)
+        entry = self._index.index_floor_line(state.log_id, number - 2) or IndexEntry(0, 0, 0.0)
         wanted = number - 1 - entry.line
         for pos, data in self._scan(state.log_id, entry.offset, state.end_offset):
             found = data.count(b"\n")
@@ -79,7 +79,7 @@ class LineFinder:
         """Number of the line holding the byte at `offset` (offset < end; an offset before the
         first retained byte counts as that byte)."""
         offset = max(offset, state.start_offset)
-        entry = self._meta.index_floor_offset(state.log_id, offset) or IndexEntry(0, 0, 0.0)
+        entry = self._index.index_floor_offset(state.log_id, offset) or IndexEntry(0, 0, 0.0)
         newlines = entry.line + sum(d.count(b"\n") for _, d in self._scan(state.log_id, entry.offset, offset))
         return newlines + 1
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from jobtail.blobs.base import BlobNotFound, BlobStore
+from jobtail.core.blob_store import BlobNotFound, BlobStore
 from jobtail.core.errors import StorageError
-from jobtail.core.types import HeadChunk, ReadPlan, Segment
-from jobtail.meta.base import MetaStore
+from jobtail.core.log_records import LogRecords
+from jobtail.core.types import HeadChunk, Segment
 
 STREAM_WINDOW = 4 * 1024 * 1024  # bytes fetched per step when streaming a long range
 
@@ -17,31 +17,35 @@ class Reader:
 
     Bytes below a fixed end never change (the log is append-only and segments are immutable),
     so a read that is split over several metadata snapshots still returns one consistent prefix.
+    Each piece asks the head first and the segments second, for what precedes the head's first
+    chunk: a chunk sealed in between is recorded as a segment by then.
     """
 
-    def __init__(self, meta: MetaStore, blobs: BlobStore) -> None:
-        self._meta = meta
+    def __init__(self, records: LogRecords, blobs: BlobStore) -> None:
+        self._records = records
         self._blobs = blobs
 
     def read(self, log_id: int, start: int, end: int) -> bytes:
         """The bytes `[start, end)`; the caller bounds the size."""
         if end <= start:
             return b""
-        plan = self._meta.read_plan(log_id, start, end)
-        return b"".join(self._assemble(plan, start, end))
+        return b"".join(self._assemble(log_id, start, end))
 
     def stream(self, log_id: int, start: int, end: int, window: int = STREAM_WINDOW) -> Iterator[bytes]:
         """The bytes `[start, end)` in pieces of at most about `window` bytes, with bounded memory."""
         pos = start
         while pos < end:
             stop = min(end, pos + window)
-            plan = self._meta.read_plan(log_id, pos, stop)
-            yield from self._assemble(plan, pos, stop)
+            yield from self._assemble(log_id, pos, stop)
             pos = stop
 
-    def _assemble(self, plan: ReadPlan, start: int, end: int) -> Iterator[bytes]:
-        pieces: list[Segment | HeadChunk] = [*plan.segments, *plan.head]
-        pieces.sort(key=lambda p: p.base_offset)
+    def _assemble(self, log_id: int, start: int, end: int) -> Iterator[bytes]:
+        head = self._records.head_chunks(log_id, start, end)
+        sealed_end = head[0].base_offset if head else end
+        pieces: list[Segment | HeadChunk] = []
+        if start < sealed_end:
+            pieces.extend(self._records.segments_overlapping(log_id, start, sealed_end))
+        pieces.extend(head)
         pos = start
         for piece in pieces:
             if piece.end_offset <= pos:
@@ -59,7 +63,7 @@ class Reader:
                 return
         raise StorageError(
             f"log bytes [{pos}, {end}) are recorded nowhere",
-            "metadata and blobs disagree; run `jobtail admin check` to list damaged task logs",
+            "the metadata database and the segment store disagree: restore the segment store from backup",
         )
 
     def _read_blob(self, key: str, start: int, end: int) -> bytes:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from jobtail.core.errors import InvalidQueryParameter
+from jobtail.core.errors import InvalidPattern
 from jobtail.core.lines import MAX_LINE_BYTES, Line, LineFinder
 from jobtail.core.reader import Reader
 from jobtail.core.types import LogState
@@ -49,7 +49,7 @@ class Pattern:
         try:
             self._compiled = re.compile(source if regex else re.escape(source), flags)
         except re.error:
-            raise InvalidQueryParameter("q") from None
+            raise InvalidPattern() from None
 
     def find(self, data: bytes, at: int = 0, *, open_end: bool = False) -> int:
         """With `open_end`, `data` is cut from a longer line: a regular-expression match that
@@ -72,7 +72,7 @@ class Pattern:
 
 def compile_pattern(query: str, regex: bool, ignore_case: bool) -> Pattern:
     """The pattern for a query, matched per line (`^`/`$` anchor at line ends); an invalid
-    regular expression is a bad `q`. Matches longer than 64 KiB inside lines longer than 4 MiB
+    regular expression raises InvalidPattern. Matches longer than 64 KiB inside lines longer than 4 MiB
     may be missed."""
     return Pattern(query, regex, ignore_case)
 
@@ -212,7 +212,7 @@ class Searcher:
         return []
 
     def _hits(self, state: LogState, pattern: Pattern, group: _Lines) -> list[Line]:
-        data, hits = group.data, []
+        data, hits = group.data, list[Line]()
         at = pattern.find(data)
         if at < 0:
             return hits

@@ -1,8 +1,15 @@
-"""LogStore: the one facade through which the rest of jobtail touches task logs and jobs.
+"""LogStore: the one facade through which the rest of jobtail touches task logs.
 
-Appends go to the head in the metadata database (durable when acknowledged); sealing moves the
-head into immutable blob segments; reads fix an end offset first and then assemble bytes from
-whatever mix of segments and head holds them.
+Appends go to the head (durable when acknowledged, with their arrival times); sealing moves the
+head into immutable blob segments, each carrying its appends' arrival times in a trailer; reads
+fix an end offset first (a `LogState`) and then assemble bytes from whatever mix of segments and
+head holds them. The store makes its own decisions: an append that fills a head schedules its
+seal (`jobtail.core.sealer`), `start()` runs maintenance (idle seals, checkpoints, retention,
+sweeps), it owns the follow notifier and the cache of encoded previews. Its backends
+(`jobtail.core.log_records`, `.job_records`, `.blob_store`) are private to it.
+
+Read methods take the `LogState` that `state(ref)` returned, so that one request sees one
+snapshot however many calls it makes.
 """
 
 from __future__ import annotations
@@ -10,12 +17,12 @@ from __future__ import annotations
 import errno
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from jobtail.blobs.base import BlobStore
 from jobtail.core import ids, keys
+from jobtail.core.arrivals import ArrivalIndex, encode_trailer
+from jobtail.core.blob_store import BlobStore
 from jobtail.core.errors import (
     JobNotFound,
     LogCleared,
@@ -26,134 +33,155 @@ from jobtail.core.errors import (
     StorageNotWritable,
     TaskNotFound,
 )
+from jobtail.core.follow import Follower, Notifier
+from jobtail.core.job_records import JobRecords
 from jobtail.core.lines import Line, LineFinder
+from jobtail.core.log_records import LogRecords
+from jobtail.core.maintenance import FailureLog, Maintenance, MaintenancePolicy
 from jobtail.core.preview import PREVIEW_CAP, snap, window_start
+from jobtail.core.preview_cache import PreviewCache
 from jobtail.core.reader import Reader
-from jobtail.core.retention import Expired, apply_retention
+from jobtail.core.retention import Expired, RetentionParts, apply_retention
+from jobtail.core.sealer import Sealer
 from jobtail.core.search import Pattern, Searcher, SearchResult
-from jobtail.core.types import HeadChunk, IndexPolicy, JobRecord, LogState, Preview, Segment, TaskRef
-from jobtail.meta.base import MetaStore
+from jobtail.core.types import (
+    Arrival,
+    DeletedJob,
+    EncodedPreview,
+    HeadChunk,
+    IndexPolicy,
+    LogState,
+    Preview,
+    Segment,
+    TaskRef,
+)
 
 _APPEND_RACE_RETRIES = 64
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-MAX_NODE_COUNT = 256
+PREVIEW_FORMAT = 1  # part of every preview's entity tag: bump when the same bytes preview differently
+
+PreviewEncoder = Callable[[Preview], bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """The result of an append: the log's end offset, and whether its head is due for sealing
-    (the caller then runs `seal_log(log_id)`, typically off the request path)."""
+    """The result of an append: the log's end offset after it."""
 
-    log_id: int
     full_size: int
-    seal_due: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """What a LogStore works on. `close` releases them (the database, the blob store); the store
+    calls it last in its own `close()`."""
+
+    jobs: JobRecords
+    logs: LogRecords
+    blobs: BlobStore
+    close: Callable[[], None] = lambda: None
+
+
+def readable(state: LogState) -> LogState:
+    """`state`, if the log has bytes to read: LogNotGenerated before the first append,
+    LogCleared when retention dropped every byte."""
+    if state.end_offset == 0:
+        raise LogNotGenerated()
+    if state.start_offset >= state.end_offset:
+        raise LogCleared()
+    return state
 
 
 class LogStore:
-    """Task logs and the jobs that own them.
+    """Task logs: appends, reads, previews, lines, search, follow, seals and retention.
 
     `seal_bytes`: a head this large is sealed into a segment; `segment_bytes`: the most a single
-    segment takes from the head; `preview_bytes`: the preview cap. All methods are thread-safe.
+    segment takes from the head; `preview_bytes`: the preview cap; `preview_encoder` turns a
+    Preview into the bytes `encoded_preview` returns (and caches, in `preview_cache_bytes`);
+    `follow_poll_seconds`: how often followers learn of other processes' appends. All methods are
+    thread-safe.
     """
 
     def __init__(
         self,
-        meta: MetaStore,
-        blobs: BlobStore,
+        backends: Backends,
         *,
         preview_bytes: int = PREVIEW_CAP,
         seal_bytes: int = 8 * 1024 * 1024,
         segment_bytes: int = 64 * 1024 * 1024,
         index_policy: IndexPolicy = IndexPolicy(),
+        preview_encoder: PreviewEncoder | None = None,
+        preview_cache_bytes: int = 256 * 1024 * 1024,
+        follow_poll_seconds: float = 0.25,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.meta = meta
-        self.blobs = blobs
+        self._backends = backends
+        self._jobs = backends.jobs
+        self._logs = backends.logs
+        self._blobs = backends.blobs
         self.preview_bytes = preview_bytes
         self.seal_bytes = seal_bytes
         self.segment_bytes = segment_bytes
-        self.index_policy = index_policy
+        self._index_policy = index_policy
         self._clock = clock
-        self._reader = Reader(meta, blobs)
-        self._lines = LineFinder(meta, self._reader)
+        self._encode = preview_encoder
+        self._previews = PreviewCache(preview_cache_bytes)
+        self._reader = Reader(self._logs, self._blobs)
+        self._lines = LineFinder(self._logs, self._reader)
+        self._arrivals = ArrivalIndex(self._logs, self._blobs)
         self._searcher = Searcher(self._reader, self._lines)
-        self._sealing: set[int] = set()
+        self._notifier = Notifier(self._logs, self._jobs, follow_poll_seconds)
+        self._failures = FailureLog()
+        self._sealer = Sealer(self._seal_full, self._failures)
+        self._maintenance: Maintenance | None = None
+        self._sealing: dict[int, tuple[threading.Lock, int]] = {}  # log id -> (its seal lock, users)
         self._writing: set[str] = set()  # segment keys written but perhaps not recorded yet
         self._sealing_lock = threading.Lock()
-        # Called as listener(log_id, end_offset) after every stored append, in the appending
-        # thread; they must be quick and not raise (the follow Notifier wakes followers here).
-        self.listeners: list[Callable[[int, int], None]] = []
+
+    # -- the engine's life --------------------------------------------------------------------
+
+    def start(self, policy: MaintenancePolicy) -> None:
+        """Run maintenance in the background (idle seals and checkpoints every few seconds,
+        retention, sweeps; see `jobtail.core.maintenance`) until `close()`. For servers."""
+        if self._maintenance is None:
+            self._maintenance = Maintenance(self, policy, self._failures)
+            self._maintenance.start()
+
+    def stop(self) -> None:
+        """Stop maintenance (`start` may run it again)."""
+        if self._maintenance is not None:
+            self._maintenance.stop()
+            self._maintenance = None
 
     def close(self) -> None:
-        self.meta.close()
-        self.blobs.close()
+        """Stop the background work (seals under way finish) and release the backends. Idempotent."""
+        self.stop()
+        self._sealer.close()
+        self._notifier.close()
+        self._backends.close()
 
-    # -- jobs ---------------------------------------------------------------------------------
-
-    def create_job(
-        self,
-        project_id: str,
-        name: str,
-        *,
-        node_count: int = 1,
-        document: dict[str, Any] | None = None,
-        executor: str = "none",
-    ) -> JobRecord:
-        """Create a job with tasks `worker-0 ... worker-(node_count-1)`, each with an empty log."""
-        ids.check_project_id(project_id)
-        ids.check_job_name(name)
-        if not 1 <= node_count <= MAX_NODE_COUNT:
-            raise ids.InvalidParameter("spec.resource.node_count", f"It must be 1-{MAX_NODE_COUNT}.")
-        job = JobRecord(
-            id=ids.new_job_id(),
-            project_id=project_id,
-            name=name,
-            tasks=tuple(ids.worker_tasks(node_count)),
-            created_at=int(self._clock() * 1000),
-            document=document or {},
-            executor=executor,
-        )
-        self.meta.create_job(job)
-        return job
-
-    def get_job(self, project_id: str, job_id: str) -> JobRecord:
-        ids.check_project_id(project_id)
-        ids.check_job_id(job_id)
-        job = self.meta.get_job(project_id, job_id)
-        if job is None:
-            raise JobNotFound(job_id)
-        return job
-
-    def delete_job(self, project_id: str, job_id: str) -> None:
-        """Delete the job, its task logs and their segment blobs."""
-        self.get_job(project_id, job_id)
-        for key in self.meta.delete_job(project_id, job_id):
-            self.blobs.delete(key)
-
-    # -- reading ------------------------------------------------------------------------------
+    # -- state ----------------------------------------------------------------------------------
 
     def state(self, ref: TaskRef) -> LogState:
-        """The task log's current state; raises JobNotFound / TaskNotFound."""
+        """The task log's current state; raises InvalidId, JobNotFound, TaskNotFound."""
         ids.check_project_id(ref.project_id)
         ids.check_job_id(ref.job_id)
         ids.check_task_id(ref.task_id)
-        state = self.meta.log_state(ref.project_id, ref.job_id, ref.task_id)
+        state = self._logs.log_state(ref.project_id, ref.job_id, ref.task_id)
         if state is None:
-            if self.meta.get_job(ref.project_id, ref.job_id) is None:
+            if self._jobs.get_job(ref.project_id, ref.job_id) is None:
                 raise JobNotFound(ref.job_id)
             raise TaskNotFound(ref.task_id)
         return state
 
-    def preview(self, ref: TaskRef, state: LogState | None = None) -> Preview:
-        """The preview of CONTRACT §10.1 as of `state` (the current state when omitted).
+    def readable(self, ref: TaskRef) -> LogState:
+        """`state(ref)`, if the log has bytes to read (else LogNotGenerated / LogCleared)."""
+        return readable(self.state(ref))
 
-        Reads at most `preview_bytes` of the log, whatever its size.
-        """
-        state = state or self.state(ref)
-        if state.end_offset == 0:
-            raise LogNotGenerated()
-        if state.start_offset >= state.end_offset:
-            raise LogCleared()
+    # -- reading ------------------------------------------------------------------------------
+
+    def preview(self, state: LogState) -> Preview:
+        """The preview of CONTRACT §10.1 as of `state`: at most `preview_bytes`, whatever the log's size."""
+        readable(state)
         begin = window_start(state.start_offset, state.end_offset, self.preview_bytes)
         window = self._reader.read(state.log_id, begin, state.end_offset)
         skip = snap(window, at_log_start=begin == state.start_offset)
@@ -164,30 +192,48 @@ class LogStore:
             full_size=state.end_offset,
         )
 
+    def preview_etag(self, state: LogState) -> str:
+        """The entity tag of the preview as of `state`: equal tags, equal bodies (the bytes below
+        a log's end never change, so the offsets and the cap decide the body)."""
+        return f'"{state.start_offset:x}.{state.end_offset:x}.{self.preview_bytes:x}.{PREVIEW_FORMAT}"'
+
+    def cached_preview(self, ref: TaskRef, state: LogState) -> EncodedPreview | None:
+        """The encoded preview of `ref` as of `state` if it is in memory: no I/O, a dictionary
+        lookup (safe on an event loop)."""
+        return self._previews.get(ref, state.start_offset, state.end_offset)
+
+    def encoded_preview(self, ref: TaskRef, if_none_match: Collection[str] = ()) -> EncodedPreview:
+        """The current preview of `ref`, encoded by the `preview_encoder`, from memory when the
+        log has not moved since it was last encoded. When its tag is among `if_none_match`, the
+        body is not made at all (`body` None): the caller's copy is current."""
+        if self._encode is None:
+            raise RuntimeError("this LogStore was opened without a preview encoder")
+        state = self.state(ref)
+        etag = self.preview_etag(readable(state))
+        if etag in if_none_match:
+            return EncodedPreview(None, etag)
+        cached = self.cached_preview(ref, state)
+        if cached is not None:
+            return cached
+        encoded = EncodedPreview(self._encode(self.preview(state)), etag)
+        self._previews.put(ref, state.start_offset, state.end_offset, encoded)
+        return encoded
+
     def lines(
         self,
-        ref: TaskRef,
+        state: LogState,
         *,
         base_line: int | None,
         count: int,
         descending: bool,
         since: float | None = None,
         until: float | None = None,
-        state: LogState | None = None,
     ) -> list[Line]:
         """A page of lines per CONTRACT §10.2: with `base_line` B, continue past line B (B
         excluded) in the requested direction; without it, the newest lines (descending, newest
         first) or the oldest (ascending). `since`/`until` (epoch seconds) keep only lines whose
-        bytes arrived in `[since, until)`, to the time index's precision."""
-        state = state or self.state(ref)
-        if state.end_offset == 0:
-            raise LogNotGenerated()
-        if state.start_offset >= state.end_offset:
-            raise LogCleared()
-        low = self._lines.first_line(state)  # the oldest retained line
-        if since is not None:
-            low = max(low, self.line_at_time(ref, since, state))
-        high = self._lines.total(state) if until is None else self.line_at_time(ref, until, state) - 1
+        bytes arrived in `[since, until)`, exactly (each append's arrival time is kept)."""
+        low, high = self._line_range(readable(state), since, until)
         if descending:
             last = high if base_line is None else min(high, base_line - 1)
             first = max(low, last - count + 1)
@@ -197,7 +243,7 @@ class LogStore:
 
     def search(
         self,
-        ref: TaskRef,
+        state: LogState,
         pattern: Pattern,
         *,
         after_line: int | None = None,
@@ -207,20 +253,11 @@ class LogStore:
         limit: int = 100,
         context: int = 0,
         budget_seconds: float = 10.0,
-        state: LogState | None = None,
     ) -> SearchResult:
         """Lines matching `pattern` (see `jobtail.core.search`). With `before_line` the scan runs
         backwards from just before it, newest match first; otherwise forwards from after
         `after_line` (or the first line)."""
-        state = state or self.state(ref)
-        if state.end_offset == 0:
-            raise LogNotGenerated()
-        if state.start_offset >= state.end_offset:
-            raise LogCleared()
-        first = self._lines.first_line(state)
-        if since is not None:
-            first = max(first, self.line_at_time(ref, since, state))
-        last = self._lines.total(state) if until is None else self.line_at_time(ref, until, state) - 1
+        first, last = self._line_range(readable(state), since, until)
         if after_line is not None:
             first = max(first, after_line + 1)
         if before_line is not None:
@@ -230,57 +267,78 @@ class LogStore:
             limit=limit, context=context, budget_seconds=budget_seconds,
         )
 
-    def line_at_time(self, ref: TaskRef, at: float, state: LogState | None = None) -> int:
-        """The first line holding bytes that arrived at or after `at` (past the last line if none)."""
-        state = state or self.state(ref)
-        entry = self.meta.index_ceil_time(state.log_id, at)
-        if entry is None or entry.offset >= state.end_offset:
-            return self._lines.total(state) + 1
-        return self._lines.line_of(state, entry.offset)
+    def _line_range(self, state: LogState, since: float | None, until: float | None) -> tuple[int, int]:
+        """(first, last) line numbers of the retained lines whose bytes arrived in `[since, until)`."""
+        low = self._lines.first_line(state)  # the oldest retained line
+        if since is not None:
+            low = max(low, self.line_at_time(state, since))
+        high = self._lines.total(state) if until is None else self.line_at_time(state, until) - 1
+        return low, high
 
-    def offset_at_time(self, ref: TaskRef, at: float, state: LogState | None = None) -> int:
+    def line_at_time(self, state: LogState, at: float) -> int:
+        """The first line holding bytes that arrived at or after `at` (past the last line if none)."""
+        offset = self._arrivals.offset_at_time(state, at)
+        if offset >= state.end_offset:
+            return self._lines.total(state) + 1
+        return self._lines.line_of(state, offset)
+
+    def offset_at_time(self, state: LogState, at: float) -> int:
         """Where the first line holding bytes that arrived at or after `at` begins (the end
-        offset when none did), to the time index's precision; never before the first retained byte."""
-        state = state or self.state(ref)
-        entry = self.meta.index_ceil_time(state.log_id, at)
-        if entry is None or entry.offset >= state.end_offset:
+        offset when none did); never before the first retained byte."""
+        offset = self._arrivals.offset_at_time(state, at)
+        if offset >= state.end_offset:
             return state.end_offset
-        start = self._lines.start_of(state, self._lines.line_of(state, entry.offset))
+        start = self._lines.start_of(state, self._lines.line_of(state, offset))
         return max(start, state.start_offset)
 
     def arrival_times(self, state: LogState, offsets: list[int]) -> list[float]:
-        """For each offset (ascending), when the bytes there arrived, to the index's precision."""
-        if not offsets:
-            return []
-        floor = self.meta.index_floor_offset(state.log_id, offsets[0])
-        entries = self.meta.index_entries(state.log_id, offsets[0], offsets[-1] + 1)
-        times, current, i = [], floor, 0
-        for offset in offsets:
-            while i < len(entries) and entries[i].offset <= offset:
-                current, i = entries[i], i + 1
-            times.append(current.appended_at if current else 0.0)
-        return times
+        """For each offset (ascending), when the bytes there arrived (epoch seconds), exactly."""
+        return self._arrivals.times_of(state, offsets)
 
-    def read(self, ref: TaskRef, start: int, end: int, state: LogState | None = None) -> Iterator[bytes]:
+    def arrivals(self, state: LogState, start: int, end: int) -> list[Arrival]:
+        """The appends overlapping `[start, end)` with their arrival times, in offset order."""
+        return self._arrivals.arrivals(state, start, end)
+
+    def read(self, state: LogState, start: int, end: int) -> Iterator[bytes]:
         """Stream the retained bytes `[start, end)`, clipped to the log as of `state`."""
-        state = state or self.state(ref)
         start = max(start, state.start_offset)
         end = min(end, state.end_offset)
         return self._reader.stream(state.log_id, start, end)
 
+    # -- following ------------------------------------------------------------------------------
+
+    def follow(self, state: LogState, job_id: str, phase: str, wake: Callable[[], None]) -> Follower:
+        """Register `wake` to be called whenever the log of `state` (of job `job_id`, seen in
+        `phase`) may have grown or its job changed or went away (see `jobtail.core.follow`).
+        Pair with `unfollow`."""
+        return self._notifier.follow(state.log_id, job_id, end=state.end_offset, phase=phase, wake=wake)
+
+    def unfollow(self, follower: Follower) -> None:
+        self._notifier.unfollow(follower)
+
+    def wake_followers(self) -> None:
+        """Wake every follower of this process (safe from a signal handler: no locks)."""
+        self._notifier.wake_all()
+
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, ref: TaskRef, data: bytes, offset: int | None = None, *, max_size: int = 0) -> Appended:
+    def append(
+        self, ref: TaskRef, data: bytes, offset: int | None = None, *, max_size: int = 0,
+        arrived_at: float | None = None,
+    ) -> Appended:
         """Append `data` at `offset` (the end when None); returns the new end offset.
 
         Idempotent by offset: bytes that repeat what is already stored at `offset` are
         acknowledged without being stored twice, and only the part past the end is appended.
         Raises OffsetConflict (carrying the end offset) when `offset` is past the end or the
         overlapping bytes differ, and LogTooLarge when `max_size` (0: no cap) is set and the
-        new bytes would take the log past it; either way nothing is stored.
+        new bytes would take the log past it; either way nothing is stored. The bytes' arrival
+        time is `arrived_at` (epoch seconds; now when None), kept to the microsecond. A head
+        that this append fills is sealed in the background.
         """
         state = self.state(ref)
         end = state.end_offset
+        arrived_us = round((self._clock() if arrived_at is None else arrived_at) * 1_000_000)
         for _ in range(_APPEND_RACE_RETRIES):
             at = end if offset is None else offset
             if at > end:
@@ -289,17 +347,25 @@ class LogStore:
             if at < end:
                 chunk = self._unstored_suffix(state, at, data, end)
                 if not chunk:
-                    return Appended(state.log_id, end, seal_due=False)
+                    return Appended(end)
             if max_size and end + len(chunk) > max_size:
                 raise LogTooLarge(max_size, end)
-            outcome = self.meta.append(state.log_id, end, chunk, self._clock(), self.index_policy)
+            outcome = self._logs.append(state.log_id, end, chunk, arrived_us, self._index_policy)
             if outcome.stored:
-                for listener in tuple(self.listeners):
-                    listener(state.log_id, outcome.end_offset)
-                seal_due = outcome.end_offset - state.sealed_offset >= self.seal_bytes
-                return Appended(state.log_id, outcome.end_offset, seal_due)
+                self._notifier.appended(state.log_id, outcome.end_offset)
+                if outcome.end_offset - state.sealed_offset >= self.seal_bytes:
+                    self._sealer.schedule(state.log_id)
+                return Appended(outcome.end_offset)
             end = outcome.end_offset  # another writer appended meanwhile: judge again
         raise OffsetConflict(offset if offset is not None else end, end)
+
+    def append_line(self, ref: TaskRef, line: bytes) -> Appended:
+        """Append `line` (ending with a newline) so that it starts a line of its own: after a
+        newline when the log does not end with one."""
+        state = self.state(ref)
+        end = state.end_offset
+        last = b"".join(self.read(state, end - 1, end)) if end else b"\n"
+        return self.append(ref, line if last == b"\n" else b"\n" + line, end)
 
     def _unstored_suffix(self, state: LogState, at: int, data: bytes, end: int) -> bytes:
         """The part of `data` (meant for offset `at < end`) past `end`, if the rest matches the log."""
@@ -310,38 +376,59 @@ class LogStore:
             raise OffsetConflict(at, end)
         return data[overlap:]
 
+    def forget_job(self, deleted: DeletedJob) -> None:
+        """Delete the segment blobs of a job whose records are gone (`JobRecords.delete_job`)."""
+        for key in deleted.segment_keys:
+            self._blobs.delete(key)
+
     # -- sealing ------------------------------------------------------------------------------
 
     def seal(self, ref: TaskRef) -> int:
-        """Seal the whole head of one task log now; returns the number of segments written."""
-        return self.seal_log(self.state(ref).log_id, min_head_bytes=1)
+        """Seal the whole head of one task log now (after a seal of it under way in this
+        process); returns the number of segments written."""
+        return self._seal_log(self.state(ref).log_id, min_head_bytes=1, wait=True)
 
-    def seal_log(self, log_id: int, min_head_bytes: int | None = None) -> int:
-        """Seal the head into segments while it holds at least `min_head_bytes` (`seal_bytes` by default).
+    def _seal_full(self, log_id: int) -> int:
+        return self._seal_log(log_id, self.seal_bytes, wait=False)
+
+    def _seal_log(self, log_id: int, min_head_bytes: int, *, wait: bool) -> int:
+        """Seal the head into segments while it holds at least `min_head_bytes`. One seal per
+        log at a time in this process: with `wait` False, none when one is under way (it goes
+        on while the head stays large).
 
         Safe to race with other sealers, in this process or another replica.
         """
-        threshold = self.seal_bytes if min_head_bytes is None else min_head_bytes
         with self._sealing_lock:
-            if log_id in self._sealing:
-                return 0
-            self._sealing.add(log_id)
-        written = 0
+            lock, users = self._sealing.get(log_id) or (threading.Lock(), 0)
+            self._sealing[log_id] = (lock, users + 1)
         try:
-            while True:
-                state = self.meta.log_state_by_id(log_id)
-                if state is None or state.head_bytes < max(threshold, 1):
-                    return written
-                if not self._seal_once(log_id, state.sealed_offset):
-                    return written
-                written += 1
-                self.meta.checkpoint()  # the sealed head rows' pages can now be folded and reused
+            if not lock.acquire(blocking=wait):
+                return 0
+            try:
+                return self._seal_while(log_id, min_head_bytes)
+            finally:
+                lock.release()
         finally:
             with self._sealing_lock:
-                self._sealing.discard(log_id)
+                lock, users = self._sealing[log_id]
+                if users > 1:
+                    self._sealing[log_id] = (lock, users - 1)
+                else:
+                    del self._sealing[log_id]
+
+    def _seal_while(self, log_id: int, min_head_bytes: int) -> int:
+        written = 0
+        while True:
+            state = self._logs.log_state_by_id(log_id)
+            if state is None or state.head_bytes < max(min_head_bytes, 1):
+                return written
+            if not self._seal_once(log_id, state.sealed_offset):
+                return written
+            written += 1
+            self._logs.checkpoint()  # the sealed head rows' pages can now be folded and reused
 
     def _seal_once(self, log_id: int, sealed_offset: int) -> bool:
-        chunks = self.meta.head_chunks(log_id, sealed_offset, self.segment_bytes)
+        chunks = self._logs.head_to_seal(log_id, sealed_offset, self.segment_bytes)
         if not chunks:
             return False
         base, end = chunks[0].base_offset, chunks[-1].end_offset
@@ -349,22 +436,24 @@ class LogStore:
         with self._sealing_lock:
             self._writing.add(key)  # not an orphan, whatever the sweep sees meanwhile
         try:
-            size = self._put_segment(key, chunks)
-            segment = Segment(base_offset=base, length=size, blob_key=key, created_at=self._clock())
-            if self.meta.record_segment(log_id, segment):
+            self._put_segment(key, chunks)
+            segment = Segment(base_offset=base, length=end - base, blob_key=key, created_at=self._clock())
+            if self._logs.record_segment(log_id, segment):
                 return True
             # Lost the race: another sealer recorded this range. Our blob is an orphan unless the
             # winner chose the very same extent (and so the same key).
-            if key not in self.meta.segment_keys(key):
-                self.blobs.delete(key)
+            if key not in self._logs.segment_keys(key):
+                self._blobs.delete(key)
             return False
         finally:
             with self._sealing_lock:
                 self._writing.discard(key)
 
-    def _put_segment(self, key: str, chunks: list[HeadChunk]) -> int:
+    def _put_segment(self, key: str, chunks: list[HeadChunk]) -> None:
+        """Write the chunks' bytes and, after them, their arrival trailer (`jobtail.core.arrivals`)."""
+        trailer = encode_trailer(chunks[0].base_offset, [Arrival(c.base_offset, c.arrived_us) for c in chunks])
         try:
-            return self.blobs.put(key, (c.data for c in chunks))
+            self._blobs.put(key, [*(c.data for c in chunks), trailer])
         except OSError as exc:  # a local directory's; the head keeps the bytes, a later seal retries
             if exc.errno in _NO_SPACE:
                 raise StorageFull("segment store") from exc
@@ -373,16 +462,19 @@ class LogStore:
             raise
 
     def _owner(self, log_id: int) -> tuple[str, str]:
-        owner = self.meta.log_owner(log_id)
+        owner = self._logs.log_owner(log_id)
         if owner is None:
             raise JobNotFound(str(log_id))
         return owner
 
-    def seal_due(self, idle_seconds: float) -> int:
-        """Seal every head idle for `idle_seconds` or at least `seal_bytes` large; returns segments written."""
-        due = self.meta.logs_to_seal(self._clock() - idle_seconds, self.seal_bytes)
-        written = sum(self.seal_log(log_id, min_head_bytes=1) for log_id in due)
-        self.meta.checkpoint()
+    # -- maintenance (see jobtail.core.maintenance) ---------------------------------------------
+
+    def seal_idle_heads(self, idle_seconds: float) -> int:
+        """Seal every head idle for `idle_seconds` or at least `seal_bytes` large, then
+        checkpoint the database; returns segments written."""
+        due = self._logs.logs_to_seal(self._clock() - idle_seconds, self.seal_bytes)
+        written = sum(self._seal_log(log_id, min_head_bytes=1, wait=False) for log_id in due)
+        self._logs.checkpoint()
         return written
 
     def apply_retention(self, max_age_seconds: float, *, dry_run: bool = False) -> list[Expired]:
@@ -392,7 +484,8 @@ class LogStore:
         if max_age_seconds <= 0:
             return []
         cutoff = self._clock() - max_age_seconds
-        return apply_retention(self.meta, self.blobs, self._lines, cutoff, dry_run=dry_run)
+        parts = RetentionParts(self._logs, self._blobs, self._lines, self._arrivals)
+        return apply_retention(parts, cutoff, dry_run=dry_run)
 
     def sweep_orphans(self, grace_seconds: float) -> list[str]:
         """Delete blobs that no segment record names, and what blob writes that never completed
@@ -405,13 +498,13 @@ class LogStore:
         cutoff = self._clock() - grace_seconds
         # In this order, a seal of this process is never mistaken for an orphan, whatever the
         # grace: a listed blob was put, so its seal is either still in `_writing` or recorded.
-        candidates = [blob for blob in self.blobs.list(keys.JOBS_PREFIX) if blob.modified < cutoff]
+        candidates = [blob for blob in self._blobs.list(keys.JOBS_PREFIX) if blob.modified < cutoff]
         with self._sealing_lock:
             writing = set(self._writing)
-        recorded = self.meta.segment_keys(keys.JOBS_PREFIX)
+        recorded = self._logs.segment_keys(keys.JOBS_PREFIX)
         removed = []
         for blob in candidates:
             if blob.key not in recorded and blob.key not in writing:
-                self.blobs.delete(blob.key)
+                self._blobs.delete(blob.key)
                 removed.append(blob.key)
-        return removed + self.blobs.sweep_partial(keys.JOBS_PREFIX, cutoff)
+        return removed + self._blobs.sweep_partial(keys.JOBS_PREFIX, cutoff)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from jobtail.core.errors import InvalidQueryParameter
+from jobtail.core.errors import InvalidInstant
 
 _DURATION = re.compile(r"(\d{1,9})(ms|s|m|h|d)")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_instant(text: str, now: float, param: str) -> float:
+def parse_instant(text: str, now: float) -> float:
     """Epoch seconds for `text`: a duration before `now` (`90s`, `10m`, `2h`, `1d`), an ISO 8601
-    timestamp (naive means UTC) or epoch milliseconds. Raises InvalidQueryParameter(param)."""
+    timestamp (naive means UTC) or epoch milliseconds. Raises InvalidInstant."""
     if m := _DURATION.fullmatch(text):
         return now - int(m.group(1)) * _SECONDS[m.group(2)]
     if text.isascii() and text.isdigit() and len(text) <= 16:
@@ -21,7 +21,7 @@ def parse_instant(text: str, now: float, param: str) -> float:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidQueryParameter(param) from None
+        raise InvalidInstant(text) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()

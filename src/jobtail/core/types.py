@@ -109,10 +109,12 @@ class Segment:
 
 @dataclass(frozen=True, slots=True)
 class HeadChunk:
-    """The bytes of one acknowledged append that is not yet sealed."""
+    """The bytes of one acknowledged append that is not yet sealed, and when they arrived
+    (epoch microseconds)."""
 
     base_offset: int
     data: bytes
+    arrived_us: int
 
     @property
     def end_offset(self) -> int:
@@ -120,16 +122,44 @@ class HeadChunk:
 
 
 @dataclass(frozen=True, slots=True)
-class ReadPlan:
-    """Everything needed to read a byte range, taken from one metadata snapshot.
+class Arrival:
+    """One append as the arrival index keeps it: its bytes start at `offset` and arrived at
+    `arrived_us` (epoch microseconds). Within a task log, later offsets never arrived earlier."""
 
-    `segments` and `head` are ordered by offset; together they cover the requested range
-    exactly when the snapshot is consistent. Head chunks carry their bytes, so a seal that
-    commits after the snapshot cannot take them away from the reader.
-    """
+    offset: int
+    arrived_us: int
 
-    segments: tuple[Segment, ...]
-    head: tuple[HeadChunk, ...]
+
+@dataclass(frozen=True, slots=True)
+class DeletedJob:
+    """What deleting a job's records left to clean up: its task logs' ids and segment blob keys."""
+
+    log_ids: tuple[int, ...]
+    segment_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What a caller asks for when creating a job, in the engine's terms (the API layer parses
+    its wire format into this). `document` is the request as given, kept and shown back;
+    `command`, `working_dir` and `environments` are what the local executor runs."""
+
+    name: str
+    node_count: int = 1
+    command: str | None = None
+    working_dir: str | None = None
+    environments: dict[str, str] = field(default_factory=dict)
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPreview:
+    """A preview as the API sends it: `body` (made by the store's preview encoder; None when the
+    caller said it holds the current one) and `etag`, a strong entity tag that changes whenever
+    the body would (the log moved, or the cap)."""
+
+    body: bytes | None
+    etag: str
 
 
 @dataclass(frozen=True, slots=True)

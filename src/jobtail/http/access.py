@@ -2,7 +2,7 @@
 
 Routes declare ModelArts action names (`modelarts:trainJob:get`, ...). The Guard sees the
 request, the action and the path's project and either returns the Principal or raises an
-ApiError (401 for who-are-you problems, 403 for may-not). Swapping the Guard changes no handler.
+error (401 for who-are-you problems, 403 for may-not; `jobtail.http.errors` answers them). Swapping the Guard changes no handler.
 For an operation with a body the Guard is asked twice: `admit` before the body is read (so bad
 credentials cost no memory), `authorize` after it unless `admit` already decided.
 """
@@ -14,6 +14,7 @@ from typing import Protocol
 
 from starlette.requests import Request
 
+from jobtail.auth.authenticator import Principal  # re-exported: who is calling
 from jobtail.auth.roles import (  # re-exported: routes name their actions as access.GET_JOB, ...
     APPEND_LOGS,
     CREATE_JOB,
@@ -25,23 +26,6 @@ from jobtail.auth.roles import (  # re-exported: routes name their actions as ac
     MANAGE_PROJECT,
     UPDATE_JOB,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: `name` for logs and audit, never a secret.
-
-    `kind`: "user" (a user's AK/SK), "project" (a project credential), "token", or "anonymous".
-    `project_id`: the only project it may act in (tokens and project credentials), None when it
-    acts wherever its user holds a role. `roles`: its roles in the request's project. `job_id`:
-    the only job it may touch (a project credential limited to one job), else None.
-    """
-
-    name: str
-    kind: str = "anonymous"
-    project_id: str | None = None
-    roles: frozenset[str] = frozenset()
-    job_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,28 +6,24 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
+import anyio
 import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobtail.core.store import LogStore
-from jobtail.auth.links import link_key
-from jobtail.auth.secrets import load_master_key
-from jobtail.core.jobs import JobService
 from jobtail.http import download, jobs, lines, logs, otlp, search, service, stream, tokens
 from jobtail.http.access import Guard
 from jobtail.http.bodies import UnverifiedReads
+from jobtail.http.context import AppContext
 from jobtail.http.errors import EXCEPTION_HANDLERS
-from jobtail.http.guard import open_identity_guard
+from jobtail.http.following import Following
+from jobtail.http.guard import IdentityGuard
 from jobtail.http.limits import RateLimiter
-from jobtail.http.maintenance import Maintenance
 from jobtail.http.openapi import openapi_document
-from jobtail.http.preview_cache import PreviewCache
 from jobtail.http.routing import Operation, build_routes
+from jobtail.services import ServicesOpener
 from jobtail.settings import Settings
-from jobtail.wiring import open_store
 
 log = logging.getLogger("jobtail")
 
@@ -76,50 +72,38 @@ class JobtailApp(Starlette):
         return RequestIdMiddleware(super().build_middleware_stack())
 
 
-def create_app(
-    settings: Settings | None = None, *, store: LogStore | None = None, guard: Guard | None = None
-) -> Starlette:
-    """The jobtail ASGI app. Opens the store named by `settings` at startup unless `store` is
-    given (then the caller owns it). `guard` decides access; by default an `IdentityGuard` on the
-    same database (AK/SK signatures and tokens), opened at startup."""
-    settings = settings or Settings()
+def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | None = None) -> Starlette:
+    """The jobtail ASGI app. Its lifespan opens the services with `services` (in a server,
+    `jobtail.wiring.open_services`: the store, the job service, the authenticator, the local
+    executor) and closes them at shutdown. `guard` decides access; by default an IdentityGuard
+    over the services' authenticator (AK/SK signatures and tokens)."""
     ops = operations()
+    openapi = orjson.dumps(openapi_document(ops))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        owned = store is None
-        if guard is None:
-            app.state.guard = open_identity_guard(settings.database_url, Path(settings.master_key_file))
-        app.state.store = open_store(settings) if owned else store
-        app.state.link_key = link_key(load_master_key(Path(settings.master_key_file)))
-        app.state.jobs = JobService(app.state.store)
-        maintenance = Maintenance(app.state.store, settings)
-        maintenance.start()
-        app.state.following = stream.Following(app.state.store, settings)  # live follow: notifier, SIGTERM hook
-        if settings.executor == "local":
-            from jobtail.runner.local import LocalExecutor
+        with services(settings, logs.encode_preview) as opened:
+            chosen = guard
+            if chosen is None:
+                if opened.authenticator is None:
+                    raise RuntimeError("no guard given and no authenticator to make one")
+                chosen = IdentityGuard(opened.authenticator)
+            following = Following(opened.store, settings)  # ends streams on SIGTERM
+            app.state.context = AppContext(
+                settings=settings,
+                services=opened,
+                guard=chosen,
+                limiter=RateLimiter(settings.rate_limit_per_second),
+                unverified_reads=UnverifiedReads(settings.max_unverified_body_reads),
+                following=following,
+                logins=anyio.CapacityLimiter(tokens.CONCURRENT_LOGINS),
+                openapi=openapi,
+            )
+            try:
+                yield
+            finally:
+                following.close()
 
-            app.state.executor = LocalExecutor(app.state.jobs, settings)
-            app.state.executor.start()
-        try:
-            yield
-        finally:
-            if app.state.executor is not None:
-                app.state.executor.stop()
-            maintenance.stop()
-            app.state.following.close()
-            if owned:
-                app.state.store.close()
-            if guard is None:
-                app.state.guard.close()
-
-    app = JobtailApp(routes=build_routes(ops), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app = JobtailApp(routes=build_routes(ops), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.router.redirect_slashes = False  # its redirect would be built from the request's untrusted Host
-    app.state.settings = settings
-    app.state.guard = guard  # None until startup opens the default IdentityGuard
-    app.state.preview_cache = PreviewCache(settings.preview_cache_bytes)
-    app.state.limiter = RateLimiter(settings.rate_limit_per_second)
-    app.state.unverified_reads = UnverifiedReads(settings.max_unverified_body_reads)
-    app.state.executor = None  # a LocalExecutor from startup when settings.executor == "local"
-    app.state.openapi = orjson.dumps(openapi_document(ops))
     return app

@@ -18,8 +18,7 @@ from contextlib import asynccontextmanager
 
 from starlette.requests import Request
 
-from jobtail.core.errors import PayloadTooLarge
-from jobtail.http.errors import ApiError
+from jobtail.http.errors import ApiError, PayloadTooLarge
 from jobtail.http.limits import THROTTLED
 
 RETRY_AFTER_SECONDS = 1

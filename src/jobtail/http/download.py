@@ -19,10 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from jobtail.auth.links import LINK_TTL_SECONDS, link_valid, sign_link
-from jobtail.core.errors import LogCleared, LogNotGenerated
-from jobtail.core.store import LogStore
-from jobtail.core.types import LogState
+from jobtail.core.errors import LogNotGenerated
 from jobtail.http import access
+from jobtail.http.context import context
 from jobtail.http.errors import ApiError, error_response
 from jobtail.http.logs import TASK_PATH, task_ref
 from jobtail.http.params import query_choice, query_int
@@ -40,13 +39,13 @@ def _mode(request: Request) -> str:
 
 
 async def link(request: Request) -> Response:
-    ref, mode = task_ref(request), _mode(request)
-    state = await run_in_threadpool(request.app.state.store.state, ref)
+    app, ref, mode = context(request), task_ref(request), _mode(request)
+    state = await run_in_threadpool(app.store.state, ref)
     if state.end_offset == 0:
         raise LogNotGenerated()
     expires = int(time.time()) + LINK_TTL_SECONDS
-    signature = sign_link(request.app.state.link_key, ref.project_id, ref.job_id, ref.task_id, mode, expires)
-    base = request.app.state.settings.public_url.rstrip("/") or str(request.base_url).rstrip("/")
+    signature = sign_link(app.services.link_key, ref.project_id, ref.job_id, ref.task_id, mode, expires)
+    base = app.settings.public_url.rstrip("/") or str(request.base_url).rstrip("/")
     path = request.url.path.rsplit("/", 1)[0] + "/download"
     query = urlencode({"mode": mode, "expires": expires, "signature": signature})
     return Response(orjson.dumps({"obs_url": f"{base}{path}?{query}"}), media_type="application/json")
@@ -75,8 +74,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     else:
         start, end = _position(first), size if last == "" else min(size, _position(last) + 1)
     if start >= size or start >= end:
-        raise ApiError(416, "Jobtail.0416", f"Range not satisfiable: the log has {size} bytes.",
-                       **{"full_size": size})
+        raise ApiError(416, "Jobtail.0416", f"Range not satisfiable: the log has {size} bytes.", full_size=size)
     return start, end
 
 
@@ -94,17 +92,14 @@ async def download(request: Request) -> Response:
     mode = query_choice(q, "mode", "preview", ("preview", "download"))
     expires = query_int(q, "expires", None, 0, 10**12)
     signature = q.get("signature", "")
-    key = request.app.state.link_key
+    app = context(request)
+    key = app.services.link_key
     if expires is None or not link_valid(key, ref.project_id, ref.job_id, ref.task_id, mode, expires, signature):
         raise ApiError(403, "APIGW.0306", "API access denied: the link's signature does not match.")
     if expires < time.time():
         raise ApiError(403, "APIGW.0306", "API access denied: the link has expired; ask for a new one.")
-    store: LogStore = request.app.state.store
-    state: LogState = await run_in_threadpool(store.state, ref)
-    if state.end_offset == 0:
-        raise LogNotGenerated()
-    if state.start_offset >= state.end_offset:
-        raise LogCleared()
+    store = app.store
+    state = await run_in_threadpool(store.readable, ref)
     # Range offsets are log offsets; bytes before start_offset (dropped by retention) are not
     # served: a range reaching into them is cut to its retained part (Content-Range says which),
     # a range wholly below start_offset is unsatisfiable (416).
@@ -114,7 +109,7 @@ async def download(request: Request) -> Response:
         if chosen is not None:
             if chosen[1] <= state.start_offset:
                 raise ApiError(416, "Jobtail.0416", f"Range not satisfiable: bytes before {state.start_offset} "
-                               "were dropped by retention.", **{"full_size": size})
+                               "were dropped by retention.", full_size=size)
             chosen = (max(chosen[0], state.start_offset), chosen[1])
     except ApiError as exc:
         response = error_response(request, exc.status, exc.code, exc.message, **exc.extra)
@@ -124,7 +119,7 @@ async def download(request: Request) -> Response:
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
     if mode == "download":
         headers["Content-Disposition"] = f'attachment; filename="modelarts-job-{ref.job_id}-{ref.task_id}.log"'
-    body = store.read(ref, start, end, state)
+    body = store.read(state, start, end)
     if chosen is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         headers["Content-Length"] = str(end - start)

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from jobtail.auth.authenticator import LOCKED_AK, AuthFailed, NotAllowed, ProjectMismatch
 from jobtail.core import errors as core
 
 log = logging.getLogger("jobtail.http")
@@ -44,6 +45,37 @@ class ApiError(Exception):
         self.extra = extra
 
 
+class InvalidParameter(ApiError):
+    """A path, body or header parameter is malformed: 400 `ModelArts.2788` naming it."""
+
+    def __init__(self, param: str, reason: str = "") -> None:
+        super().__init__(400, "ModelArts.2788", f"Invalid parameter({param})." + (f" {reason}" if reason else ""))
+        self.param = param
+
+
+class InvalidQueryParameter(ApiError):
+    """A query parameter is malformed or out of range: 400 `ModelArts.2764` naming it."""
+
+    def __init__(self, param: str, reason: str = "") -> None:
+        super().__init__(400, "ModelArts.2764", f"Invalid query parameter ({param})." + (f" {reason}" if reason else ""))
+        self.param = param
+
+
+class PayloadTooLarge(ApiError):
+    """A request body (as sent, or inflated) is over `limit` bytes: 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "APIGW.0201", f"Request entity too large. (limit {limit} bytes)")
+        self.limit = limit
+
+
+# The API's names for what domain errors are about.
+ID_PARAMETERS = {"project": "project_id", "job": "training_job_id", "task": "task_id"}
+JOB_FIELDS = {"name": "metadata.name", "node_count": "spec.resource.node_count", "command": "algorithm.command",
+              "working_dir": "algorithm.working_dir", "environments": "algorithm.environments"}
+_AUTH_PREFIX = "Incorrect IAM authentication information: "
+
+
 def error_response(request: Request, status: int, code: str, message: str, **extra: object) -> Response:
     body: dict[str, object] = {"error_code": code, "error_msg": message}
     if code in _SOLUTIONS:
@@ -60,9 +92,14 @@ def request_id(request: Request) -> str:
 def _domain(exc: core.JobtailError) -> tuple[int, str, str, dict[str, object]]:
     """Status, code, message and extra body fields for a domain error."""
     match exc:
-        case core.InvalidQueryParameter():
-            return 400, "ModelArts.2764", f"Invalid query parameter ({exc.param}).", {}
-        case core.InvalidParameter():
+        case core.InvalidId():
+            return 400, "ModelArts.2788", f"Invalid parameter({ID_PARAMETERS[exc.kind]}).", {}
+        case core.TaskNotFound():
+            return 400, "ModelArts.2788", "Invalid parameter(task_id).", {}
+        case core.InvalidJob():
+            reason = f" {exc.reason}" if exc.reason else ""
+            return 400, "ModelArts.2788", f"Invalid parameter({JOB_FIELDS.get(exc.field, exc.field)}).{reason}", {}
+        case core.InvalidInstant() | core.InvalidPattern():  # (the handlers name the parameter first)
             return 400, "ModelArts.2788", exc.message, {}
         case core.JobNotFound():
             return 400, "ModelArts.2775", exc.message, {}
@@ -74,12 +111,8 @@ def _domain(exc: core.JobtailError) -> tuple[int, str, str, dict[str, object]]:
             return 400, "ModelArts.2819", exc.message, {}
         case core.JobNotTerminable():
             return 409, "ModelArts.2796", exc.message, {}
-        case core.UnsupportedAction():
-            return 400, "ModelArts.2812", exc.message, {}
         case core.OffsetConflict():
             return 409, "Jobtail.0409", exc.message, {"full_size": exc.full_size}
-        case core.PayloadTooLarge():
-            return 413, "APIGW.0201", f"Request entity too large. (limit {exc.limit} bytes)", {}
         case core.LogTooLarge():
             return 400, "ModelArts.2815", exc.message, {"full_size": exc.full_size, "max_log_bytes": exc.limit}
         case core.StorageFull() | core.StorageNotWritable():  # (the maintenance thread reports it to the log)
@@ -92,6 +125,21 @@ async def on_domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, core.JobtailError)
     status, code, message, extra = _domain(exc)
     return error_response(request, status, code, message, **extra)
+
+
+async def on_auth_error(request: Request, exc: Exception) -> Response:
+    """What authentication refused (`jobtail.auth.authenticator`), as API Gateway answers it."""
+    match exc:
+        case AuthFailed():
+            message = exc.reason if exc.reason == LOCKED_AK else _AUTH_PREFIX + exc.reason
+            return error_response(request, 401, "APIGW.0301", message)
+        case ProjectMismatch():
+            return error_response(request, 404, "ModelArts.2786", f"The project ID ({exc.project_id}) in the request "
+                                  f"does not match that({exc.other}) in the {exc.source}.")
+        case NotAllowed():
+            return error_response(request, 403, "ModelArts.0108",
+                                  f"You are not authorized to perform the ({exc.action}) operation.")
+    raise exc
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
@@ -128,6 +176,9 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     core.JobtailError: on_domain_error,
     ApiError: on_api_error,
+    AuthFailed: on_auth_error,
+    ProjectMismatch: on_auth_error,
+    NotAllowed: on_auth_error,
     HTTPException: on_http_exception,
     ClientDisconnect: on_client_disconnect,
     Exception: on_unexpected,

@@ -1,4 +1,5 @@
-"""ModelArts shapes for jobs: rendering JobRecords and parsing search and event queries."""
+"""ModelArts shapes for jobs: parsing a job body into a JobSpec, rendering JobRecords, and
+parsing search and event queries."""
 
 from __future__ import annotations
 
@@ -7,26 +8,72 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from jobtail.core.errors import InvalidParameter, InvalidQueryParameter
 from jobtail.core.jobs import ALL_PHASES
-from jobtail.core.types import JobEvent, JobQuery, JobRecord
-from jobtail.http.errors import ApiError
+from jobtail.core.types import JobEvent, JobQuery, JobRecord, JobSpec
+from jobtail.http.errors import ApiError, InvalidParameter, InvalidQueryParameter
 from jobtail.http.params import query_choice, query_int
+
+JOB_KINDS = ("job", "federated_pool_job", "edge_job", "hetero_job", "mrs_job", "autosearch_job",
+             "diag_job", "visualization_job")
+MAX_ENVIRONMENTS = 100
+
+
+def parse_job(document: dict[str, Any]) -> JobSpec:
+    """The JobSpec of a ModelArts CreateTrainingJob body (its form: types, the kind, the
+    environment's size); the job rules themselves are `JobService.create`'s. The body is kept
+    as given, unknown fields included."""
+    kind = document.get("kind", "job")
+    if kind not in JOB_KINDS:
+        raise InvalidParameter("kind")
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
+        raise InvalidParameter("metadata.name")
+    algorithm = document.get("algorithm") or {}
+    if not isinstance(algorithm, dict):
+        raise InvalidParameter("algorithm")
+    environments = algorithm.get("environments") or {}
+    if not isinstance(environments, dict) or len(environments) > MAX_ENVIRONMENTS or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in environments.items()
+    ):
+        raise InvalidParameter("algorithm.environments")
+    command = algorithm.get("command")
+    working_dir = algorithm.get("working_dir")
+    if working_dir is not None and not isinstance(working_dir, str):
+        raise InvalidParameter("algorithm.working_dir", "It must be a string.")
+    spec = document.get("spec") or {}
+    resource = spec.get("resource") or {} if isinstance(spec, dict) else {}
+    count = resource.get("node_count", 1) if isinstance(resource, dict) else 1
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise InvalidParameter("spec.resource.node_count")
+    return JobSpec(
+        name=metadata["name"],
+        node_count=count,
+        command=command if isinstance(command, str) else None,
+        working_dir=working_dir or None,
+        environments=dict(environments),
+        document=document,
+    )
+
+
+def _mapping(document: dict[str, Any], key: str) -> dict[str, Any]:
+    """`document[key]` when it is an object, else a new empty one."""
+    value = document.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def render_job(job: JobRecord, now_ms: int | None = None) -> dict[str, Any]:
     """The job as ModelArts returns it: the stored body (unknown fields included) plus the
     server's metadata and status."""
     doc = copy.deepcopy(job.document)
-    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    metadata = _mapping(doc, "metadata")
     metadata.update(id=job.id, name=job.name, create_time=job.created_at)
     metadata.setdefault("workspace_id", "0")
     metadata.setdefault("description", "")
-    algorithm = doc.get("algorithm") if isinstance(doc.get("algorithm"), dict) else {}
+    algorithm = _mapping(doc, "algorithm")
     if isinstance(algorithm.get("environments"), dict):  # a map in requests, a list of maps in responses
         algorithm["environments"] = [{k: v} for k, v in algorithm["environments"].items()]
-    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
-    resource = spec.get("resource") if isinstance(spec.get("resource"), dict) else {}
+    spec = _mapping(doc, "spec")
+    resource = _mapping(spec, "resource")
     resource["node_count"] = len(job.tasks)
     spec["resource"] = resource
     spec.setdefault("log_export_path", {})

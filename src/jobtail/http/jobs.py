@@ -9,11 +9,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobtail.core.errors import UnsupportedAction
 from jobtail.core.jobs import JobService
 from jobtail.http import access
+from jobtail.http.context import context
 from jobtail.http.errors import ApiError
-from jobtail.http.job_views import parse_event_query, parse_search, render_event, render_job, render_search
+from jobtail.http.job_views import (
+    parse_event_query,
+    parse_job,
+    parse_search,
+    render_event,
+    render_job,
+    render_search,
+)
 from jobtail.http.routing import Operation, Param
 
 JOBS = "/v2/{project_id}/training-jobs"
@@ -35,20 +42,19 @@ def _body(request: Request) -> dict[str, Any]:
 
 
 def _service(request: Request) -> JobService:
-    service: JobService = request.app.state.jobs
-    return service
+    return context(request).jobs
 
 
 def _wake_executor(request: Request) -> None:
-    executor = getattr(request.app.state, "executor", None)
+    executor = context(request).services.executor
     if executor is not None:
         executor.wake()
 
 
 async def create(request: Request) -> Response:
-    body = _body(request)
-    executor = request.app.state.settings.executor
-    job = await run_in_threadpool(_service(request).create, request.path_params["project_id"], body, executor)
+    spec = parse_job(_body(request))
+    executor = context(request).settings.executor
+    job = await run_in_threadpool(_service(request).create, request.path_params["project_id"], spec, executor)
     _wake_executor(request)
     return _json(render_job(job), 201)
 
@@ -79,7 +85,7 @@ async def tasks(request: Request) -> Response:
 async def actions(request: Request) -> Response:
     action = _body(request).get("action_type")
     if action != "terminate":
-        raise UnsupportedAction(str(action))
+        raise ApiError(400, "ModelArts.2812", f"Unsupported action type:{action}")
     p = request.path_params
     job = await run_in_threadpool(_service(request).terminate, p["project_id"], p["training_job_id"])
     _wake_executor(request)

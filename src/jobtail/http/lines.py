@@ -1,4 +1,8 @@
-"""ShowTrainingJobLogsFromAom: the line-paged log API (CONTRACT §3 and §10.2)."""
+"""ShowTrainingJobLogsFromAom: the line-paged log API (CONTRACT §3 and §10.2).
+
+A page whose lines all lie in sealed segments never changes (only `full_size`, the log's end,
+moves on), so it carries a weak `ETag`; `If-None-Match` with it answers 304 with no body.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,43 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from jobtail.core.lines import Line
 from jobtail.core.store import LogStore
 from jobtail.core.timespec import format_instant
-from jobtail.core.types import TaskRef
+from jobtail.core.types import LogState, TaskRef
 from jobtail.http import access
+from jobtail.http.context import context
+from jobtail.http.logs import entity_tags, not_modified
 from jobtail.http.params import query_bool, query_choice, query_instant, query_int
 from jobtail.http.routing import Operation, Param
 
 
-def _page(store: LogStore, ref: TaskRef, params: dict[str, Any]) -> bytes:
+def page_etag(state: LogState, page: list[Line], descending: bool, timestamps: bool) -> str | None:
+    """A weak entity tag for a page wholly in the sealed range (None otherwise): its first and
+    last line numbers, order and timestamps decide its lines, and the start offset the text of
+    a first line that retention cut."""
+    if not page:
+        return None
+    newest = page[0] if descending else page[-1]
+    if newest.truncated or newest.offset + len(newest.text) + 1 > state.sealed_offset:
+        return None
+    first, last = page[0].number, page[-1].number
+    return f'W/"{state.start_offset:x}.{first:x}.{last:x}.{"d" if descending else "a"}{"t" if timestamps else ""}"'
+
+
+def _page(store: LogStore, ref: TaskRef, params: dict[str, Any], tags: frozenset[str]) -> tuple[str | None, bytes | None]:
     state = store.state(ref)
-    page = store.lines(ref, state=state, **params["page"])
+    page = store.lines(state, **params["page"])
+    etag = page_etag(state, page, params["page"]["descending"], params["timestamps"])
+    if etag is not None and ("*" in tags or etag.removeprefix("W/") in tags):
+        return etag, None
     texts = [line.text.decode("utf-8", "replace") for line in page]
     if params["timestamps"]:
         ordered = sorted(line.offset for line in page)
         times = dict(zip(ordered, store.arrival_times(state, ordered), strict=True))
         texts = [f"{format_instant(times[line.offset])} {text}" for line, text in zip(page, texts, strict=True)]
     base = params["base_line"]
-    return orjson.dumps({
+    return etag, orjson.dumps({
         "start_line": str(page[0].number) if page else base,
         "end_line": str(page[-1].number) if page else base,
         "lines": len(page),
@@ -50,8 +73,11 @@ async def lines(request: Request) -> Response:
         "base_line": "" if base is None else str(base),
     }
     ref = TaskRef(p["project_id"], p["training_job_id"], p["task_id"])
-    body = await run_in_threadpool(_page, request.app.state.store, ref, params)
-    return Response(body, media_type="application/json")
+    tags = entity_tags(request.headers.get("if-none-match"))
+    etag, body = await run_in_threadpool(_page, context(request).store, ref, params, tags)
+    if body is None and etag is not None:
+        return not_modified(etag)
+    return Response(body, media_type="application/json", headers={"ETag": etag} if etag else None)
 
 
 OPERATIONS = [

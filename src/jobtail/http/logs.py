@@ -1,20 +1,21 @@
-"""Task log operations: the ModelArts preview and jobtail's offset-idempotent append."""
+"""Task log operations: the ModelArts preview and jobtail's offset-idempotent append.
+
+The preview carries a strong `ETag` (the log's offsets and the cap); a request whose
+`If-None-Match` names it is answered 304 with no body, before any log byte is read.
+"""
 
 from __future__ import annotations
 
 import orjson
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobtail.core.errors import InvalidParameter
-from jobtail.core.store import LogStore
-from jobtail.core.types import TaskRef
+from jobtail.core.types import Preview, TaskRef
 from jobtail.http import access
-from jobtail.http.maintenance import seal_soon
+from jobtail.http.context import context
+from jobtail.http.errors import InvalidParameter
 from jobtail.http.params import query_int
-from jobtail.http.preview_cache import PreviewCache
 from jobtail.http.routing import Operation, Param
 
 TASK_PATH = "/v2/{project_id}/training-jobs/{training_job_id}/tasks/{task_id}"
@@ -29,40 +30,50 @@ def json_response(body: bytes, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-def _preview_body(store: LogStore, cache: PreviewCache, ref: TaskRef) -> bytes:
-    state = store.state(ref)
-    log = (ref.job_id, ref.task_id)
-    body = cache.get(log, state.start_offset, state.end_offset)
-    if body is None:
-        preview = store.preview(ref, state)
-        body = orjson.dumps(
-            {"content": preview.content, "current_size": preview.current_size, "full_size": preview.full_size}
-        )
-        cache.put(log, state.start_offset, state.end_offset, body)
-    return body
+def encode_preview(preview: Preview) -> bytes:
+    """The ModelArts preview body (CONTRACT §10.1): what the store caches per unchanged log."""
+    return orjson.dumps(
+        {"content": preview.content, "current_size": preview.current_size, "full_size": preview.full_size}
+    )
+
+
+def entity_tags(header: str | None) -> frozenset[str]:
+    """The entity tags an `If-None-Match` header lists, compared weakly (RFC 9110 §13.1.2: a
+    `W/` prefix does not count); `*` stands for any."""
+    if not header:
+        return frozenset()
+    return frozenset(tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip())
+
+
+def not_modified(etag: str) -> Response:
+    return Response(status_code=304, headers={"ETag": etag})
 
 
 async def preview(request: Request) -> Response:
-    state = request.app.state
-    return json_response(await run_in_threadpool(_preview_body, state.store, state.preview_cache, task_ref(request)))
+    app, ref = context(request), task_ref(request)
+    tags = entity_tags(request.headers.get("if-none-match"))
+    if "*" in tags:
+        state = await run_in_threadpool(app.store.readable, ref)  # any current preview matches
+        return not_modified(app.store.preview_etag(state))
+    encoded = await run_in_threadpool(app.store.encoded_preview, ref, tags)
+    if encoded.body is None:
+        return not_modified(encoded.etag)
+    return Response(encoded.body, media_type="application/json", headers={"ETag": encoded.etag})
 
 
 async def append(request: Request) -> Response:
-    store: LogStore = request.app.state.store
+    app = context(request)
     ref, body = task_ref(request), request.state.body
     offset = query_int(request.query_params, "offset", None, 0, 2**63 - 1)
     if not body:
         raise InvalidParameter("body", "The body holds no log bytes.")
-    cap = request.app.state.settings.max_log_bytes
-    appended = await run_in_threadpool(lambda: store.append(ref, body, offset, max_size=cap))
-    seal = BackgroundTask(run_in_threadpool, seal_soon, store, [appended.log_id]) if appended.seal_due else None
-    return Response(
-        orjson.dumps({"full_size": appended.full_size}), media_type="application/json", background=seal
-    )
+    cap = app.settings.max_log_bytes
+    appended = await run_in_threadpool(lambda: app.store.append(ref, body, offset, max_size=cap))
+    return json_response(orjson.dumps({"full_size": appended.full_size}))
 
 
 async def size(request: Request) -> Response:
-    state = await run_in_threadpool(request.app.state.store.state, task_ref(request))
+    state = await run_in_threadpool(context(request).store.state, task_ref(request))
     return json_response(orjson.dumps({"full_size": state.end_offset}))
 
 
@@ -82,7 +93,7 @@ OPERATIONS = [
         TASK_PATH + "/logs/preview",
         preview,
         operation_id="ShowTrainingJobLogsPreview",
-        summary="Preview the newest 5 MiB of a task's log.",
+        summary="Preview the newest 5 MiB of a task's log (ETag; If-None-Match answers 304).",
         action=access.GET_JOB,
         response=_PREVIEW_SCHEMA,
         tags=("logs",),

@@ -28,17 +28,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from jobtail.core import ids
-from jobtail.core.errors import InvalidParameter, LogTooLarge, PayloadTooLarge
+from jobtail.core.errors import LogTooLarge
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
 from jobtail.http import access
-from jobtail.http.maintenance import seal_soon
+from jobtail.http.context import context
+from jobtail.http.errors import InvalidParameter, PayloadTooLarge
 from jobtail.http.routing import Operation
 
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
@@ -68,7 +68,7 @@ def _decompressed(request: Request, body: bytes) -> bytes:
         return body
     if encoding not in ("gzip", "deflate"):
         raise InvalidParameter("Content-Encoding", "Use gzip, deflate or none.")
-    return inflate(body, encoding, request.app.state.settings.max_body_bytes)
+    return inflate(body, encoding, context(request).settings.max_body_bytes)
 
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:
@@ -182,10 +182,11 @@ def _value(value: Any) -> Any:
 def line_of(body: Any) -> bytes:
     """The bytes a record's body becomes: one line (a newline added unless it ends with one)."""
     kind = body.WhichOneof("value")
+    data: bytes
     if kind == "string_value":
         data = body.string_value.encode()
     elif kind == "bytes_value":
-        data = body.bytes_value
+        data = bytes(body.bytes_value)
     elif kind is None:
         data = b""
     elif kind == "bool_value":
@@ -221,8 +222,8 @@ def _records(message: Any) -> Iterator[tuple[tuple[str, str, str | None], bytes]
                 yield _target(_strings(record.attributes), resource_attrs), line_of(record.body)
 
 
-def _store(store: LogStore, project: str, message: Any, cap: int) -> list[int]:
-    """Check every record's target, then append; returns the log ids due for sealing."""
+def _store(store: LogStore, project: str, message: Any, cap: int) -> None:
+    """Check every record's target, then append."""
     batches: dict[TaskRef, list[bytes]] = {}
     for (job, task, named), line in _records(message):
         if named is not None and named != project:
@@ -233,23 +234,18 @@ def _store(store: LogStore, project: str, message: Any, cap: int) -> list[int]:
         end = store.state(ref).end_offset
         if cap and end + len(chunk) > cap:
             raise LogTooLarge(cap, end)
-    due = []
     for ref, chunk in data.items():
-        appended = store.append(ref, chunk, max_size=cap)
-        if appended.seal_due:
-            due.append(appended.log_id)
-    return due
+        store.append(ref, chunk, max_size=cap)
 
 
 async def export(request: Request) -> Response:
     message = _decode(request)
     project = request.headers.get("x-project-id", "").strip() or next(iter(_resource_projects(message)), "")
-    store: LogStore = request.app.state.store
-    due = await run_in_threadpool(_store, store, project, message, request.app.state.settings.max_log_bytes)
-    seal = BackgroundTask(run_in_threadpool, seal_soon, store, due) if due else None
+    app = context(request)
+    await run_in_threadpool(_store, app.store, project, message, app.settings.max_log_bytes)
     if _media_type(request) == PROTOBUF:
-        return Response(b"", media_type=PROTOBUF, background=seal)  # an empty ExportLogsServiceResponse
-    return Response(b"{}", media_type=JSON, background=seal)
+        return Response(b"", media_type=PROTOBUF)  # an empty ExportLogsServiceResponse
+    return Response(b"{}", media_type=JSON)
 
 
 OPERATIONS = [

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from jobtail.core.errors import InvalidQueryParameter
+from jobtail.core.errors import InvalidInstant
 from jobtail.core.timespec import parse_instant
+from jobtail.http.errors import InvalidQueryParameter
 
 
 def query_int(params: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int | None:
@@ -33,4 +34,9 @@ def query_bool(params: Mapping[str, str], name: str) -> bool:
 def query_instant(params: Mapping[str, str], name: str) -> float | None:
     """Epoch seconds from a duration ago (`10m`), an ISO 8601 time or epoch ms; None when absent."""
     raw = params.get(name)
-    return None if raw is None else parse_instant(raw, time.time(), name)
+    if raw is None:
+        return None
+    try:
+        return parse_instant(raw, time.time())
+    except InvalidInstant:
+        raise InvalidQueryParameter(name) from None

@@ -17,8 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from jobtail.core import ids
-from jobtail.http.access import Guard, Principal
+from jobtail.http.access import Principal
 from jobtail.http.bodies import read_body, refuse_declared_oversize
+from jobtail.http.context import context
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -54,9 +55,7 @@ class Operation:
 
 
 def _throttle(request: Request, principal: Principal) -> None:
-    limiter = getattr(request.app.state, "limiter", None)  # per-credential rate (http.limits)
-    if limiter is not None:
-        limiter.take(principal)
+    context(request).limiter.take(principal)  # per-credential rate (http.limits)
 
 
 def _endpoint(op: Operation) -> Handler:
@@ -66,10 +65,11 @@ def _endpoint(op: Operation) -> Handler:
         project_id = request.path_params.get("project_id")
         if project_id is not None:
             ids.check_project_id(project_id)
-        guard: Guard = request.app.state.guard
+        app = context(request)
+        guard = app.guard
         principal: Principal | None = None
         if op.body_type is not None:
-            limit = request.app.state.settings.max_body_bytes
+            limit = app.settings.max_body_bytes
             refuse_declared_oversize(request, limit)
             proven = False
             if op.action is not None:  # credentials first: a bad one costs no body
@@ -80,7 +80,7 @@ def _endpoint(op: Operation) -> Handler:
             if proven:
                 request.state.body, request.state.body_sha256 = await read_body(request, limit)
             else:
-                async with request.app.state.unverified_reads.slot():
+                async with app.unverified_reads.slot():
                     request.state.body, request.state.body_sha256 = await read_body(request, limit)
         if op.action is not None:
             if principal is None:

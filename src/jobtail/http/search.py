@@ -9,12 +9,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobtail.core.errors import InvalidQueryParameter
+from jobtail.core.errors import InvalidPattern
 from jobtail.core.lines import Line
-from jobtail.core.search import compile_pattern
+from jobtail.core.search import Pattern, compile_pattern
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
 from jobtail.http import access
+from jobtail.http.context import context
+from jobtail.http.errors import InvalidQueryParameter
 from jobtail.http.logs import TASK_PATH, task_ref
 from jobtail.http.params import query_bool, query_instant, query_int
 from jobtail.http.routing import Operation, Param
@@ -27,7 +29,7 @@ def _line(line: Line) -> dict[str, Any]:
 
 def _search(store: LogStore, ref: TaskRef, options: dict[str, Any], budget: float) -> bytes:
     state = store.state(ref)
-    result = store.search(ref, state=state, budget_seconds=budget, **options)
+    result = store.search(state, budget_seconds=budget, **options)
     backward = options["before_line"] is not None
     return orjson.dumps({
         "matches": [
@@ -44,6 +46,13 @@ def _search(store: LogStore, ref: TaskRef, options: dict[str, Any], budget: floa
     })
 
 
+def _pattern(query: str, regex: bool, ignore_case: bool) -> Pattern:
+    try:
+        return compile_pattern(query, regex, ignore_case)
+    except InvalidPattern as exc:
+        raise InvalidQueryParameter("q", exc.reason) from None
+
+
 async def search(request: Request) -> Response:
     q = request.query_params
     query = q.get("q", "")
@@ -52,7 +61,7 @@ async def search(request: Request) -> Response:
     if "after_line" in q and "before_line" in q:
         raise InvalidQueryParameter("before_line")
     options = {
-        "pattern": compile_pattern(query, query_bool(q, "regex"), query_bool(q, "ignore_case")),
+        "pattern": _pattern(query, query_bool(q, "regex"), query_bool(q, "ignore_case")),
         "limit": query_int(q, "limit", 100, 1, 1000),
         "context": query_int(q, "context", 0, 0, 20),
         "after_line": query_int(q, "after_line", None, 0, 10**18),
@@ -60,8 +69,9 @@ async def search(request: Request) -> Response:
         "since": query_instant(q, "since"),
         "until": query_instant(q, "until"),
     }
-    budget = request.app.state.settings.search_budget_seconds
-    body = await run_in_threadpool(_search, request.app.state.store, task_ref(request), options, budget)
+    app = context(request)
+    budget = app.settings.search_budget_seconds
+    body = await run_in_threadpool(_search, app.store, task_ref(request), options, budget)
     return Response(body, media_type="application/json")
 
 

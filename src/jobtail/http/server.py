@@ -1,4 +1,5 @@
-"""Running the app under uvicorn: process-level tuning and the factory that workers import."""
+"""Running the app under uvicorn: process-level tuning and logging (the factory that workers
+import is the CLI's, `jobtail.cli.server.app_from_env`, which knows how services are opened)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from typing import Any
 
 import uvicorn
 import uvicorn.config
-from starlette.applications import Starlette
 
-from jobtail.http.app import create_app
 from jobtail.settings import Settings
 
 log = logging.getLogger("jobtail")
@@ -42,12 +41,6 @@ def tune_malloc() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, 128 * 1024 * 1024)) and bool(mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024))
 
 
-def app_from_env() -> Starlette:
-    """The app for a worker process: settings from `JOBTAIL_*` variables (set by `serve`)."""
-    tune_malloc()
-    return create_app(Settings())
-
-
 def log_config(level: str) -> dict[str, Any]:
     """uvicorn's logging setup, with jobtail's own loggers printed the same way at `level`
     (else Python shows only their warnings, bare, and never an info line)."""
@@ -56,12 +49,13 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
-def serve(settings: Settings) -> None:
-    """Run the server in the foreground until interrupted."""
+def serve(settings: Settings, factory: str) -> None:
+    """Run the server in the foreground until interrupted; each worker builds its app by calling
+    `factory` ("module:function"), with the settings in `JOBTAIL_*` variables."""
     for name, value in settings.model_dump().items():
         os.environ[f"JOBTAIL_{name.upper()}"] = str(value)
     uvicorn.run(
-        "jobtail.http.server:app_from_env",
+        factory,
         factory=True,
         host=settings.host,
         port=settings.port,

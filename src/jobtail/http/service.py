@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobtail import __version__
+from jobtail.http.context import context
 from jobtail.http.routing import Operation
 
 
@@ -15,7 +16,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return Response(request.app.state.openapi, media_type="application/json")
+    return Response(context(request).openapi, media_type="application/json")
 
 
 OPERATIONS = [

@@ -49,10 +49,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
-import signal
-import threading
 from collections.abc import AsyncGenerator, Callable
-from types import FrameType
 from typing import Any
 
 import orjson
@@ -61,17 +58,18 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from jobtail.core.errors import InvalidParameter, InvalidQueryParameter, JobNotFound, StorageError, TaskNotFound
-from jobtail.core.follow import AsyncWake, Notifier
-from jobtail.core.jobs import ABNORMAL, COMPLETED, FAILED, TERMINATED
+from jobtail.core.errors import JobNotFound, StorageError, TaskNotFound
+from jobtail.core.follow import AsyncWake
+from jobtail.core.jobs import ABNORMAL, COMPLETED, FAILED, TERMINATED, JobService
 from jobtail.core.store import LogStore
 from jobtail.core.types import LogState, TaskRef
 from jobtail.http import access
-from jobtail.http.errors import error_response
+from jobtail.http.context import context
+from jobtail.http.errors import InvalidParameter, InvalidQueryParameter, error_response
+from jobtail.http.following import Following
 from jobtail.http.logs import TASK_PATH, task_ref
 from jobtail.http.params import query_instant, query_int
 from jobtail.http.routing import Operation, Param
-from jobtail.settings import Settings
 
 EVENT_BYTES = 1024 * 1024  # log bytes per event, at most
 RETRY_MS = 1000
@@ -145,102 +143,6 @@ def end_event(reason: str, offset: int) -> bytes:
     return b"id: %d\nevent: end\ndata: %b\n\n" % (offset, orjson.dumps({"reason": reason, "offset": offset}))
 
 
-# -- per-process machinery ----------------------------------------------------------------------
-
-
-class Shutdown:
-    """Ends every stream when the server is asked to stop.
-
-    Uvicorn waits for open responses before it shuts the app down, so streams must end first:
-    `install()` (from the main thread; elsewhere it does nothing) chains a SIGTERM/SIGINT handler
-    in front of the current one (uvicorn's), which `trigger()`s, then calls the previous handler.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self, notifier: Notifier) -> None:
-        self._notifier = notifier
-        self._event = threading.Event()
-        self._previous: dict[int, Any] = {}
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def trigger(self) -> None:
-        """End every stream of this process (safe from a signal handler: no locks taken)."""
-        self._event.set()
-        self._notifier.wake_all()
-
-    def install(self) -> bool:
-        if threading.current_thread() is not threading.main_thread():
-            return False
-        for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return True
-
-    def uninstall(self) -> None:
-        for sig, previous in self._previous.items():
-            if signal.getsignal(sig) == self._handle:
-                signal.signal(sig, previous)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.trigger()
-        previous = self._previous.get(signum)
-        if callable(previous):
-            previous(signum, frame)
-        elif previous in (signal.SIG_DFL, None):  # what would have happened without us
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
-
-
-class StreamSlots:
-    """Counts open streams per principal against a cap."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self._open: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, key: str) -> bool:
-        with self._lock:
-            if self._open.get(key, 0) >= self.cap:
-                return False
-            self._open[key] = self._open.get(key, 0) + 1
-            return True
-
-    def release(self, key: str) -> None:
-        with self._lock:
-            left = self._open.get(key, 0) - 1
-            if left > 0:
-                self._open[key] = left
-            else:
-                self._open.pop(key, None)
-
-    def open(self, key: str) -> int:
-        with self._lock:
-            return self._open.get(key, 0)
-
-
-class Following:
-    """What live follow needs in one server process; made by the app's lifespan, closed with it."""
-
-    def __init__(self, store: LogStore, settings: Settings) -> None:
-        self.store = store
-        self.heartbeat = settings.stream_heartbeat_seconds
-        self.notifier = Notifier(store.meta, settings.follow_poll_seconds)
-        self.shutdown = Shutdown(self.notifier)
-        self.slots = StreamSlots(settings.max_streams_per_principal)
-        store.listeners.append(self.notifier.appended)
-        self.shutdown.install()
-
-    def close(self) -> None:
-        self.shutdown.uninstall()
-        if self.notifier.appended in self.store.listeners:
-            self.store.listeners.remove(self.notifier.appended)
-        self.notifier.close()
-
-
 class EventStream(StreamingResponse):
     """A `text/event-stream` response that, however it ends, closes its event generator (so the
     follower is unregistered at once) and then calls `on_close`."""
@@ -267,7 +169,7 @@ class EventStream(StreamingResponse):
 def _read(store: LogStore, ref: TaskRef, start: int, end: int, state: LogState) -> bytes | None:
     """The log bytes `[start, end)`, or None when the job or task was deleted meanwhile."""
     try:
-        return b"".join(store.read(ref, start, end, state))
+        return b"".join(store.read(state, start, end))
     except StorageError:  # its records or blobs went away under the read: deleted, or damage?
         try:
             store.state(ref)
@@ -276,12 +178,12 @@ def _read(store: LogStore, ref: TaskRef, start: int, end: int, state: LogState) 
         raise
 
 
-async def _events(following: Following, ref: TaskRef, job_id: str, phase: str, log_id: int,
+async def _events(following: Following, ref: TaskRef, phase: str, opened: LogState,
                   start: int) -> AsyncGenerator[bytes, None]:
     store, shutdown = following.store, following.shutdown
     loop = asyncio.get_running_loop()
     wake = AsyncWake(loop)
-    follower = following.notifier.follow(log_id, job_id, end=start, phase=phase, wake=wake)
+    follower = store.follow(opened, ref.job_id, phase, wake)
     try:
         yield b"retry: %d\n\n" % RETRY_MS
         sent, held = start, b""  # sent: offset after the last byte sent; held: bytes read past it
@@ -337,7 +239,7 @@ async def _events(following: Following, ref: TaskRef, job_id: str, phase: str, l
                     quiet_since = loop.time()
         yield end_event(reason, sent)
     finally:
-        following.notifier.unfollow(follower)
+        store.unfollow(follower)
 
 
 def _requested_start(request: Request) -> tuple[str, int | float] | None:
@@ -355,15 +257,16 @@ def _requested_start(request: Request) -> tuple[str, int | float] | None:
     return None if since is None else ("since", since)
 
 
-def _open(store: LogStore, ref: TaskRef, wanted: tuple[str, int | float] | None) -> tuple[str, LogState, int]:
+def _open(jobs: JobService, store: LogStore, ref: TaskRef,
+          wanted: tuple[str, int | float] | None) -> tuple[str, LogState, int]:
     """(job phase, log state, start offset); raises the usual errors for unknown jobs and tasks."""
-    job = store.get_job(ref.project_id, ref.job_id)
+    job = jobs.get(ref.project_id, ref.job_id)
     state = store.state(ref)
     if wanted is None:
         return job.phase, state, state.start_offset
     name, value = wanted
     if name == "since":
-        return job.phase, state, store.offset_at_time(ref, value, state)
+        return job.phase, state, store.offset_at_time(state, value)
     if value > state.end_offset:
         if name == "offset":
             raise InvalidQueryParameter("offset")
@@ -372,10 +275,11 @@ def _open(store: LogStore, ref: TaskRef, wanted: tuple[str, int | float] | None)
 
 
 async def stream(request: Request) -> Response:
-    following: Following = request.app.state.following
+    app = context(request)
+    following = app.following
     ref = task_ref(request)
     wanted = _requested_start(request)
-    phase, state, start = await run_in_threadpool(_open, following.store, ref, wanted)
+    phase, state, start = await run_in_threadpool(_open, app.jobs, app.store, ref, wanted)
     principal = getattr(request.state, "principal", None)
     key = principal.name if principal is not None else "anonymous"
     if not following.slots.acquire(key):
@@ -385,7 +289,7 @@ async def stream(request: Request) -> Response:
         )
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    events = _events(following, ref, ref.job_id, phase, state.log_id, start)
+    events = _events(following, ref, phase, state, start)
     return EventStream(events, on_close=lambda: following.slots.release(key))
 
 

@@ -12,7 +12,6 @@ Five wrong passwords in a row for one (user, client address) lock that pair for 
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,13 +22,12 @@ from starlette.responses import Response
 
 from jobtail.auth.errors import InvalidIdentity
 from jobtail.auth.records import check_name, check_project_id
-from jobtail.auth.tokens import IssuedToken, LoginFailed, password_login
+from jobtail.auth.tokens import IssuedToken
+from jobtail.http.context import context
 from jobtail.http.errors import ApiError
-from jobtail.http.guard import IdentityGuard, unauthorized
 from jobtail.http.routing import Operation
 
-_CONCURRENT_LOGINS = 4  # each scrypt check takes ~16 MiB and tens of milliseconds
-_WRONG = "the username or password is wrong"
+CONCURRENT_LOGINS = 4  # each scrypt check takes ~16 MiB and tens of milliseconds
 
 
 def _iso(at: float) -> str:
@@ -101,31 +99,19 @@ def _render(issued: IssuedToken) -> bytes:
 
 
 async def create_token(request: Request) -> Response:
-    guard = request.app.state.guard
-    if not isinstance(guard, IdentityGuard):  # no identity store behind this app: no tokens
+    app = context(request)
+    authenticator = app.services.authenticator
+    if authenticator is None:  # no identity store behind this app: no tokens
         raise ApiError(404, "APIGW.0101", "The API does not exist or has not been published in the environment.")
     name, password, project_id, project_name = _parse(request.state.body)
     address = request.client.host if request.client else ""
-    lock_key = "password:" + name
-    if guard.lockout.locked(lock_key, address):
-        raise unauthorized("the user is locked after repeated failures, try again later")
-    if not _well_formed(name, project_id, project_name):
-        raise unauthorized(_WRONG)
-    state = request.app.state
-    if getattr(state, "login_limiter", None) is None:
-        state.login_limiter = anyio.CapacityLimiter(_CONCURRENT_LOGINS)
+    well_formed = _well_formed(name, project_id, project_name)
 
     def login() -> IssuedToken:
-        return password_login(guard.identity, name, password, time.time(), project_id=project_id,
-                              project_name=project_name)
+        return authenticator.login(name, password, address, project_id=project_id, project_name=project_name,
+                                   well_formed=well_formed)
 
-    try:
-        issued = await anyio.to_thread.run_sync(login, limiter=state.login_limiter)
-    except LoginFailed as exc:
-        if exc.reason == _WRONG:
-            guard.lockout.failed(lock_key, address)
-        raise unauthorized(exc.reason) from None
-    guard.lockout.succeeded(lock_key, address)
+    issued = await anyio.to_thread.run_sync(login, limiter=app.logins)
     return Response(_render(issued), status_code=201, media_type="application/json",
                     headers={"X-Subject-Token": issued.token})
 

@@ -1,1 +1,2 @@
-"""Metadata backends: jobs, task log heads, segment records and indexes (SQLite, PostgreSQL)."""
+"""Metadata backends on SQL (SQLite, PostgreSQL): job records, and the task logs' offsets, heads,
+segment records and indexes."""

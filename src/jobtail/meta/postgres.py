@@ -13,7 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from jobtail.core.errors import StorageNotWritable
-from jobtail.meta.sql import SqlMetaStore, raise_storage_errors
+from jobtail.meta.database import SqlDatabase
+from jobtail.meta.sql_logs import raise_storage_errors
 
 DISK_FULL, READ_ONLY_TRANSACTION = "53100", "25006"  # SQLSTATEs: disk_full, read_only_sql_transaction
 
@@ -27,10 +28,10 @@ def engines(url: str) -> tuple[Engine, Engine]:
     return writer, writer.execution_options(isolation_level="REPEATABLE READ")
 
 
-def open_postgres(url: str) -> SqlMetaStore:
+def open_database(url: str) -> SqlDatabase:
     """Connect to the database named by `url` and create the schema if missing."""
     writer, reader = engines(url)
-    store = SqlMetaStore(writer, reader, row_locks=True)
+    database = SqlDatabase(writer, reader, row_locks=True)
     try:
         with writer.begin() as conn:
             conn.execute(text("ALTER TABLE head_chunks ALTER COLUMN data SET COMPRESSION lz4"))
@@ -38,4 +39,4 @@ def open_postgres(url: str) -> SqlMetaStore:
         pass
     except StorageNotWritable:  # a read-only database: writes fail clearly (`check_writable` at start)
         pass
-    return store
+    return database

@@ -64,7 +64,7 @@ task_logs = Table(
     Column("sealed_offset", BigInteger, nullable=False, default=0),
     Column("end_offset", BigInteger, nullable=False, default=0),
     Column("line_count", BigInteger, nullable=False, default=0),
-    Column("last_append_at", Double, nullable=True),
+    Column("last_arrived_us", BigInteger, nullable=True),  # epoch µs of the newest append
     Column("index_offset", BigInteger, nullable=True),  # newest index entry, to space the next one
     Column("index_line", BigInteger, nullable=True),
     Column("index_time", Double, nullable=True),
@@ -72,12 +72,15 @@ task_logs = Table(
     sqlite_autoincrement=True,  # never reuse a log id, even after a job is deleted
 )
 
-# The head: acknowledged bytes not yet sealed, one row per append.
+# The head: acknowledged bytes not yet sealed, one row per append, with its arrival time (epoch
+# µs; sealing carries it into the segment's arrival trailer, see jobtail.core.arrivals).
 head_chunks = Table(
     "head_chunks",
     metadata,
     Column("log_id", Integer, ForeignKey("task_logs.id", ondelete="CASCADE"), primary_key=True),
     Column("base_offset", BigInteger, primary_key=True),
+    Column("length", BigInteger, nullable=False),  # len(data), without reading (or detoasting) it
+    Column("arrived_us", BigInteger, nullable=False),
     Column("data", LargeBinary, nullable=False),
 )
 
@@ -102,60 +105,4 @@ index_entries = Table(
     Column("appended_at", Double, nullable=False),
     Index("index_entries_line", "log_id", "line"),
     Index("index_entries_time", "log_id", "appended_at"),
-)
-
-# -- identity ---------------------------------------------------------------------------------
-# Projects, users, a role per (user, project), credentials and tokens. No secret is stored: a
-# credential's secret key is derived from its access key under the master key, tokens are kept
-# as SHA-256 digests and passwords as scrypt hashes (see jobtail.auth.secrets, .passwords).
-
-projects = Table(
-    "projects",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
-    Column("created_at", Double, nullable=False),
-)
-
-users = Table(
-    "users",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
-    Column("password_hash", String(255), nullable=True),
-    Column("created_at", Double, nullable=False),
-)
-
-grants = Table(
-    "grants",
-    metadata,
-    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
-    Column("role", String(16), nullable=False),
-)
-
-# A user's credential has user_id; a project credential has project_id and role (and maybe job_id).
-credentials = Table(
-    "credentials",
-    metadata,
-    Column("access_key", String(64), primary_key=True),
-    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
-    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
-    Column("role", String(16), nullable=True),
-    Column("job_id", String(64), nullable=True),
-    Column("description", String(255), nullable=False, default=""),
-    Column("created_at", Double, nullable=False),
-    Index("credentials_user", "user_id"),
-    Index("credentials_project", "project_id"),
-)
-
-tokens = Table(
-    "tokens",
-    metadata,
-    Column("digest", String(64), primary_key=True),
-    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
-    Column("expires_at", Double, nullable=False),
-    Column("created_at", Double, nullable=False),
-    Index("tokens_user", "user_id", "expires_at"),
 )

@@ -1,4 +1,5 @@
-"""Job records, their status and their events, for `SqlMetaStore`."""
+"""The job side of the metadata store (`jobtail.core.job_records`) on SQLAlchemy Core: job
+records, their status and their events."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jobtail.core.errors import DuplicateJobName
-from jobtail.core.types import JobEvent, JobQuery, JobRecord, TaskStatus
+from jobtail.core.types import DeletedJob, JobEvent, JobQuery, JobRecord, TaskStatus
 from jobtail.meta.schema import head_chunks, index_entries, job_events, jobs, segments, task_logs
+from jobtail.meta.sql_logs import IDS_PER_QUERY
 
 _SORT_COLUMNS = {"create_time": jobs.c.created_at, "name": jobs.c.name, "phase": jobs.c.phase}
+# The follow poller's query, once per tick for the jobs of every followed log of the process.
+_JOB_PHASES = select(jobs.c.id, jobs.c.phase).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def job_from_row(row: Row[Any]) -> JobRecord:
@@ -45,11 +49,13 @@ def _status_values(job: JobRecord) -> dict[str, Any]:
     }
 
 
-class JobQueries:
-    """Mixin with the job half of the metadata store; needs `_writer` and `_reader` engines."""
+class SqlJobRecords:
+    """`JobRecords` over a (writer, reader) engine pair; the tables exist already
+    (`jobtail.meta.database` creates them)."""
 
-    _writer: Engine
-    _reader: Engine
+    def __init__(self, writer: Engine, reader: Engine) -> None:
+        self._writer = writer
+        self._reader = reader
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -133,21 +139,28 @@ class JobQueries:
             ).all()
         return int(total or 0), int(count or 0), [job_from_row(r) for r in rows]
 
-    def delete_job(self, project_id: str, job_id: str) -> list[str]:
+    def job_phases(self, job_ids: list[str]) -> dict[str, str]:
+        phases: dict[str, str] = {}
+        with self._read() as conn:
+            for i in range(0, len(job_ids), IDS_PER_QUERY):
+                phases.update(conn.execute(_JOB_PHASES, {"ids": job_ids[i : i + IDS_PER_QUERY]}).all())
+        return phases
+
+    def delete_job(self, project_id: str, job_id: str) -> DeletedJob | None:
         with self._write() as conn:
             found = conn.execute(
                 select(jobs.c.id).where(jobs.c.id == job_id, jobs.c.project_id == project_id)
             ).first()
             if found is None:
-                return []
-            log_ids = select(task_logs.c.id).where(task_logs.c.job_id == job_id).scalar_subquery()
-            keys = list(conn.scalars(select(segments.c.blob_key).where(segments.c.log_id.in_(log_ids))))
+                return None
+            log_ids = tuple(conn.scalars(select(task_logs.c.id).where(task_logs.c.job_id == job_id)))
+            keys = tuple(conn.scalars(select(segments.c.blob_key).where(segments.c.log_id.in_(log_ids))))
             for table in (index_entries, head_chunks, segments):
                 conn.execute(delete(table).where(table.c.log_id.in_(log_ids)))
             conn.execute(delete(task_logs).where(task_logs.c.job_id == job_id))
             conn.execute(delete(job_events).where(job_events.c.job_id == job_id))
             conn.execute(delete(jobs).where(jobs.c.id == job_id))
-        return keys
+        return DeletedJob(log_ids, keys)
 
     def add_job_event(self, job_id: str, event: JobEvent) -> None:
         with self._write() as conn:

@@ -1,7 +1,7 @@
 """SQLite metadata backend: `sqlite:///path/to/file.db`.
 
 WAL mode with `synchronous=FULL`, so an acknowledged append survives a crash or power cut.
-The WAL is checkpointed by `SqlMetaStore.checkpoint()` (after seals and from the server's
+The WAL is checkpointed by `SqlLogRecords.checkpoint()` (after seals and from the server's
 maintenance thread) rather than inside whichever append crosses 4 MiB. Write transactions
 start with `BEGIN IMMEDIATE`: they take SQLite's single write lock up front,
 which serialises appends and seals without deadlocks between lock upgrades. Read
@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from jobtail.meta.sql import SqlMetaStore, raise_storage_errors
+from jobtail.meta.database import SqlDatabase
+from jobtail.meta.sql_logs import raise_storage_errors
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -86,7 +87,7 @@ def _private_file(path: Path) -> None:
             pass
 
 
-def open_sqlite(url: str) -> SqlMetaStore:
+def open_database(url: str) -> SqlDatabase:
     """Open (creating if needed) the SQLite database named by `url`."""
     writer, reader = engines(url)
-    return SqlMetaStore(writer, reader, row_locks=False)
+    return SqlDatabase(writer, reader, row_locks=False)

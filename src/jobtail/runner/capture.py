@@ -6,7 +6,8 @@ a retried append after a transient database error idempotent. Reads are batched:
 already in the pipe, up to `BATCH_BYTES`, is appended together, and no byte waits longer than
 `BATCH_SECONDS` after it was read — so a partial line (a progress bar, a prompt) reaches the
 preview within a fraction of a second, and a process writing faster than the log is read is
-slowed down by the full pipe rather than losing output.
+slowed down by the full pipe rather than losing output. Each batch's arrival time is when its
+first byte was read (not when the batch was appended), so `--timestamps` is exact to the batch.
 
 Platform lines, `[ModelArts Service Log][LEVEL][time] …`, mark the start and the exit of the
 task, always at the start of a line. When the task has ended the head of the log is sealed.
@@ -124,6 +125,7 @@ class TaskCapture:
         poller.register(self._read_fd, select.POLLIN)
         buffer = bytearray()
         first_at = 0.0
+        arrived = 0.0  # wall-clock time of the buffer's first byte
         while True:
             now = time.monotonic()
             finishing = self._finishing.is_set()
@@ -135,26 +137,26 @@ class TaskCapture:
             if poller.poll(wait * 1000):
                 chunk = os.read(self._read_fd, BATCH_BYTES - len(buffer))
                 if chunk and not buffer:
-                    first_at = time.monotonic()
+                    first_at, arrived = time.monotonic(), time.time()
                 buffer += chunk
             elif finishing and not buffer and time.monotonic() >= self._finish_by:
                 return
             if buffer and (chunk == b"" or len(buffer) >= BATCH_BYTES or time.monotonic() - first_at >= BATCH_SECONDS):
-                self._append(bytes(buffer))
+                self._append(bytes(buffer), arrived)
                 buffer.clear()
             if chunk == b"" or (finishing and now > self._finish_by + LEAK_SECONDS):
                 if buffer:
-                    self._append(bytes(buffer))
+                    self._append(bytes(buffer), arrived)
                 return
 
-    def _append(self, data: bytes) -> None:
-        """Append at our offset; retried until stored (or the job is gone)."""
+    def _append(self, data: bytes, arrived_at: float | None = None) -> None:
+        """Append at our offset (arrived at `arrived_at`, else now); retried until stored (or the job is gone)."""
         if self._dropping or not data:
             return
         delay = 0.05
         while True:
             try:
-                appended = self.store.append(self.ref, data, self._offset)
+                appended = self.store.append(self.ref, data, self._offset, arrived_at=arrived_at)
             except (JobNotFound, TaskNotFound):
                 self._dropping = True
                 return
@@ -172,8 +174,3 @@ class TaskCapture:
             break
         self._offset = appended.full_size
         self._last_byte = data[-1:]
-        if appended.seal_due:
-            try:
-                self.store.seal_log(appended.log_id)
-            except Exception:  # maintenance seals it later
-                log.exception("sealing %s failed", self.ref)

@@ -45,6 +45,7 @@ from jobtail.core.jobs import (
     TERMINATING,
     JobService,
 )
+from jobtail.core.store import LogStore
 from jobtail.core.types import JobRecord, TaskRef
 from jobtail.runner import job_run
 from jobtail.runner.capture import TaskCapture, platform_line
@@ -72,8 +73,9 @@ _FINAL = {None: (COMPLETED, "Training job completed.", "Info"),
 class LocalExecutor:
     """See the module docstring. `start()`, `wake()` and `stop()` are safe from any thread."""
 
-    def __init__(self, jobs: JobService, settings: Settings) -> None:
+    def __init__(self, jobs: JobService, logs: LogStore, settings: Settings) -> None:
         self.jobs = jobs
+        self.logs = logs
         self.cap = settings.max_running_tasks
         self.grace = settings.terminate_grace_seconds
         self.owner = Owner.current()
@@ -113,7 +115,7 @@ class LocalExecutor:
             if self._stopping.wait(LEASE_RETRY_SECONDS):
                 return
         try:
-            self._guarded(lambda: recover(self.jobs, self.records))
+            self._guarded(lambda: recover(self.jobs, self.logs, self.records))
             self._guarded(self._sweep_job_dirs)
             if self.sandbox is not None:
                 self._guarded(self.sandbox.sweep_shm)
@@ -227,7 +229,7 @@ class LocalExecutor:
     def _start_task(self, run: JobRun, index: int, command: str, cwd: str | None, port: int) -> bool:
         """Start task `index` of the run; False when it could not be started (the run then fails)."""
         job, task = run.job, run.job.tasks[index]
-        capture = TaskCapture(self.jobs.store, TaskRef(job.project_id, job.id, task))
+        capture = TaskCapture(self.logs, TaskRef(job.project_id, job.id, task))
         try:
             places = None
             if self.sandbox is not None:

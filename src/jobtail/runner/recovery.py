@@ -36,6 +36,7 @@ from pathlib import Path
 
 from jobtail.core.errors import JobtailError
 from jobtail.core.jobs import ABNORMAL, CREATING, PENDING, RUNNING, TERMINATING, JobService
+from jobtail.core.store import LogStore
 from jobtail.core.types import JobRecord, TaskRef, TaskStatus
 from jobtail.runner.capture import platform_line
 from jobtail.runner.environment import JOB_MARKER
@@ -105,7 +106,7 @@ def _dead_here(owner: Owner | None) -> bool:
     return owner is not None and owner.here() and not owner.process_alive()
 
 
-def recover(jobs: JobService, records: RunRecords) -> list[str]:
+def recover(jobs: JobService, logs: LogStore, records: RunRecords) -> list[str]:
     """Clean up after dead runners of this host (module docstring); returns the jobs marked Abnormal."""
     alive_at: dict[str, float] = {}  # job id → when its dead runner last touched its record
     for record in records.all():
@@ -127,7 +128,7 @@ def recover(jobs: JobService, records: RunRecords) -> list[str]:
                                      f"stopped ({owner.describe()}).", "Warning")
             continue
         message = f"The jobtail server running this job stopped ({owner.describe()}); its processes were stopped."
-        _note_in_logs(jobs, job, message)  # first: a job that shows ended has all of its log
+        _note_in_logs(logs, job, message)  # first: a job that shows ended has all of its log
         statuses = tuple(TaskStatus(task, -1, message) for task in job.tasks)
         stopped = {"end_time": max(job.start_time, int(alive_at[job.id] * 1000))} if job.id in alive_at else {}
         marked = jobs.transition(job, ABNORMAL, expected=(RUNNING, TERMINATING), task_statuses=statuses, **stopped)
@@ -138,15 +139,12 @@ def recover(jobs: JobService, records: RunRecords) -> list[str]:
     return abnormal
 
 
-def _note_in_logs(jobs: JobService, job: JobRecord, message: str) -> None:
+def _note_in_logs(logs: LogStore, job: JobRecord, message: str) -> None:
     """End each task log with a platform line saying what happened."""
     for task in job.tasks:
         ref = TaskRef(job.project_id, job.id, task)
         try:
-            end = jobs.store.state(ref).end_offset
-            last = b"".join(jobs.store.read(ref, end - 1, end)) if end else b"\n"
-            line = platform_line(message, "ERROR")
-            jobs.store.append(ref, line if last == b"\n" else b"\n" + line)
-            jobs.store.seal(ref)
+            logs.append_line(ref, platform_line(message, "ERROR"))
+            logs.seal(ref)
         except JobtailError:
             log.exception("could not note the recovery in %s", ref)

@@ -1,13 +1,13 @@
 """The identity store on the metadata database (SQLite or PostgreSQL), SQLAlchemy Core.
 
-Every lookup on the request path is one indexed query that also fetches the caller's role in the
-requested project, so a revoked credential, a deleted user or a changed grant counts for the very
-next request, on every replica.
+It works on the engine pair the log store opened on that database (`jobtail.meta.database`), so
+a process holds one pair per database. Every lookup on the request path is one indexed query that
+also fetches the caller's role in the requested project, so a revoked credential, a deleted user
+or a changed grant counts for the very next request, on every replica.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -17,27 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from jobtail.auth.errors import IdentityExists, IdentityNotFound, InvalidIdentity
 from jobtail.auth.records import Access, Credential, Login, Project, User, new_user_id
-from jobtail.meta.identity_cache import CHANNEL, NotifiedCache
-from jobtail.meta.registry import scheme_of
-from jobtail.meta.schema import credentials, grants, metadata, projects, tokens, users
-
-_ENGINES = {
-    "sqlite": "jobtail.meta.sqlite",
-    "postgresql": "jobtail.meta.postgres",
-    "postgres": "jobtail.meta.postgres",
-}
-
-
-def open_identity(database_url: str, *, cache: bool = False) -> SqlIdentityStore:
-    """Open the identity store in the metadata database named by `database_url`, creating its tables.
-
-    `cache`: for servers on PostgreSQL, answer request-path lookups from memory, kept current by
-    notifications (it starts a listener thread); SQLite lookups are local reads and never cached."""
-    scheme = scheme_of(database_url)
-    if scheme not in _ENGINES:
-        raise ValueError(f"unsupported database URL {database_url!r}: use sqlite:///PATH or postgresql://…")
-    writer, reader = importlib.import_module(_ENGINES[scheme]).engines(database_url)
-    return SqlIdentityStore(writer, reader, cache=cache)
+from jobtail.auth.identity_cache import CHANNEL, NotifiedCache
+from jobtail.auth.schema import credentials, grants, metadata, projects, tokens, users
 
 
 _CREDENTIAL_ACCESS = (
@@ -71,7 +52,10 @@ class _Prepared:
 
 
 class SqlIdentityStore:
-    """`IdentityStore` over a (writer, reader) engine pair from `jobtail.meta.sqlite` or `.postgres`."""
+    """`IdentityStore` over a (writer, reader) engine pair of the metadata database, creating its
+    tables. `cache`: for servers on PostgreSQL, answer request-path lookups from memory, kept
+    current by notifications (it starts a listener thread); SQLite lookups are local reads and
+    never cached. `close()` stops that thread; the engines belong to whoever made them."""
 
     def __init__(self, writer: Engine, reader: Engine, *, cache: bool = False) -> None:
         self._writer = writer
@@ -102,8 +86,6 @@ class SqlIdentityStore:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
-        self._writer.dispose()
-        self._reader.dispose()
 
     # -- the request path -------------------------------------------------------------------
     # One indexed query each, sent through the DBAPI directly: SQLAlchemy's per-execution work

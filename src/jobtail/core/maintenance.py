@@ -1,6 +1,6 @@
-"""The server's background work: sealing idle heads, retention, sweeping what dead sealers left.
+"""The engine's background work: sealing idle heads, retention, sweeping what dead sealers left.
 
-One daemon thread per server process (`Maintenance`). Every `MAINTENANCE_INTERVAL` it seals the
+One daemon thread per opened engine (`Maintenance`, started by `LogStore.start`). Every `MAINTENANCE_INTERVAL` it seals the
 heads that are idle or large enough (and checkpoints SQLite's WAL); retention runs every
 `RETENTION_ROUNDS`, from the first; orphan blobs and leftovers of interrupted seals are swept at
 start and then every `orphan_grace_seconds`, clamped to one round … `RETENTION_ROUNDS`.
@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobtail.core.errors import JobtailError, StorageFull, StorageNotWritable
-from jobtail.core.retention import DAY_SECONDS
-from jobtail.core.store import LogStore
-from jobtail.settings import Settings
+from typing import Protocol
+
+from jobtail.core.errors import JobtailError
+from jobtail.core.retention import Expired
 
 log = logging.getLogger("jobtail")
 
@@ -94,23 +94,33 @@ class FailureLog:
             self._log.info("%s works again, after %d failure(s)", work, failing.count)
 
 
-def seal_soon(store: LogStore, log_ids: list[int]) -> None:
-    """Seal heads an append made due (run after its response). A full or unwritable log store is
-    left to the maintenance thread, which retries the seal every round and reports it once."""
-    for log_id in log_ids:
-        try:
-            store.seal_log(log_id)
-        except (StorageFull, StorageNotWritable):
-            return
+@dataclass(frozen=True, slots=True)
+class MaintenancePolicy:
+    """When maintenance acts: seal heads idle this long; drop segments older than
+    `retention_seconds` (0 keeps everything); sweep unrecorded blobs older than `orphan_grace_seconds`."""
+
+    seal_idle_seconds: float = 30.0
+    retention_seconds: float = 30 * 86_400.0
+    orphan_grace_seconds: float = 3600.0
+
+
+class Maintained(Protocol):
+    """What maintenance works on (the `LogStore`)."""
+
+    def seal_idle_heads(self, idle_seconds: float) -> int: ...
+
+    def apply_retention(self, max_age_seconds: float, *, dry_run: bool = False) -> list[Expired]: ...
+
+    def sweep_orphans(self, grace_seconds: float) -> list[str]: ...
 
 
 class Maintenance:
     """The background thread of the module docstring."""
 
-    def __init__(self, store: LogStore, settings: Settings) -> None:
+    def __init__(self, store: Maintained, policy: MaintenancePolicy, failures: FailureLog) -> None:
         self._store = store
-        self._settings = settings
-        self._failures = FailureLog()
+        self._policy = policy
+        self._failures = failures
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jobtail-maintenance", daemon=True)
 
@@ -122,12 +132,12 @@ class Maintenance:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        grace = self._settings.orphan_grace_seconds
+        grace = self._policy.orphan_grace_seconds
         sweep_rounds = max(1, min(RETENTION_ROUNDS, int(grace // MAINTENANCE_INTERVAL)))
         self._failures.run("sweeping orphan blobs", self._sweep)
         rounds = 0
         while not self._stop.wait(MAINTENANCE_INTERVAL):
-            self._failures.run("sealing idle heads", lambda: self._store.seal_due(self._settings.seal_idle_seconds))
+            self._failures.run("sealing idle heads", lambda: self._store.seal_idle_heads(self._policy.seal_idle_seconds))
             if rounds % RETENTION_ROUNDS == 0:
                 self._failures.run("retention", self._retention)
             rounds += 1
@@ -135,11 +145,11 @@ class Maintenance:
                 self._failures.run("sweeping orphan blobs", self._sweep)
 
     def _sweep(self) -> None:
-        removed = self._store.sweep_orphans(self._settings.orphan_grace_seconds)
+        removed = self._store.sweep_orphans(self._policy.orphan_grace_seconds)
         if removed:
             log.info("swept %d orphan blob(s) and leftover(s) of interrupted seals", len(removed))
 
     def _retention(self) -> None:
-        for expired in self._store.apply_retention(self._settings.retention_days * DAY_SECONDS):
+        for expired in self._store.apply_retention(self._policy.retention_seconds):
             log.info("retention dropped %d segment(s), %d bytes, of %s/%s; it now starts at %d",
                      expired.segments, expired.bytes, expired.job_id, expired.task_id, expired.start_offset)

@@ -1,30 +1,24 @@
-"""The metadata store on SQLAlchemy Core: one implementation for every SQL backend.
+"""The log side of the metadata store (`jobtail.core.log_records`) on SQLAlchemy Core: task log
+offsets, the head (one row per append), segment records, the sparse index and retention.
 
-Backends differ only in how their engines are made (`jobtail.meta.sqlite`,
-`jobtail.meta.postgres`): a writer engine whose transactions serialise appends and seals per
-task log, and a reader engine whose transactions each see one consistent snapshot.
+One implementation for every SQL backend; they differ only in how their engines are made
+(`jobtail.meta.sqlite`, `jobtail.meta.postgres`): a writer engine whose transactions serialise
+appends and seals per task log, and a reader engine whose transactions each see one snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, bindparam, delete, event, func, insert, select, update
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.sql.elements import BindParameter
 
 from jobtail.core.errors import JobNotFound, StorageFull, StorageNotWritable
-from jobtail.core.types import (
-    AppendOutcome,
-    HeadChunk,
-    IndexEntry,
-    IndexPolicy,
-    LogState,
-    ReadPlan,
-    Segment,
-)
-from jobtail.meta.schema import head_chunks, index_entries, jobs, metadata, segments, task_logs
-from jobtail.meta.sql_jobs import JobQueries
+from jobtail.core.types import AppendOutcome, Arrival, HeadChunk, IndexEntry, IndexPolicy, LogState, Segment
+from jobtail.meta.schema import head_chunks, index_entries, jobs, segments, task_logs
 
 _STATE_COLUMNS = (
     task_logs.c.id,
@@ -32,7 +26,7 @@ _STATE_COLUMNS = (
     task_logs.c.sealed_offset,
     task_logs.c.end_offset,
     task_logs.c.line_count,
-    task_logs.c.last_append_at,
+    task_logs.c.last_arrived_us,
 )
 
 
@@ -48,10 +42,9 @@ _LOG_STATE = (
 )
 
 
-# The follow poller's two queries, once per tick for every followed log of the process.
+# The follow poller's query, once per tick for every followed log of the process.
 _LOG_ENDS = select(task_logs.c.id, task_logs.c.end_offset).where(task_logs.c.id.in_(bindparam("ids", expanding=True)))
-_JOB_PHASES = select(jobs.c.id, jobs.c.phase).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
-_IDS_PER_QUERY = 10_000  # far below SQLite's and PostgreSQL's bound-parameter limits
+IDS_PER_QUERY = 10_000  # far below SQLite's and PostgreSQL's bound-parameter limits
 
 
 def raise_storage_errors(engine: Engine, full: Callable[[BaseException], bool],
@@ -69,20 +62,21 @@ def raise_storage_errors(engine: Engine, full: Callable[[BaseException], bool],
             raise StorageNotWritable("the database", str(error)) from error
 
 
-def _overlapping(table: Any, piece_end: Any) -> Any:
+def _overlapping(table: Any, piece_end: Any, *columns: Any) -> Any:
     """Pieces of `table` overlapping [:start, :end) of log :log_id, in offset order.
 
     Pieces of one log never overlap, so the candidates start at the last piece beginning at or
     before `start`; that one counts only if it reaches past `start`.
     """
-    log_id, start = bindparam("log_id"), bindparam("start")
+    log_id: BindParameter[int] = bindparam("log_id")
+    start: BindParameter[int] = bindparam("start")
     floor = (
         select(func.max(table.c.base_offset))
         .where(table.c.log_id == log_id, table.c.base_offset <= start)
         .scalar_subquery()
     )
     return (
-        select(table)
+        select(*(columns or (table,)))
         .where(
             table.c.log_id == log_id,
             table.c.base_offset >= func.coalesce(floor, 0),
@@ -94,17 +88,19 @@ def _overlapping(table: Any, piece_end: Any) -> Any:
 
 
 _SEGMENTS_OVERLAPPING = _overlapping(segments, segments.c.base_offset + segments.c.length)
-_HEAD_OVERLAPPING = _overlapping(head_chunks, head_chunks.c.base_offset + func.length(head_chunks.c.data))
+_HEAD_END = head_chunks.c.base_offset + head_chunks.c.length
+_HEAD_OVERLAPPING = _overlapping(head_chunks, _HEAD_END)
+_HEAD_ARRIVALS = _overlapping(head_chunks, _HEAD_END, head_chunks.c.base_offset, head_chunks.c.arrived_us)
 
 
-def _state(row: Row[Any]) -> LogState:
+def _state(row: Row[Any, Any, Any, Any, Any, Any]) -> LogState:
     return LogState(
         log_id=row.id,
         start_offset=row.start_offset,
         sealed_offset=row.sealed_offset,
         end_offset=row.end_offset,
         line_count=row.line_count,
-        last_append_at=row.last_append_at,
+        last_append_at=None if row.last_arrived_us is None else row.last_arrived_us / 1_000_000,
     )
 
 
@@ -112,19 +108,29 @@ def _entry(row: Row[Any] | None) -> IndexEntry | None:
     return None if row is None else IndexEntry(row.offset, row.line, row.appended_at)
 
 
-class SqlMetaStore(JobQueries):
-    """`MetaStore` over two SQLAlchemy engines (see the module docstring).
+class SqlLogRecords:
+    """`LogHeads` and `LogSegments` over two SQLAlchemy engines (see the module docstring).
 
     `row_locks`: lock the task log row (`SELECT ... FOR UPDATE`) in write transactions; needed
     where writers run concurrently (PostgreSQL), pointless where a write transaction already
-    holds the database's only write lock (SQLite `BEGIN IMMEDIATE`).
+    holds the database's only write lock (SQLite `BEGIN IMMEDIATE`). The tables exist already
+    (`jobtail.meta.database` creates them).
     """
 
     def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool) -> None:
         self._writer = writer
         self._reader = reader
         self._row_locks = row_locks
-        metadata.create_all(writer)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._reader.begin() as conn:
+            yield conn
 
     def _locked_log(self, conn: Connection, log_id: int, *columns: Any) -> Row[Any] | None:
         query = select(*columns).where(task_logs.c.id == log_id)
@@ -155,21 +161,14 @@ class SqlMetaStore(JobQueries):
     def log_ends(self, log_ids: list[int]) -> dict[int, int]:
         ends: dict[int, int] = {}
         with self._read() as conn:
-            for i in range(0, len(log_ids), _IDS_PER_QUERY):
-                ends.update(conn.execute(_LOG_ENDS, {"ids": log_ids[i : i + _IDS_PER_QUERY]}).all())
+            for i in range(0, len(log_ids), IDS_PER_QUERY):
+                ends.update(conn.execute(_LOG_ENDS, {"ids": log_ids[i : i + IDS_PER_QUERY]}).all())
         return ends
-
-    def job_phases(self, job_ids: list[str]) -> dict[str, str]:
-        phases: dict[str, str] = {}
-        with self._read() as conn:
-            for i in range(0, len(job_ids), _IDS_PER_QUERY):
-                phases.update(conn.execute(_JOB_PHASES, {"ids": job_ids[i : i + _IDS_PER_QUERY]}).all())
-        return phases
 
     # -- appending ----------------------------------------------------------------------------
 
     def append(
-        self, log_id: int, expected_end: int, data: bytes, now: float, policy: IndexPolicy
+        self, log_id: int, expected_end: int, data: bytes, arrived_us: int, policy: IndexPolicy
     ) -> AppendOutcome:
         newlines = data.count(b"\n")
         with self._write() as conn:
@@ -178,6 +177,7 @@ class SqlMetaStore(JobQueries):
                 log_id,
                 task_logs.c.end_offset,
                 task_logs.c.line_count,
+                task_logs.c.last_arrived_us,
                 task_logs.c.index_offset,
                 task_logs.c.index_line,
                 task_logs.c.index_time,
@@ -186,10 +186,12 @@ class SqlMetaStore(JobQueries):
                 raise JobNotFound(f"(task log {log_id})")
             if row.end_offset != expected_end:
                 return AppendOutcome(stored=False, end_offset=row.end_offset)
+            arrived_us = max(arrived_us, row.last_arrived_us or 0)  # never earlier than the previous append
+            now = arrived_us / 1_000_000
             changes: dict[str, Any] = {
                 "end_offset": expected_end + len(data),
                 "line_count": row.line_count + newlines,
-                "last_append_at": now,
+                "last_arrived_us": arrived_us,
             }
             last = None
             if row.index_offset is not None:
@@ -202,26 +204,32 @@ class SqlMetaStore(JobQueries):
                 )
                 newest = entries[-1]
                 changes.update(index_offset=newest.offset, index_line=newest.line, index_time=newest.appended_at)
-            conn.execute(insert(head_chunks).values(log_id=log_id, base_offset=expected_end, data=data))
+            conn.execute(insert(head_chunks).values(log_id=log_id, base_offset=expected_end, length=len(data),
+                                                    arrived_us=arrived_us, data=data))
             conn.execute(update(task_logs).where(task_logs.c.id == log_id).values(**changes))
         return AppendOutcome(stored=True, end_offset=expected_end + len(data))
 
     # -- reading ------------------------------------------------------------------------------
 
-    def read_plan(self, log_id: int, start: int, end: int) -> ReadPlan:
-        params = {"log_id": log_id, "start": start, "end": end}
+    def head_chunks(self, log_id: int, start: int, end: int) -> list[HeadChunk]:
         with self._read() as conn:
-            segs = conn.execute(_SEGMENTS_OVERLAPPING, params).all()
-            head = conn.execute(_HEAD_OVERLAPPING, params).all()
-        return ReadPlan(
-            segments=tuple(Segment(r.base_offset, r.length, r.blob_key, r.created_at) for r in segs),
-            head=tuple(HeadChunk(r.base_offset, bytes(r.data)) for r in head),
-        )
+            rows = conn.execute(_HEAD_OVERLAPPING, {"log_id": log_id, "start": start, "end": end}).all()
+        return [HeadChunk(r.base_offset, bytes(r.data), r.arrived_us) for r in rows]
 
-    def head_chunks(self, log_id: int, start: int, max_bytes: int) -> list[HeadChunk]:
+    def head_arrivals(self, log_id: int, start: int, end: int) -> list[Arrival]:
+        with self._read() as conn:
+            rows = conn.execute(_HEAD_ARRIVALS, {"log_id": log_id, "start": start, "end": end}).all()
+        return [Arrival(r.base_offset, r.arrived_us) for r in rows]
+
+    def segments_overlapping(self, log_id: int, start: int, end: int) -> list[Segment]:
+        with self._read() as conn:
+            rows = conn.execute(_SEGMENTS_OVERLAPPING, {"log_id": log_id, "start": start, "end": end}).all()
+        return [Segment(r.base_offset, r.length, r.blob_key, r.created_at) for r in rows]
+
+    def head_to_seal(self, log_id: int, start: int, max_bytes: int) -> list[HeadChunk]:
         with self._read() as conn:
             sizes = conn.execute(
-                select(head_chunks.c.base_offset, func.length(head_chunks.c.data).label("size"))
+                select(head_chunks.c.base_offset, head_chunks.c.length)
                 .where(head_chunks.c.log_id == log_id, head_chunks.c.base_offset >= start)
                 .order_by(head_chunks.c.base_offset)
             ).all()
@@ -231,7 +239,7 @@ class SqlMetaStore(JobQueries):
                     break
                 stop, total = base + size, total + size
             rows = conn.execute(
-                select(head_chunks.c.base_offset, head_chunks.c.data)
+                select(head_chunks.c.base_offset, head_chunks.c.data, head_chunks.c.arrived_us)
                 .where(
                     head_chunks.c.log_id == log_id,
                     head_chunks.c.base_offset >= start,
@@ -239,7 +247,7 @@ class SqlMetaStore(JobQueries):
                 )
                 .order_by(head_chunks.c.base_offset)
             ).all()
-        return [HeadChunk(r.base_offset, bytes(r.data)) for r in rows]
+        return [HeadChunk(r.base_offset, bytes(r.data), r.arrived_us) for r in rows]
 
     # -- sealing ------------------------------------------------------------------------------
 
@@ -288,7 +296,7 @@ class SqlMetaStore(JobQueries):
             return list(
                 conn.scalars(
                     select(task_logs.c.id).where(
-                        head > 0, (task_logs.c.last_append_at < idle_before) | (head >= min_head_bytes)
+                        head > 0, (task_logs.c.last_arrived_us < idle_before * 1_000_000) | (head >= min_head_bytes)
                     )
                 )
             )
@@ -386,12 +394,6 @@ class SqlMetaStore(JobQueries):
         with self._read() as conn:
             return [IndexEntry(r.offset, r.line, r.appended_at) for r in conn.execute(query)]
 
-    def check_writable(self) -> None:
-        # BEGIN IMMEDIATE (SQLite) takes the write lock; the UPDATE needs write access even when,
-        # as here, it matches no row.
-        with self._writer.begin() as conn:
-            conn.execute(update(task_logs).where(task_logs.c.id == -1).values(end_offset=task_logs.c.end_offset))
-
     def checkpoint(self) -> None:
         """SQLite: copy the write-ahead log into the database without blocking writers (its
         auto-checkpoint is off, see `jobtail.meta.sqlite`). Other databases: nothing to do."""
@@ -399,7 +401,3 @@ class SqlMetaStore(JobQueries):
             return
         with self._reader.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def close(self) -> None:
-        self._writer.dispose()
-        self._reader.dispose()

@@ -1,13 +1,18 @@
-"""The blob store interface: immutable objects addressed by key.
+"""The blob store interface the engine holds sealed segments in: immutable objects addressed by key.
 
-Every backend passes the same conformance suite (`tests/blobs/test_conformance.py`).
+Implemented by `jobtail.blobs` (local directory, S3, memory); every backend passes the same
+conformance suite (`tests/blobs/test_conformance.py`).
 """
 
 from __future__ import annotations
 
+import builtins  # `list` is a method name below
+
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
+
+__all__ = ["BlobInfo", "BlobNotFound", "BlobStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,7 @@ class BlobStore(Protocol):
     def list(self, prefix: str) -> Iterator[BlobInfo]:
         """Objects whose key starts with `prefix`, in key order."""
 
-    def sweep_partial(self, prefix: str, older_than: float) -> list[str]:
+    def sweep_partial(self, prefix: str, older_than: float) -> builtins.list[str]:
         """Remove what writes that never completed left under `prefix` (a killed writer's
         temporary file, an unfinished multipart upload) and that was last written before
         `older_than` (epoch seconds); a write the backend knows to be in progress is kept.

@@ -1,0 +1,63 @@
+"""The identity tables (in the metadata database, beside the log store's tables).
+
+Projects, users, a role per (user, project), credentials and tokens. No secret is stored: a
+credential's secret key is derived from its access key under the master key, tokens are kept
+as SHA-256 digests and passwords as scrypt hashes (see jobtail.auth.secrets, .passwords).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Double, ForeignKey, Index, MetaData, String, Table
+
+metadata = MetaData()
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_at", Double, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=True),
+    Column("created_at", Double, nullable=False),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False),
+)
+
+# A user's credential has user_id; a project credential has project_id and role (and maybe job_id).
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("access_key", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    Column("role", String(16), nullable=True),
+    Column("job_id", String(64), nullable=True),
+    Column("description", String(255), nullable=False, default=""),
+    Column("created_at", Double, nullable=False),
+    Index("credentials_user", "user_id"),
+    Index("credentials_project", "project_id"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    Column("expires_at", Double, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("tokens_user", "user_id", "expires_at"),
+)

@@ -1,0 +1,68 @@
+"""One metadata database: its engine pair, chosen by URL, and the record stores on it.
+
+`open_database(url)` makes the (writer, reader) engine pair of the backend the URL names
+(`jobtail.meta.sqlite`, `jobtail.meta.postgres`; their driver libraries are imported only then),
+creates the tables, and offers the job records and the log records over those engines. Whatever
+else lives in the same database (the identity store) takes `writer` and `reader` from here, so
+one process holds one engine pair per database.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from sqlalchemy import Engine, update
+
+from jobtail.meta.schema import metadata, task_logs
+from jobtail.meta.sql_jobs import SqlJobRecords
+from jobtail.meta.sql_logs import SqlLogRecords
+
+BACKENDS = {
+    "sqlite": "jobtail.meta.sqlite",
+    "postgresql": "jobtail.meta.postgres",
+    "postgres": "jobtail.meta.postgres",
+}
+
+
+def scheme_of(url: str) -> str:
+    """The backend name of a database URL (`sqlite`, `postgresql`, ...), driver suffix removed."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+class SqlDatabase:
+    """The engines of one database and the record stores over them; `close()` disposes of them."""
+
+    def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool) -> None:
+        self.writer = writer
+        self.reader = reader
+        metadata.create_all(writer)
+        self.jobs = SqlJobRecords(writer, reader)
+        self.logs = SqlLogRecords(writer, reader, row_locks=row_locks)
+
+    @property
+    def dialect(self) -> str:
+        return self.writer.dialect.name
+
+    def check_writable(self) -> None:
+        """Raise StorageNotWritable unless the database accepts a write transaction (one that
+        changes nothing): for a start-up check."""
+        # BEGIN IMMEDIATE (SQLite) takes the write lock; the UPDATE needs write access even when,
+        # as here, it matches no row.
+        with self.writer.begin() as conn:
+            conn.execute(update(task_logs).where(task_logs.c.id == -1).values(end_offset=task_logs.c.end_offset))
+
+    def close(self) -> None:
+        """Release every connection. Idempotent."""
+        self.writer.dispose()
+        self.reader.dispose()
+
+
+def open_database(url: str) -> SqlDatabase:
+    """Open (creating the tables if needed) the database named by `url`: `sqlite:///PATH` or
+    `postgresql://…`."""
+    scheme = scheme_of(url)
+    if scheme not in BACKENDS:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://…")
+    backend = importlib.import_module(BACKENDS[scheme])
+    database: SqlDatabase = backend.open_database(url)
+    return database
