@@ -11,7 +11,7 @@ import pytest
 from jobtail.auth import manage
 from jobtail.auth.bootstrap import bootstrap, endpoint_url
 from jobtail.auth.secrets import secret_key_for
-from jobtail.meta.identity import open_identity
+from support.engine import open_identity
 
 MASTER = b"m" * 32
 

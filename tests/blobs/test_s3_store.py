@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from support.engine import backends_of, new_job
+from support.engine import backends_of, new_job, open_engine
 
-from jobtail.core.blob_store import BlobNotFound
 from jobtail.blobs.registry import open_blobs
 from jobtail.blobs.s3 import S3BlobStore, open_s3
-from jobtail.core.store import LogStore
+from jobtail.core.blob_store import BlobNotFound
 from jobtail.core.types import TaskRef
-from jobtail.meta.registry import open_meta
 
 MiB = 1024 * 1024
 
@@ -27,19 +25,21 @@ class Boom(Exception):
 
 
 def test_logstore_on_sqlite_and_s3(s3_blob_url: str, tmp_path: Path) -> None:
-    store = LogStore(open_meta(f"sqlite:///{tmp_path / 'meta.db'}"), open_blobs(s3_blob_url),
-                     seal_bytes=4096, segment_bytes=8192, preview_bytes=10_000)
+    store = open_engine(f"sqlite:///{tmp_path / 'meta.db'}", s3_blob_url, seal_bytes=4096, segment_bytes=8192,
+                        preview_bytes=10_000).store
     try:
         job = new_job(store, "proj-1", "s3-job", node_count=1)
         ref = TaskRef("proj-1", job.id, "worker-0")
         lines = [f"step {i:05d} loss {1 / (i + 1):.6f}\n".encode() for i in range(2000)]
         expected = b"".join(lines)
-        for i in range(0, len(lines), 100):
-            appended = store.append(ref, b"".join(lines[i : i + 100]))
-            if appended.seal_due:
-                store.seal_log(appended.log_id)
+        arrived = []
+        for i in range(0, len(lines), 100):  # full heads are sealed in the background
+            arrived.append((len(b"".join(lines[:i])), 1_700_000_000.0 + i / 100 + 0.123456))
+            store.append(ref, b"".join(lines[i : i + 100]), arrived_at=arrived[-1][1])
         store.seal(ref)
         state = store.state(ref)
+        # every append's arrival time, to the microsecond, from the segments' trailers in S3
+        assert store.arrival_times(state, [offset for offset, _ in arrived]) == [at for _, at in arrived]
         assert state.end_offset == len(expected)
         segments = backends_of(store).logs.segments(state.log_id)
         assert len(segments) >= len(expected) // 8192

@@ -13,7 +13,7 @@ from jobtail.auth.bootstrap import bootstrap
 from jobtail.auth.secrets import load_master_key
 from jobtail.core.store import LogStore
 from jobtail.http.guard import IdentityGuard
-from jobtail.meta.identity import open_identity
+from support.engine import open_identity
 
 
 @pytest.fixture

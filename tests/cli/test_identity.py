@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from jobtail.auth.secrets import load_master_key, secret_key_for
 from jobtail.cli import main
-from jobtail.meta.identity import open_identity
+from support.engine import open_identity
 
 
 def run(tmp_path: Path, *args: str, stdin: str | None = None, ok: bool = True) -> Any:

@@ -26,7 +26,7 @@ from jobtail.auth import manage
 from jobtail.auth.secrets import load_master_key
 from jobtail.auth.signing import sign_request
 from jobtail.http.guard import IdentityGuard
-from jobtail.meta.identity import SqlIdentityStore
+from jobtail.auth.sql_store import SqlIdentityStore
 
 MiB = 1024 * 1024
 BODY = 15 * MiB

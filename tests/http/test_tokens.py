@@ -14,7 +14,7 @@ from support.identity import SecureServer
 from support.live import LiveServer
 
 from jobtail.auth import manage
-from jobtail.meta.schema import tokens
+from jobtail.auth.schema import tokens
 
 IAM = "Incorrect IAM authentication information: "
 

@@ -20,14 +20,11 @@ import psycopg
 import pytest
 from psycopg import sql
 from support.filesystems import fill, tmpfs
-from support.engine import backends_of, new_job
+from support.engine import Engine, backends_of, new_job, open_engine
 from support.postgres import PostgresServer
 
 from jobtail.core.errors import StorageFull, StorageNotWritable
-from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
-from jobtail.blobs.memory import MemoryBlobStore
-from jobtail.meta.registry import open_meta
 
 PROJECT = "proj-full"
 
@@ -69,7 +66,7 @@ def test_a_database_on_a_full_disk_raises_storage_full_and_recovers(
     where.chmod(0o755)
     try:
         with tmpfs(where / "disk", "16m") as disk, database_on(backend, disk, request) as url:
-            store = LogStore(open_meta(url), MemoryBlobStore(), seal_bytes=1 << 40)
+            store = open_engine(url, "memory://", seal_bytes=1 << 40).store
             try:
                 ref = TaskRef(PROJECT, new_job(store, PROJECT, "full").id, "worker-0")
                 store.append(ref, b"before\n")
@@ -108,15 +105,17 @@ def test_a_database_that_refuses_writes_raises_storage_not_writable(
         server: PostgresServer = request.getfixturevalue("postgres")
         writable = server.create_database(f"ro_{uuid.uuid4().hex[:12]}")
         read_only = writable + "?options=" + quote("-c default_transaction_read_only=on")
-    store = LogStore(open_meta(writable), MemoryBlobStore())
+    engine: Engine = open_engine(writable, "memory://")
+    store = engine.store
     ref = TaskRef(PROJECT, new_job(store, PROJECT, "read-only").id, "worker-0")
     store.append(ref, b"stored\n")
-    backends_of(store).logs.check_writable()
+    engine.database.check_writable()
     store.close()
-    store = LogStore(open_meta(read_only), MemoryBlobStore())
+    engine = open_engine(read_only, "memory://")
+    store = engine.store
     try:
         with pytest.raises(StorageNotWritable) as refused:
-            backends_of(store).logs.check_writable()
+            engine.database.check_writable()
         assert refused.value.what == "the database"
         with pytest.raises(StorageNotWritable):
             store.append(ref, b"refused\n")

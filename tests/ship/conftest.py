@@ -18,7 +18,7 @@ from jobtail.auth.secrets import load_master_key
 from jobtail.client import Credentials
 from jobtail.core.store import LogStore
 from jobtail.http.guard import IdentityGuard
-from jobtail.meta.identity import open_identity
+from support.engine import open_identity
 from jobtail.settings import Settings
 from jobtail.wiring import open_store
 

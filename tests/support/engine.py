@@ -6,6 +6,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from jobtail.auth.sql_store import SqlIdentityStore
 from jobtail.blobs.registry import open_blobs
 from jobtail.core.jobs import JobService
 from jobtail.core.store import Backends, LogStore
@@ -69,3 +70,20 @@ def open_engine(database_url: str, blob_url: str, **options: Any) -> Engine:
     jobs = JobService(database.jobs, store)
     _JOBS[store], _BACKENDS[store] = jobs, backends
     return Engine(store, jobs, database)
+
+
+class OwnedIdentity(SqlIdentityStore):
+    """An identity store that closes its database with itself (servers share theirs)."""
+
+    def __init__(self, database: SqlDatabase, *, cache: bool = False) -> None:
+        super().__init__(database.writer, database.reader, cache=cache)
+        self._database = database
+
+    def close(self) -> None:
+        super().close()
+        self._database.close()
+
+
+def open_identity(database_url: str, *, cache: bool = False) -> OwnedIdentity:
+    """The identity store in the database named by `database_url`, on engines of its own."""
+    return OwnedIdentity(open_database(database_url), cache=cache)

@@ -16,7 +16,7 @@ from jobtail.auth.secrets import new_token, token_digest
 from jobtail.auth.tokens import TOKEN_TTL
 from jobtail.client import Client, Credentials
 from jobtail.http.guard import IdentityGuard
-from jobtail.meta.identity import SqlIdentityStore
+from jobtail.auth.sql_store import SqlIdentityStore
 
 
 @dataclass

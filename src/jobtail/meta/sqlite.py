@@ -15,6 +15,7 @@ import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -59,10 +60,15 @@ def _code(error: BaseException) -> int | None:
 
 def engines(url: str) -> tuple[Engine, Engine]:
     """A (writer, reader) engine pair on the SQLite file named by `url`, creating its directory."""
-    database = make_url(url).database
+    parsed = make_url(url)
+    database = parsed.database
     if not database or database == ":memory:":
         raise ValueError("the SQLite metadata backend needs a file: sqlite:///path/to/jobtail.db")
-    _private_file(Path(database))
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):  # a SQLite URI filename
+        if parsed.query.get("mode") != "ro":  # a read-only one is opened as it is, never created
+            _private_file(Path(unquote(database.removeprefix("file:"))))
+    else:
+        _private_file(Path(database))
     return _engine(url, "BEGIN IMMEDIATE"), _engine(url, "BEGIN")
 
 

@@ -12,9 +12,11 @@ from sqlalchemy import func, select
 from jobtail.auth import manage
 from jobtail.auth.errors import IdentityExists, IdentityNotFound, InvalidIdentity
 from jobtail.auth.records import Project
-from jobtail.meta.identity import SqlIdentityStore, open_identity
-from jobtail.meta.registry import open_meta
-from jobtail.meta.schema import credentials, grants, tokens
+from support.engine import open_identity
+
+from jobtail.auth.sql_store import SqlIdentityStore
+from jobtail.meta.database import open_database
+from jobtail.auth.schema import credentials, grants, tokens
 
 MASTER = b"k" * 32
 
@@ -149,15 +151,16 @@ def test_bootstrap_happens_once_even_when_racing(meta_url: str) -> None:
         store.close()
 
 
-def test_identity_tables_live_beside_the_log_metadata(meta_url: str) -> None:
-    meta = open_meta(meta_url)  # the log store opens first, identity later: both sets of tables exist
-    identity = open_identity(meta_url)
+def test_identity_tables_live_beside_the_log_metadata_on_the_same_engines(meta_url: str) -> None:
+    database = open_database(meta_url)  # the log store opens first, identity later: both sets of tables exist
+    identity = SqlIdentityStore(database.writer, database.reader)
     try:
         manage.create_project(identity, "together")
         assert [p.name for p in identity.projects()] == ["together"]
-    finally:
         identity.close()
-        meta.close()
+        assert database.jobs.get_job("together", "no-such-job") is None, "closing the identity store left the engines"
+    finally:
+        database.close()
 
 
 def test_postgres_lookups_come_from_memory_until_any_process_changes_identities(meta_url: str) -> None:
