@@ -30,7 +30,7 @@ def test_submit_follow_streams_worker_0_and_exits_with_the_failing_rank_code(cli
     assert re.match(r"\[ModelArts Service Log\]\[INFO\]\[.*\] worker-0 started \(RANK 0 of 2", out)
     assert "\nhello from 0 hi\nepoch 1: 50%\repoch 1: 100%\n" in out
     assert re.search(r"\] stopped because worker-1 failed; exit with 143\n$", out)
-    stored = cli.live.store.read(TaskRef(cli.project, job_id, "worker-0"), 0, 1 << 20)
+    stored = cli.live.store.read(cli.live.store.state(TaskRef(cli.project, job_id, "worker-0")), 0, 1 << 20)
     assert out.encode() == b"".join(stored)  # the whole log, each byte once
 
 

@@ -26,6 +26,7 @@ from jobtail.auth import manage
 from jobtail.auth.secrets import load_master_key
 from jobtail.auth.signing import sign_request
 from jobtail.http.guard import IdentityGuard
+from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.sql_store import SqlIdentityStore
 
 MiB = 1024 * 1024
@@ -159,8 +160,9 @@ def test_signed_bodies_are_read_only_as_many_at_once_as_allowed(served: Callable
 def capped(live_factory: Callable[..., LiveServer], identity: SqlIdentityStore, tmp_path: Path) -> SecureServer:
     """A server behind the IdentityGuard that reads one unproven body at a time."""
     master_key = load_master_key(tmp_path / "master.key")
-    guard = IdentityGuard(identity, master_key)
-    live = live_factory(guard=guard, executor="none", max_unverified_body_reads=1)
+    authenticator = Authenticator(identity, master_key)
+    guard = IdentityGuard(authenticator)
+    live = live_factory(guard=guard, authenticator=authenticator, executor="none", max_unverified_body_reads=1)
     project = manage.create_project(identity, "capped").id
     job_id = new_job(live.store, project, "capped-job", node_count=1).id
     return SecureServer(live, guard, identity, master_key, project, job_id)

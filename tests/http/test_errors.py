@@ -72,6 +72,6 @@ def test_a_full_disk_answers_507_keeps_what_was_stored_and_recovers_when_space_i
             r = http.post(logs, content=b"after\n", params={"offset": len(acknowledged)})
             assert (r.status_code, r.json()) == (200, {"full_size": len(acknowledged) + 6})
             assert sdk.create_training_job(_job("after")).status_code == 201
-        stored = b"".join(live.store.read(TaskRef(PROJECT, job_id, "worker-0"), 0, 1 << 40))
+        stored = b"".join(live.store.read(live.store.state(TaskRef(PROJECT, job_id, "worker-0")), 0, 1 << 40))
         assert stored == acknowledged + b"after\n"
         sdk.get_http_client().close()

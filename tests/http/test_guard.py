@@ -219,7 +219,7 @@ def test_five_bad_signatures_lock_the_key_out_for_that_address_only(secure: Secu
     locked = error(send(secure, "GET", target, signed(secure, key, "GET", target)))
     assert locked == (401, "APIGW.0301", "AK access failed to reach the limit,forbidden.")
     # Another address is not affected; the guard's lockout is keyed by (AK, client address).
-    lockout = secure.guard.lockout
+    lockout = secure.guard.authenticator.lockout
     assert lockout.locked(key.access_key, "127.0.0.1") and not lockout.locked(key.access_key, "10.0.0.9")
     other = secure.key("viewer")  # nor is another key from the same address
     assert send(secure, "GET", target, signed(secure, other, "GET", target)).status_code == 400  # no log yet: 2818
@@ -354,11 +354,14 @@ def test_the_same_signature_works_through_the_asgi_app_directly(secure: SecureSe
     """Raw-path handling does not depend on the server: httpx's ASGI transport gives raw paths too."""
     import asyncio
 
+    from support.live import services_for
+
     from jobtail.http.app import create_app
 
     key = secure.key("viewer")
     target = preview_path(secure.project, secure.job_id) + "?a=%20b&c=d+e"
-    app = create_app(secure.live.settings, store=secure.live.store, guard=secure.guard)
+    app = create_app(secure.live.settings, services_for(secure.live.engine, secure.guard.authenticator),
+                     guard=secure.guard)
 
     good = signed(secure, key, "GET", target)
     hostile = [  # bytes no HTTP server would pass on; the app must still answer 401, never 500

@@ -1,4 +1,4 @@
-"""The server's background maintenance (`jobtail.http.maintenance`): sweeps while it runs, and failures reported once."""
+"""The engine's background maintenance in a running server (`jobtail.core.maintenance`): sweeps while it runs, and failures reported once."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from support.sealing import kill_a_seal, temporaries
 
 from jobtail.core.errors import StorageFull
 from jobtail.core.types import TaskRef
-from jobtail.http.maintenance import MAINTENANCE_INTERVAL, FailureLog
+from jobtail.core.maintenance import MAINTENANCE_INTERVAL, FailureLog
 
 
 def test_leftovers_of_an_interrupted_seal_are_swept_while_the_server_runs(

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from support.serve import ServeProcess, clean_env, jobtail
 
 from jobtail.core import ids
-from jobtail.core.errors import InvalidParameter
+from jobtail.core.errors import InvalidId
 from jobtail.http.app import operations
 from jobtail.http.openapi import openapi_document
 
@@ -119,7 +119,7 @@ def test_the_documented_id_patterns_are_the_ones_the_server_checks(value: str) -
         try:
             check(value)
             accepted = True
-        except InvalidParameter:
+        except InvalidId:
             accepted = False
         assert accepted == (re.search(parameters[name], value) is not None and "\n" not in value), (name, value)
 

@@ -26,17 +26,18 @@ import pytest
 import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.engine import Engine, backends_of, jobs_of, new_job
 from support.live import run_server
-from support.engine import backends_of, jobs_of, new_job
 from support.serve import wait_until_serving
 
 from jobtail.client import Client, connect
-from jobtail.core.follow import Notifier
-from jobtail.core.jobs import ABNORMAL, COMPLETED, FAILED, RUNNING, JobService
-from jobtail.core.store import LogStore
+from jobtail.core.jobs import ABNORMAL, COMPLETED, FAILED, RUNNING
+from jobtail.core.store import LogStore, PreviewEncoder
 from jobtail.core.types import JobRecord, TaskRef
 from jobtail.http.access import OpenGuard
-from jobtail.http.stream import EVENT_BYTES, Following, Shutdown, StreamSlots, utf8_pieces
+from jobtail.http.context import AppContext
+from jobtail.http.following import Following, Shutdown, StreamSlots
+from jobtail.http.stream import EVENT_BYTES, utf8_pieces
 from jobtail.settings import Settings
 
 PROJECT = "proj"
@@ -54,7 +55,8 @@ class Server:
 
     @property
     def following(self) -> Following:
-        return self.app.state.following  # type: ignore[no-any-return]
+        context: AppContext = self.app.state.context
+        return context.following
 
     def new_job(self, name: str = "follow", nodes: int = 1) -> tuple[JobRecord, TaskRef]:
         job = new_job(self.store, PROJECT, name, node_count=nodes)
@@ -81,22 +83,25 @@ def no_thread_left() -> Iterator[None]:
 
 
 @pytest.fixture
-def serve(tmp_path: Path, store_factory: Callable[..., LogStore]) -> Iterator[Callable[..., Server]]:
+def serve(tmp_path: Path, engine_factory: Callable[..., Engine]) -> Iterator[Callable[..., Server]]:
     """Start servers (executor none) over the parametrised metadata backend; stop them at teardown,
     ending their streams first as a SIGTERM would."""
     running: list[tuple[uvicorn.Server, threading.Thread, Any]] = []
 
     def start(store_options: dict[str, Any] | None = None, **options: Any) -> Server:
         config = Settings(**{"data_dir": tmp_path, "seal_idle_seconds": 3600.0, "executor": "none", **options})
-        store = store_factory(seal_bytes=config.seal_bytes, **(store_options or {}))
-        server, thread, url = run_server(config, store, OpenGuard())
+        def make(encoder: PreviewEncoder) -> Engine:
+            return engine_factory(seal_bytes=config.seal_bytes, preview_encoder=encoder,
+                                  follow_poll_seconds=config.follow_poll_seconds, **(store_options or {}))
+
+        server, thread, url, engine = run_server(config, make, OpenGuard())
         app = server.config.app
         running.append((server, thread, app))
-        return Server(url, store, app)
+        return Server(url, engine.store, app)
 
     yield start
     for server, thread, app in running:
-        app.state.following.shutdown.trigger()
+        app.state.context.following.shutdown.trigger()
         server.should_exit = True
         thread.join(timeout=30)
         assert not thread.is_alive()
@@ -554,7 +559,7 @@ def test_the_final_event_says_why_the_stream_ended(serve: Callable[..., Server],
 def _slots_free_soon(server: Server) -> bool:
     """Whether every stream's slot and follower are given back (promptly) once it ended."""
     def busy() -> bool:
-        return bool(server.following.slots.open("anonymous") or server.following.notifier.following())
+        return bool(server.following.slots.open("anonymous") or server.store.following())
 
     deadline = time.monotonic() + 2
     while busy() and time.monotonic() < deadline:
@@ -581,7 +586,7 @@ def test_shutdown_signal_chains_to_the_previous_handler() -> None:
     assert threading.current_thread() is threading.main_thread()
     calls: list[int] = []
     saved = {sig: signal.getsignal(sig) for sig in Shutdown.SIGNALS}
-    shutdown = Shutdown(Notifier(None))  # type: ignore[arg-type]  # no followers: nothing to query
+    shutdown = Shutdown(lambda: None)  # no followers to wake
     try:
         signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
         assert shutdown.install()
@@ -598,7 +603,7 @@ def test_shutdown_signal_chains_to_the_previous_handler() -> None:
 
 
 def test_shutdown_install_is_a_no_op_off_the_main_thread() -> None:
-    shutdown = Shutdown(Notifier(None))  # type: ignore[arg-type]
+    shutdown = Shutdown(lambda: None)
     before = signal.getsignal(signal.SIGTERM)
     result: list[bool] = []
     thread = threading.Thread(target=lambda: result.append(shutdown.install()), name=f"{THREAD_PREFIX}-install")

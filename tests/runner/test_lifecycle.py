@@ -174,7 +174,7 @@ def test_recovery_kills_only_provable_leftovers_and_marks_dead_owners_jobs(store
     assert job.phase == "Abnormal"
     assert [(s.task, s.exit_code, s.message) for s in job.task_statuses] == [
         ("worker-0", -1, message), ("worker-1", -1, message)]
-    log = b"".join(store.read(TaskRef(PROJECT, orphaned, "worker-0"), 0, 1 << 20)).decode()
+    log = b"".join(store.read(store.state(TaskRef(PROJECT, orphaned, "worker-0")), 0, 1 << 20)).decode()
     assert log.startswith("half a line\n[ModelArts Service Log][ERROR]") and log.endswith(message + "\n")
     assert jobs_of(store).get(PROJECT, queued).phase == "Creating" and jobs_of(store).get(PROJECT, queued).owner is None
     assert {jobs_of(store).get(PROJECT, j).phase for j in (remote, contained, mine)} == {"Running"}

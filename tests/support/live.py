@@ -81,6 +81,18 @@ def services_on(make_engine: EngineMaker, opened: list[Engine],
     return opener
 
 
+def services_for(engine: Engine, authenticator: Authenticator | None = None) -> ServicesOpener:
+    """Services on an engine that already runs (no maintenance of their own): for an app a
+    test drives in-process beside a live server on the same engine."""
+
+    @contextmanager
+    def opener(settings: Settings, encoder: PreviewEncoder) -> Iterator[Services]:
+        yield Services(engine.store, engine.jobs, link_key(load_master_key(Path(settings.master_key_file))),
+                       authenticator)
+
+    return opener
+
+
 def run_server(settings: Settings, make_engine: EngineMaker, guard: Guard | None = None,
                authenticator: Authenticator | None = None) -> tuple[uvicorn.Server, threading.Thread, str, Engine]:
     """Start uvicorn serving the jobtail app on a free port in a thread; returns when it listens."""

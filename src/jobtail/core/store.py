@@ -316,6 +316,10 @@ class LogStore:
     def unfollow(self, follower: Follower) -> None:
         self._notifier.unfollow(follower)
 
+    def following(self) -> int:
+        """Followers registered in this process."""
+        return self._notifier.following()
+
     def wake_followers(self) -> None:
         """Wake every follower of this process (safe from a signal handler: no locks)."""
         self._notifier.wake_all()
