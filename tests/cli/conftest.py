@@ -9,21 +9,23 @@ import pytest
 from support.cli import Cli
 from support.runners import Runners
 
+from support.engine import Engine, open_identity
+
+from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.bootstrap import bootstrap
 from jobtail.auth.secrets import load_master_key
-from jobtail.core.store import LogStore
 from jobtail.http.guard import IdentityGuard
-from support.engine import open_identity
 
 
 @pytest.fixture
-def cli(store_factory: Callable[..., LogStore], meta_url: str, tmp_path: Path) -> Iterator[Cli]:
+def cli(engine_factory: Callable[..., Engine], meta_url: str, tmp_path: Path) -> Iterator[Cli]:
     """A live server running jobs locally behind the real IdentityGuard, and a credentials file
     for its bootstrapped admin, as `jobtail serve` writes on first start."""
-    runners = Runners(tmp_path, store_factory)
+    runners = Runners(tmp_path, engine_factory)
     identity = open_identity(meta_url)
     master_key = load_master_key(runners.data_dir / "master.key")
-    live = runners.start(guard=IdentityGuard(identity, master_key))
+    authenticator = Authenticator(identity, master_key)
+    live = runners.start(guard=IdentityGuard(authenticator), authenticator=authenticator)
     (tmp_path / "home").mkdir()
     done = bootstrap(identity, master_key, tmp_path / "home", live.url)
     assert done is not None

@@ -41,3 +41,15 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["admin", "seal", "--project", "p1", "no-such-job", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert result.output.strip() == "Error: Training job (ID: no-such-job) not found."
+
+
+def test_job_create_follows_the_api_s_rule_for_the_number_of_tasks(tmp_path: Path) -> None:
+    """One rule for jobs, wherever they are created: at most 256 tasks, as the API allows."""
+    runner = CliRunner()
+    args = ["admin", "job", "create", "--project", "p1", "--data-dir", str(tmp_path)]
+    too_many = runner.invoke(main, [*args, "--name", "huge", "--workers", "257"])
+    assert too_many.exit_code == 1
+    assert too_many.output.strip() == "Error: Invalid job node_count. It must be 1-256."
+    most = runner.invoke(main, [*args, "--name", "largest", "--workers", "256", "--json"])
+    assert most.exit_code == 0, most.output
+    assert len(json.loads(most.output)["tasks"]) == 256

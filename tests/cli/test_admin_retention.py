@@ -7,13 +7,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from support.engine import backends_of
+from support.engine import backends_of, new_job, open_engine
 
-from jobtail.blobs.registry import open_blobs
 from jobtail.cli import main
-from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
-from jobtail.meta.registry import open_meta
 from jobtail.settings import Settings
 from jobtail.wiring import open_store
 
@@ -22,9 +19,9 @@ def test_admin_retention(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     tmp_path.mkdir(exist_ok=True)
     long_ago = time.time() - 40 * 86_400
-    old = LogStore(open_meta(settings.database_url), open_blobs(settings.blob_url), clock=lambda: long_ago)
+    old = open_engine(settings.database_url, settings.blob_url, clock=lambda: long_ago).store
     try:
-        job = old.create_job("p1", "old")
+        job = new_job(old, "p1", "old")
         ref = TaskRef("p1", job.id, "worker-0")
         old.append(ref, b"forty days ago\n")
         old.seal(ref)
@@ -47,7 +44,7 @@ def test_admin_retention(tmp_path: Path) -> None:
     done = runner.invoke(main, args)
     assert done.exit_code == 0, done.output
     assert f"{job.id}/worker-0: dropped 1 segment(s), 15 bytes; starts at 15 (cleared)" in done.output
-    store = open_store(settings)
+    store = open_engine(settings.database_url, settings.blob_url).store
     try:
         assert store.state(ref).start_offset == 15
         assert backends_of(store).logs.segments(store.state(ref).log_id) == []

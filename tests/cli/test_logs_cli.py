@@ -10,13 +10,11 @@ from pathlib import Path
 from support.cli import Cli, sqlite_only
 from support.engine import jobs_of
 
-from jobtail.core.jobs import JobService
 from jobtail.core.types import TaskRef
 
 
 def _job(cli: Cli) -> tuple[str, TaskRef, TaskRef]:
-    job_id = jobs_of(cli.live.store).create(cli.project, {"metadata": {"name": "logs-cli"},
-                                                            "spec": {"resource": {"node_count": 2}}}, "none").id
+    job_id = cli.live.create_job(cli.project, "logs-cli", node_count=2).id
     return job_id, TaskRef(cli.project, job_id, "worker-0"), TaskRef(cli.project, job_id, "worker-1")
 
 

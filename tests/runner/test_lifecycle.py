@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support.jobs import (
 from support.engine import jobs_of
+from support.jobs import (
     PROJECT,
     all_gone,
     events,
@@ -27,7 +27,7 @@ from support.runners import Runners
 
 from jobtail.core.jobs import JobService
 from jobtail.core.store import LogStore
-from jobtail.core.types import TaskRef
+from jobtail.core.types import JobSpec, TaskRef
 from jobtail.runner.owner import Owner
 from jobtail.runner.recovery import RunRecords, recover
 
@@ -36,7 +36,7 @@ sqlite_only = pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
 
 def test_claims_are_exclusive(store: LogStore) -> None:
     service = jobs_of(store)
-    job = service.create(PROJECT, {"metadata": {"name": "contended"}, "algorithm": {"command": "true"}}, "local")
+    job = service.create(PROJECT, JobSpec("contended", command="true"), "local")
     results: list[object] = []
     barrier = threading.Barrier(8)
 
@@ -65,7 +65,7 @@ def test_executors_of_two_hosts_run_each_job_exactly_once(runners: Runners, tmp_
             assert job["status"]["phase"] == "Completed"
             assert events(clients[1], job_id).count("Training job is running.") == 1
             assert preview(clients[0], job_id).count("worker-0 started") == 1
-            owners.add(hosts[0].jobs_of(store).get(PROJECT, job_id).owner)
+            owners.add(hosts[0].jobs.get(PROJECT, job_id).owner)
         assert 1 <= len(owners) <= 2
     finally:
         for c in clients:
@@ -135,8 +135,7 @@ def test_recovery_kills_only_provable_leftovers_and_marks_dead_owners_jobs(store
     other_namespace = Owner(here.host, here.namespace + 1, 1, 1, "x")  # a container with the same host name
 
     def job_in(phase: str, owner: Owner, name: str) -> str:
-        job = service.create(PROJECT, {"metadata": {"name": name}, "algorithm": {"command": "true"},
-                                       "spec": {"resource": {"node_count": 2}}}, "local")
+        job = service.create(PROJECT, JobSpec(name, node_count=2, command="true"), "local")
         assert service.transition(job, phase, expected=("Creating",), owner=str(owner)) is not None
         return job.id
 
@@ -145,7 +144,7 @@ def test_recovery_kills_only_provable_leftovers_and_marks_dead_owners_jobs(store
     remote = job_in("Running", elsewhere, "remote")
     contained = job_in("Running", other_namespace, "contained")
     mine = job_in("Running", Owner.current(), "alive")
-    service.store.append(TaskRef(PROJECT, orphaned, "worker-0"), b"half a line")
+    store.append(TaskRef(PROJECT, orphaned, "worker-0"), b"half a line")
 
     leftover = _marked_process(orphaned, marked_child=True)
     stranger = _marked_process("another-job", marked_child=True)  # same marker name, other job
@@ -154,7 +153,7 @@ def test_recovery_kills_only_provable_leftovers_and_marks_dead_owners_jobs(store
         time.sleep(0.2)
         records = RunRecords(tmp_path / "data" / "runner")
         records.write(orphaned, dead, {"worker-0": leftover.pid, "worker-1": stranger.pid, "x": unmarked.pid})
-        assert recover(service, records) == [orphaned]
+        assert recover(service, store, records) == [orphaned]
         assert leftover.wait(timeout=5) == -signal.SIGKILL
         assert stranger.poll() is None  # its session is recorded, but it carries another job's id
         assert unmarked.wait(timeout=5) == -signal.SIGKILL  # the shell carried the marker...

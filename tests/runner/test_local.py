@@ -9,11 +9,12 @@ import re
 import signal
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from support.engine import backends_of, new_job
 from support.jobs import (
-from support.engine import new_job
     PROJECT,
     PY,
     all_gone,
@@ -32,7 +33,7 @@ from support.engine import new_job
 from support.live import LiveServer
 from support.runners import Runners
 
-from jobtail.core.types import TaskRef
+from jobtail.core.types import JobRecord, TaskRef
 
 sqlite_only = pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
 PLATFORM = r"\[ModelArts Service Log\]\[(INFO|WARN|ERROR)\]\[[0-9/ :,]+\] "
@@ -169,7 +170,9 @@ def test_a_task_that_cannot_start_says_why_in_the_events_the_status_and_its_log(
         assert re.search(f"cannot start worker-0: {re.escape(why)}; exit with 127\n$", preview(http, job_id))
 
         document = {"kind": "job", "metadata": {"name": "nul"}, "algorithm": {"command": "echo a\0b"}}
-        stored = new_job(runner.store, PROJECT, "nul", document=document, executor="local")  # past create's checks
+        stored = JobRecord(str(uuid.uuid4()), PROJECT, "nul", ("worker-0",), int(time.time() * 1000), document,
+                           executor="local")
+        backends_of(runner.store).jobs.create_job(stored)  # past create's checks
         http.post(f"/v2/{PROJECT}/training-job-searches", json={})  # any request wakes the executor
         job = wait_phase(http, stored.id)
         assert job["status"]["phase"] == "Failed"

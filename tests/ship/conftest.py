@@ -9,36 +9,43 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from support.engine import Engine, OwnedIdentity, new_job, open_engine, open_identity
 from support.live import run_server
-from support.engine import new_job
 from support.serve import IngestServer, ServeProcess
 
 from jobtail.auth import manage
+from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.secrets import load_master_key
 from jobtail.client import Credentials
-from jobtail.core.store import LogStore
+from jobtail.core.store import PreviewEncoder
 from jobtail.http.guard import IdentityGuard
-from support.engine import open_identity
 from jobtail.settings import Settings
-from jobtail.wiring import open_store
 
 
 @pytest.fixture
 def ingest_factory(tmp_path: Path) -> Iterator[Callable[..., IngestServer]]:
     """Start in-process servers on a SQLite database in `tmp_path` (settings may be given)."""
-    running: list[tuple[uvicorn.Server, object, LogStore, IdentityGuard]] = []
+    running: list[tuple[uvicorn.Server, object, Engine, OwnedIdentity]] = []
 
     def start(**options: object) -> IngestServer:
         settings = Settings(**{"data_dir": tmp_path / "data", "executor": "none", "seal_idle_seconds": 3600.0,
                                **options})  # type: ignore[arg-type]
-        store = open_store(settings)
         master_key = load_master_key(Path(settings.master_key_file))
-        guard = IdentityGuard(open_identity(settings.database_url), master_key)
-        server, thread, url = run_server(settings, store, guard)
-        running.append((server, thread, store, guard))
-        project = manage.create_project(guard.identity, f"ship{len(running)}").id
+        identity = open_identity(settings.database_url)
+        authenticator = Authenticator(identity, master_key)
+        guard = IdentityGuard(authenticator)
+
+        def make(encoder: PreviewEncoder) -> Engine:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            return open_engine(settings.database_url, settings.blob_url, seal_bytes=settings.seal_bytes,
+                               preview_encoder=encoder)
+
+        server, thread, url, engine = run_server(settings, make, guard, authenticator)
+        store = engine.store
+        running.append((server, thread, engine, identity))
+        project = manage.create_project(identity, f"ship{len(running)}").id
         job_id = new_job(store, project, "shipped", node_count=2).id
-        issued = manage.create_credential(guard.identity, master_key, project_id=project, role="ingest", job_id=job_id)
+        issued = manage.create_credential(identity, master_key, project_id=project, role="ingest", job_id=job_id)
         credentials = Credentials(issued.credential.access_key, issued.secret_key, project, url)
         path = tmp_path / f"ingest{len(running)}.json"
         path.write_text(json.dumps({"endpoint": url, "project_id": project, "access_key": credentials.access_key,
@@ -46,11 +53,11 @@ def ingest_factory(tmp_path: Path) -> Iterator[Callable[..., IngestServer]]:
         return IngestServer(url, store, guard, master_key, project, job_id, credentials, path)
 
     yield start
-    for server, thread, store, guard in running:
+    for server, thread, engine, identity in running:
         server.should_exit = True
         thread.join(timeout=30)  # type: ignore[attr-defined]
-        store.close()
-        guard.close()
+        engine.close()
+        identity.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.serve import ServeProcess, clean_env, jobtail
-from support.engine import backends_of
+from support.engine import backends_of, open_engine
 
 from jobtail.client import Client, Credentials
 from jobtail.core.types import TaskRef
@@ -200,7 +200,8 @@ def test_a_server_killed_between_blob_and_record_reads_correctly_and_sweeps_the_
         assert admin.json("GET", logs + "/preview")["content"].encode() == first + second
         assert admin.json("POST", logs, params={"offset": 0}, content=first) == {"full_size": len(first + second)}
     server.stop()
-    store = open_store(Settings(data_dir=server.data_dir, executor="none"))
+    settings = Settings(data_dir=server.data_dir, executor="none")
+    store = open_engine(settings.database_url, settings.blob_url).store
     try:
         state = store.state(TaskRef(project, job_id, "worker-0"))
         recorded = backends_of(store).logs.segment_keys("jobs/")

@@ -10,6 +10,7 @@ import uvicorn
 from support.engine import Engine
 from support.live import LiveServer, run_server
 
+from jobtail.auth.authenticator import Authenticator
 from jobtail.core.store import PreviewEncoder
 from jobtail.http.access import Guard, OpenGuard
 from jobtail.settings import Settings
@@ -31,7 +32,8 @@ class Runners:
         self._engine_factory = engine_factory
         self._running: dict[str, tuple[uvicorn.Server, threading.Thread]] = {}
 
-    def start(self, guard: Guard | None = None, **settings: object) -> LiveServer:
+    def start(self, guard: Guard | None = None, authenticator: Authenticator | None = None,
+              **settings: object) -> LiveServer:
         options = {"data_dir": self.data_dir, "seal_idle_seconds": 3600.0, "executor": "local",
                    "terminate_grace_seconds": 1.0, "executor_shared_dirs": f"{self._tmp_path}:{REPOSITORY}", **settings}
         config = Settings(**options)  # type: ignore[arg-type]
@@ -39,7 +41,7 @@ class Runners:
             return self._engine_factory(seal_bytes=config.seal_bytes, preview_bytes=config.preview_bytes,
                                         preview_encoder=encoder, follow_poll_seconds=config.follow_poll_seconds)
 
-        server, thread, url, engine = run_server(config, make, guard or OpenGuard())
+        server, thread, url, engine = run_server(config, make, guard or OpenGuard(), authenticator)
         self._running[url] = (server, thread)
         return LiveServer(url, engine, config)
 

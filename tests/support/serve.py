@@ -45,7 +45,7 @@ class IngestServer:
         return b"".join(self.store.read(self.store.state(ref), 0, 1 << 62))
 
     def key(self, role: str, job: str | None = None) -> Credentials:
-        issued = manage.create_credential(self.guard.identity, self.master_key, project_id=self.project, role=role,
+        issued = manage.create_credential(self.guard.authenticator.identity, self.master_key, project_id=self.project, role=role,
                                           job_id=job)
         return Credentials(issued.credential.access_key, issued.secret_key, self.project, self.url)
 
