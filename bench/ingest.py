@@ -39,7 +39,6 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from _harness import Jobtail, free_port, say  # noqa: E402
 from _loggen import LogText, banner, fit  # noqa: E402
-
 from jobtail.auth import manage  # noqa: E402
 from jobtail.auth.secrets import load_master_key  # noqa: E402
 from jobtail.client import Client, Credentials  # noqa: E402
@@ -182,7 +181,7 @@ def bench_backend(name: str, settings: Settings, data: list[bytes], runs: int, r
                   disks: dict[int, float]) -> None:
     for streams in (1, TASKS):
         for label, seal in (("store", True), ("store, no seal", False)):
-            med, values = median_of(runs, lambda: store_run(settings, data, streams, seal))
+            med, values = median_of(runs, lambda streams=streams, seal=seal: store_run(settings, data, streams, seal))
             results[f"{name} {label} x{streams}"] = {"mbps": med, "runs": values, "ratio": med / disks[streams]}
             say(f"{name:10s} {label:15s} {streams:2d} task(s): {med:7.1f} MB/s ({med / disks[streams]:.2f} of the disk)")
     credentials = ingest_credentials(settings)
@@ -190,7 +189,7 @@ def bench_backend(name: str, settings: Settings, data: list[bytes], runs: int, r
     port = free_port()
     with Served(settings, port, settings.data_dir / f"serve-{name}.log") as server:
         for streams in (1, TASKS):
-            med, values = median_of(runs, lambda: http_run(server.base, credentials, store, data, streams))
+            med, values = median_of(runs, lambda streams=streams: http_run(server.base, credentials, store, data, streams))
             results[f"{name} http x{streams}"] = {"mbps": med, "runs": values, "ratio": med / disks[streams]}
             say(f"{name:10s} {'http':15s} {streams:2d} task(s): {med:7.1f} MB/s ({med / disks[streams]:.2f} of the disk)")
     store.close()
@@ -212,7 +211,7 @@ def main() -> None:
     results: dict[str, object] = {"mib": mib, "runs": runs, "batch_bytes": MiB}
     disks = {}
     for streams in (1, TASKS):
-        med, values = median_of(runs, lambda: disk(root, data, streams))
+        med, values = median_of(runs, lambda streams=streams: disk(root, data, streams))
         disks[streams] = med
         results[f"disk x{streams}"] = {"mbps": med, "runs": values}
         say(f"{'disk':10s} {'1 MiB + fsync':15s} {streams:2d} file(s):  {med:7.1f} MB/s")

@@ -29,13 +29,12 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
-from _harness import Jobtail, Nginx, ensure_tools, exit_on_sigterm, free_port, median, say  # noqa: E402
-from _loggen import CHUNK, MiB, LogMaker  # noqa: E402
-
-from jobtail.client import connect  # noqa: E402
-from jobtail.core.types import TaskRef  # noqa: E402
-from jobtail.settings import Settings  # noqa: E402
-from jobtail.wiring import open_store  # noqa: E402
+from _harness import Jobtail, Nginx, ensure_tools, exit_on_sigterm, free_port, median, say
+from _loggen import CHUNK, LogMaker, MiB
+from jobtail.client import connect
+from jobtail.core.types import TaskRef
+from jobtail.settings import Settings
+from jobtail.wiring import open_store
 
 NEEDLE_EVERY = 16 * MiB
 RUNS = 3

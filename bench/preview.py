@@ -33,17 +33,27 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
-from _harness import (  # noqa: E402
-    Jobtail, Nginx, ensure_tools, exit_on_sigterm, free_port, jobtail_admin, median, peak_rss, percentile,
-    rchar, run_wrk, say, tool_version,
+import jobtail
+from _harness import (
+    Jobtail,
+    Nginx,
+    ensure_tools,
+    exit_on_sigterm,
+    free_port,
+    jobtail_admin,
+    median,
+    peak_rss,
+    percentile,
+    rchar,
+    run_wrk,
+    say,
+    tool_version,
 )
-from _loggen import CHUNK, MiB, LogMaker, text_stats  # noqa: E402
-
-import jobtail  # noqa: E402
-from jobtail.auth.signing import sign_request  # noqa: E402
-from jobtail.core.types import TaskRef  # noqa: E402
-from jobtail.settings import Settings  # noqa: E402
-from jobtail.wiring import open_store  # noqa: E402
+from _loggen import CHUNK, LogMaker, MiB, text_stats
+from jobtail.auth.signing import sign_request
+from jobtail.core.types import TaskRef
+from jobtail.settings import Settings
+from jobtail.wiring import open_store
 
 # 5m: the largest log whose preview is the whole log. 100m and 2g return the same 5 MiB window, so
 # "the preview costs the same whatever the log's size" compares 2g with 5m (1m returns only 1 MiB).
@@ -98,7 +108,7 @@ class SizeResult:
     text: dict[str, float] = field(default_factory=dict)  # stats of the log's last chunk
     body_bytes: int = 0  # bytes of the preview response body
     rps: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SERVERS})
-    errors: dict[str, int] = field(default_factory=lambda: {s: 0 for s in SERVERS})
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVERS, 0))
     latency: dict[str, dict[str, float]] = field(default_factory=dict)  # server -> p50/p90/requests
     cold_ms: list[float] = field(default_factory=list)
     cold_read_bytes: float = 0.0  # rchar of the server processes per cold GET
@@ -353,7 +363,7 @@ def report(results: list[SizeResult], rss: dict[str, int], load: list[float]) ->
                      f"{lat['jobtail']['p50']:.2f} / {lat['nginx']['p50']:.2f}",
                      f"{median(r.cold_ms):.2f}", human(r.cold_read_bytes)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = [" | ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    lines = [" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     by = {r.label: r for r in results}
     if "2g" in by and (others := [label for label in ("5m", "1m", "100m") if label in by]):

@@ -19,12 +19,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.engine import Engine, open_engine  # noqa: E402
-from support.postgres import PostgresServer, PostgresUnavailable, start_postgres  # noqa: E402
-from support.seaweedfs import SeaweedServer, SeaweedUnavailable, start_seaweedfs  # noqa: E402
+from support.engine import Engine, open_engine
+from support.postgres import PostgresServer, PostgresUnavailable, start_postgres
+from support.seaweedfs import SeaweedServer, SeaweedUnavailable, start_seaweedfs
 
-from jobtail.core.jobs import JobService  # noqa: E402
-from jobtail.core.store import LogStore  # noqa: E402
+from jobtail.core.jobs import JobService
+from jobtail.core.store import LogStore
 
 _database_numbers = itertools.count()
 T = TypeVar("T")

@@ -1,4 +1,7 @@
-"""core/ stays a storage engine: it never imports the web framework, auth, CLI or backend libraries."""
+"""core/ stays a storage engine: it never imports the web framework, auth, CLI or backend libraries,
+nor any other jobtail layer (its backends' interfaces live in core). The layering contracts of
+every package are import-linter's (`tests/test_static.py`); this is the quick check of the one
+that matters most, with a test that its checker sees imports at all."""
 
 from __future__ import annotations
 
@@ -11,8 +14,7 @@ FORBIDDEN = {
     "starlette", "fastapi", "uvicorn", "granian", "click", "typer", "sqlalchemy", "psycopg", "boto3",
     "botocore", "obstore", "pydantic", "pydantic_settings", "httpx", "orjson",
     "jobtail.http", "jobtail.cli", "jobtail.auth", "jobtail.runner", "jobtail.settings", "jobtail.wiring",
-    "jobtail.meta.sql", "jobtail.meta.sqlite", "jobtail.meta.postgres", "jobtail.meta.registry",
-    "jobtail.blobs.local", "jobtail.blobs.memory", "jobtail.blobs.registry",
+    "jobtail.meta", "jobtail.blobs", "jobtail.services", "jobtail.ship", "jobtail.client",
 }
 
 

@@ -7,11 +7,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from support.engine import open_identity
 
 from jobtail.auth import manage
 from jobtail.auth.bootstrap import bootstrap, endpoint_url
 from jobtail.auth.secrets import secret_key_for
-from support.engine import open_identity
 
 MASTER = b"m" * 32
 

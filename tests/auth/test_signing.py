@@ -16,11 +16,11 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jobtail.auth.signing import (
     EMPTY_SHA256,

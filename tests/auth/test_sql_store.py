@@ -8,15 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
+from support.engine import open_identity
 
 from jobtail.auth import manage
 from jobtail.auth.errors import IdentityExists, IdentityNotFound, InvalidIdentity
 from jobtail.auth.records import Project
-from support.engine import open_identity
-
+from jobtail.auth.schema import credentials, grants, tokens
 from jobtail.auth.sql_store import SqlIdentityStore
 from jobtail.meta.database import open_database
-from jobtail.auth.schema import credentials, grants, tokens
 
 MASTER = b"k" * 32
 

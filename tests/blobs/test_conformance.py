@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from jobtail.core.blob_store import BlobInfo, BlobNotFound, BlobStore
 from jobtail.blobs.registry import open_blobs
+from jobtail.core.blob_store import BlobInfo, BlobNotFound, BlobStore
 
 SEGMENT_KEY = "jobs/job-1/worker-0/00000000000000000000-00000000000000001024.seg"
 

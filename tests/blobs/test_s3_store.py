@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support.engine import backends_of, new_job, open_engine
 
 from jobtail.blobs.registry import open_blobs

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 from support.cli import Cli
-from support.runners import Runners
-
 from support.engine import Engine, open_identity
+from support.runners import Runners
 
 from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.bootstrap import bootstrap

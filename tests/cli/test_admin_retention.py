@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from support.engine import backends_of, new_job, open_engine
 
 from jobtail.cli import main

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from support.engine import open_identity
 
 from jobtail.auth.secrets import load_master_key, secret_key_for
 from jobtail.cli import main
-from support.engine import open_identity
 
 
 def run(tmp_path: Path, *args: str, stdin: str | None = None, ok: bool = True) -> Any:

@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable
 
 from reference import reference_preview
-
 from support.engine import backends_of, new_job, open_engine
 
 from jobtail.core.store import LogStore

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from support.engine import backends_of, jobs_of, new_job
 
 from jobtail.core.follow import AsyncWake, Notifier
@@ -121,7 +120,7 @@ def test_poller_reports_phase_changes_and_deletion(store: LogStore) -> None:
     jobs = jobs_of(store)
     notifier = notifier_of(store, interval=0.05)
     try:
-        job_id, (ref,), (log_id,) = new_task(store)
+        job_id, _, (log_id,) = new_task(store)
         running = jobs.transition(jobs_of(store).get("proj", job_id), RUNNING)
         assert running is not None
         woken = threading.Event()

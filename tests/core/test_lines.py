@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_lines, reference_page
-
 from support.engine import new_job
 
 from jobtail.core import lines as lines_module
@@ -18,7 +17,8 @@ from jobtail.core.store import LogStore
 from jobtail.core.types import IndexPolicy, TaskRef
 
 _names = (f"lines-{i}" for i in itertools.count())
-_CHUNK = st.lists(st.sampled_from([b"a", b"\n", b"xyz", b"\xe6\x90\x8d", b"\r", b"\n\n", b"long" * 20]), max_size=30).map(b"".join)
+_CHUNK = st.lists(st.sampled_from([b"a", b"\n", b"xyz", b"\xe6\x90\x8d", b"\r", b"\n\n", b"long" * 20]),
+                  max_size=30).map(b"".join)
 
 
 def _new_log(store_factory: Callable[..., LogStore], **options: object) -> tuple[LogStore, TaskRef]:
@@ -50,7 +50,8 @@ def test_pages_match_reference(store_factory: Callable[..., LogStore], chunks: l
         base = data.draw(st.one_of(st.none(), st.integers(0, total + 2)))
         count = data.draw(st.integers(1, 8))
         descending = data.draw(st.booleans())
-        got = [(line.number, line.text) for line in store.lines(store.state(ref), base_line=base, count=count, descending=descending)]
+        page = store.lines(store.state(ref), base_line=base, count=count, descending=descending)
+        got = [(line.number, line.text) for line in page]
         assert got == reference_page(log, base, count, descending)
     store.close()
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_preview
-
 from support.engine import new_job
 
 from jobtail.core.store import LogStore

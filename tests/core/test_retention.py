@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import pytest
 from reference import reference_lines
-
 from support.engine import backends_of, jobs_of, new_job
 
 from jobtail.core import keys
@@ -234,7 +233,8 @@ def test_fully_cleared_log_answers_log_cleared(store_factory: Callable[..., LogS
     assert b"".join(store.read(store.state(ref), 0, 10**9)) == b""
     # the other log kept its head; only its old segment went
     assert b"".join(store.read(store.state(other), 0, 100)) == b"newer\n"
-    assert [(x.number, x.text) for x in store.lines(store.state(other), base_line=None, count=5, descending=False)] == [(2, b"newer")]
+    page = store.lines(store.state(other), base_line=None, count=5, descending=False)
+    assert [(x.number, x.text) for x in page] == [(2, b"newer")]
     assert store.preview(store.state(other)).content == "newer\n"
     # a cleared log takes new bytes at its end, numbered after the dropped lines
     store.append(ref, b"again\n")
@@ -286,7 +286,7 @@ def test_concurrent_appends_and_seals_during_retention(store_factory: Callable[.
                 if i % 7 == 0:
                     store.seal(ref)
                 clock.advance(600)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
         finally:
             stop.set()
@@ -295,7 +295,7 @@ def test_concurrent_appends_and_seals_during_retention(store_factory: Callable[.
         try:
             while not stop.is_set():
                 dropped.extend(e.segments for e in store.apply_retention(3 * 3600))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=writer), threading.Thread(target=retainer)]

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_lines
-
 from support.engine import new_job
 
 from jobtail.core import search as search_module

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from support.sealing import kill_a_seal, temporaries
 from support.engine import Engine, new_job
+from support.sealing import kill_a_seal, temporaries
 
 from jobtail.core.jobs import JobService
 from jobtail.core.store import Backends, LogStore

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from support.engine import Engine
 from support.identity import SecureServer
 from support.live import LiveServer, run_server
-
-from support.engine import Engine
 
 from jobtail.auth import manage
 from jobtail.auth.authenticator import Authenticator

@@ -16,18 +16,18 @@ from pathlib import Path
 
 import orjson
 import pytest
-from support.identity import Key, SecureServer
 from support.engine import new_job
+from support.identity import Key, SecureServer
 from support.live import LiveServer
 from support.rawhttp import RawRequest, RawResponse
 from support.serve import ServeProcess, jobtail
 
 from jobtail.auth import manage
+from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.secrets import load_master_key
 from jobtail.auth.signing import sign_request
-from jobtail.http.guard import IdentityGuard
-from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.sql_store import SqlIdentityStore
+from jobtail.http.guard import IdentityGuard
 
 MiB = 1024 * 1024
 BODY = 15 * MiB

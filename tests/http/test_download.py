@@ -7,8 +7,8 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from support.live import LiveServer
 from support.engine import new_job
+from support.live import LiveServer
 from support.sdk import PROJECT
 
 from jobtail.auth.links import link_key, sign_link

@@ -28,8 +28,8 @@ from huaweicloudsdkmodelarts.v1 import (
     SpecResource,
     StopTrainingJobRequest,
 )
-from support.identity import Key, SecureServer
 from support.engine import new_job
+from support.identity import Key, SecureServer
 from support.rawhttp import RawRequest
 
 from jobtail.auth import manage
@@ -154,7 +154,8 @@ def test_sdk_requests_altered_after_signing_are_refused(secure: SecureServer) ->
         r.uri = r.uri.replace("limit=10", "limit=11")
 
     def other_body(r: SdkRequest) -> None:
-        r.body = r.body.replace("terminate", "Terminate") if isinstance(r.body, str) else r.body.replace(b"terminate", b"Terminate")
+        r.body = (r.body.replace("terminate", "Terminate") if isinstance(r.body, str)
+                  else r.body.replace(b"terminate", b"Terminate"))
 
     def old_date(r: SdkRequest) -> None:
         r.header_params["X-Sdk-Date"] = (datetime.now(UTC) - timedelta(minutes=16)).strftime(SDK_DATE_FORMAT)
@@ -250,7 +251,8 @@ def test_tokens_work_and_fail_like_signatures(secure: SecureServer, identity: Id
             403, "ModelArts.0108", "You are not authorized to perform the (modelarts:trainJob:appendLogs) operation.")
     with secure.client(token=viewer, project=theirs) as client:
         assert error(client.request("GET", preview_path(theirs, their_job))) == (
-            404, "ModelArts.2786", f"The project ID ({theirs}) in the request does not match that({secure.project}) in the token.")
+            404, "ModelArts.2786",
+            f"The project ID ({theirs}) in the request does not match that({secure.project}) in the token.")
     unscoped = secure.token("viewer", scoped=False)
     with secure.client(token=unscoped, project=theirs) as client:  # acts where its user has a role: not there
         assert error(client.request("GET", preview_path(theirs, their_job)))[:2] == (403, "ModelArts.0108")

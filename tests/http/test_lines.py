@@ -9,8 +9,8 @@ import pytest
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkmodelarts.v1 import ShowTrainingJobLogsFromAomRequest
 from reference import reference_lines
-from support.live import LiveServer
 from support.engine import new_job
+from support.live import LiveServer
 from support.sdk import PROJECT, sdk_client
 
 from jobtail.core.types import TaskRef

@@ -10,11 +10,12 @@ import pytest
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkmodelarts.v1 import ShowTrainingJobLogsPreviewRequest
 from reference import reference_preview
-from support.live import LiveServer
 from support.engine import backends_of, new_job
+from support.live import LiveServer
 from support.sdk import PROJECT, sdk_client
 
 from jobtail.core.types import TaskRef
+
 
 def logs_path(job_id: str, task: str = "worker-0", project: str = PROJECT) -> str:
     return f"/v2/{project}/training-jobs/{job_id}/tasks/{task}/logs"

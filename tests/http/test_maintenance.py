@@ -1,4 +1,5 @@
-"""The engine's background maintenance in a running server (`jobtail.core.maintenance`): sweeps while it runs, and failures reported once."""
+"""The engine's background maintenance in a running server (`jobtail.core.maintenance`): sweeps
+while it runs, and failures reported once."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.filesystems import fill, tmpfs
 from support.engine import backends_of, new_job
+from support.filesystems import fill, tmpfs
 from support.live import LiveServer, serving_sqlite
 from support.sdk import PROJECT
 from support.sealing import kill_a_seal, temporaries
 
 from jobtail.core.errors import StorageFull
-from jobtail.core.types import TaskRef
 from jobtail.core.maintenance import MAINTENANCE_INTERVAL, FailureLog
+from jobtail.core.types import TaskRef
 
 
 def test_leftovers_of_an_interrupted_seal_are_swept_while_the_server_runs(

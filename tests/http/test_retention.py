@@ -6,8 +6,8 @@ import time
 
 import httpx
 import orjson
-from support.live import LiveServer
 from support.engine import new_job
+from support.live import LiveServer
 from support.sdk import PROJECT
 
 from jobtail.core.types import TaskRef

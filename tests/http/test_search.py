@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from support.live import LiveServer
 from support.engine import new_job
+from support.live import LiveServer
 from support.sdk import PROJECT
 
 from jobtail.core.types import TaskRef

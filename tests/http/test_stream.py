@@ -439,7 +439,7 @@ def test_big_appends_come_in_events_of_at_most_one_mebibyte(serve: Callable[...,
 
 def test_appends_through_this_process_wake_the_stream_at_once(serve: Callable[..., Server]) -> None:
     server = serve(follow_poll_seconds=30, stream_heartbeat_seconds=60)  # the poller would take 30 s
-    job, ref = server.new_job()
+    _, ref = server.new_job()
     tail = Tail(server.url, ref)
     for i in range(3):
         appended = time.monotonic()
@@ -476,7 +476,7 @@ def test_without_the_poller_other_processes_appends_wait(
     another process's append is not seen until something in this process wakes the stream."""
     server = serve(follow_poll_seconds=30, stream_heartbeat_seconds=60)
     other = store_factory()
-    job, ref = server.new_job()
+    _, ref = server.new_job()
     tail = Tail(server.url, ref)
     other.append(ref, b"quiet\n")
     with pytest.raises(queue.Empty):

@@ -90,7 +90,7 @@ def test_concurrent_create_of_one_name_lets_exactly_one_win(meta: Meta) -> None:
     with ThreadPoolExecutor(len(jobs)) as pool:
         won = list(pool.map(create, jobs))
     assert won.count(True) == 1
-    for job, ok in zip(jobs, won):
+    for job, ok in zip(jobs, won, strict=True):
         assert (meta.jobs.get_job("proj-a", job.id) is not None) == ok
         assert (meta.logs.log_state("proj-a", job.id, "worker-0") is not None) == ok
 
@@ -125,7 +125,7 @@ def test_delete_job_returns_segment_keys_and_removes_everything(meta: Meta) -> N
     segment_data: dict[str, bytes] = {}
     doomed_keys = []
     doomed_ids = [log_id_of(meta, doomed, t) for t in doomed.tasks]
-    for task, log_id in zip(doomed.tasks, doomed_ids):
+    for task, log_id in zip(doomed.tasks, doomed_ids, strict=True):
         append_all(meta, log_id, [b"a\n" * 5, b"b\n" * 5, b"c\n" * 5])
         for n in range(2):
             key = f"jobs/{doomed.id}/{task}/{n}"
@@ -143,7 +143,7 @@ def test_delete_job_returns_segment_keys_and_removes_everything(meta: Meta) -> N
     assert sorted(deleted.log_ids) == sorted(doomed_ids)
 
     assert meta.jobs.get_job("proj-a", doomed.id) is None
-    for task, log_id in zip(doomed.tasks, doomed_ids):
+    for task, log_id in zip(doomed.tasks, doomed_ids, strict=True):
         assert meta.logs.log_state("proj-a", doomed.id, task) is None
         assert meta.logs.log_state_by_id(log_id) is None
         assert meta.logs.log_owner(log_id) is None

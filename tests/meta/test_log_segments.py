@@ -383,7 +383,8 @@ def test_drop_segments_advances_start_and_keeps_line_numbers(meta: Meta) -> None
     assert meta.logs.drop_segments(log_id, 3, IndexEntry(10, 3, 1.0)) == []  # wrong expected start
     assert meta.logs.log_state_by_id(log_id) == before
     # drop the first two: there is no index entry at 25 (inside an append), so it is added
-    assert meta.logs.drop_segments(log_id, 0, IndexEntry(25, full[:25].count(b"\n"), 1001.0)) == [made[0].blob_key, made[1].blob_key]
+    dropped = meta.logs.drop_segments(log_id, 0, IndexEntry(25, full[:25].count(b"\n"), 1001.0))
+    assert dropped == [made[0].blob_key, made[1].blob_key]
     after = meta.logs.log_state_by_id(log_id)
     assert after is not None
     assert (after.start_offset, after.sealed_offset, after.end_offset, after.line_count) == (

@@ -19,8 +19,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg import sql
-from support.filesystems import fill, tmpfs
 from support.engine import Engine, backends_of, new_job, open_engine
+from support.filesystems import fill, tmpfs
 from support.postgres import PostgresServer
 
 from jobtail.core.errors import StorageFull, StorageNotWritable

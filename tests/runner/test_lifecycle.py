@@ -25,7 +25,6 @@ from support.jobs import (
 )
 from support.runners import Runners
 
-from jobtail.core.jobs import JobService
 from jobtail.core.store import LogStore
 from jobtail.core.types import JobSpec, TaskRef
 from jobtail.runner.owner import Owner

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.engine import backends_of, new_job
+from support.engine import backends_of
 from support.jobs import (
     PROJECT,
     PY,

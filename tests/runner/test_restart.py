@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.jobs import PY, all_gone, task_pids
 from support.serve import wait_until_serving
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.serve import ServeProcess, clean_env, jobtail
 from support.engine import backends_of, open_engine
+from support.serve import ServeProcess, clean_env, jobtail
 
 from jobtail.client import Client, Credentials
 from jobtail.core.types import TaskRef

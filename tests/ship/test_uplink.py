@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from support.serve import IngestServer
 from support.engine import new_job
+from support.serve import IngestServer
 
 from jobtail.ship.backoff import Backoff
 from jobtail.ship.uplink import Diverged, ShipFailed, Uplink
@@ -66,7 +66,7 @@ def test_the_task_log_size_cap_refuses_whole_appends(ingest_factory: Callable[..
     assert (r.status_code, r.json()["error_code"]) == (400, "ModelArts.2815")
     assert (r.json()["full_size"], r.json()["max_log_bytes"]) == (60, 100)
     assert up.append(0, b"a" * 60) == 60  # a repeat stores nothing, so it is still acknowledged
-    with pytest.raises(ShipFailed, match="ModelArts.2815"):
+    with pytest.raises(ShipFailed, match=r"ModelArts\.2815"):
         up.append(60, b"b" * 41)
     assert up.append(60, b"b" * 40) == 100
     assert ingest.log() == b"a" * 60 + b"b" * 40

@@ -13,10 +13,10 @@ from support.live import LiveServer
 
 from jobtail.auth import manage
 from jobtail.auth.secrets import new_token, token_digest
+from jobtail.auth.sql_store import SqlIdentityStore
 from jobtail.auth.tokens import TOKEN_TTL
 from jobtail.client import Client, Credentials
 from jobtail.http.guard import IdentityGuard
-from jobtail.auth.sql_store import SqlIdentityStore
 
 
 @dataclass

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+
 class PostgresUnavailable(RuntimeError):
     """PostgreSQL cannot be used on this machine at all; the message says why."""
 

@@ -15,7 +15,6 @@ from jobtail.core.store import PreviewEncoder
 from jobtail.http.access import Guard, OpenGuard
 from jobtail.settings import Settings
 
-
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import schemathesis
 from hypothesis import strategies as st
 
-_SETUP = json.loads(open(os.environ["SCHEMATHESIS_JOBTAIL_SETUP"]).read())
+_SETUP = json.loads(Path(os.environ["SCHEMATHESIS_JOBTAIL_SETUP"]).read_text())
 IDS: dict[str, str] = _SETUP["ids"]
 
 schemathesis.serializer.alias("application/x-protobuf", "application/octet-stream")  # OTLP: any bytes

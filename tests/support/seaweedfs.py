@@ -164,7 +164,7 @@ class SeaweedServer:
                     client.put_object(Bucket=BUCKET, Key="ready", Body=b"ok")
                     client.delete_object(Bucket=BUCKET, Key="ready")
                     break
-                except Exception as exc:  # noqa: BLE001 - not up yet: connection refused, 503, ...
+                except Exception as exc:
                     last = exc
                     time.sleep(0.1)
             else:

@@ -16,10 +16,9 @@ from sqlalchemy import Connection, Engine, Select, and_, bindparam, delete, func
 from sqlalchemy.exc import IntegrityError
 
 from jobtail.auth.errors import IdentityExists, IdentityNotFound, InvalidIdentity
-from jobtail.auth.records import Access, Credential, Login, Project, User, new_user_id
 from jobtail.auth.identity_cache import CHANNEL, NotifiedCache
+from jobtail.auth.records import Access, Credential, Login, Project, User, new_user_id
 from jobtail.auth.schema import credentials, grants, metadata, projects, tokens, users
-
 
 _CREDENTIAL_ACCESS = (
     select(credentials.c.user_id, credentials.c.project_id, credentials.c.role, credentials.c.job_id, users.c.name,

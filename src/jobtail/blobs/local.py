@@ -11,7 +11,6 @@ directory (the next seal of the same task log) and, once older than the cutoff, 
 from __future__ import annotations
 
 import builtins  # `list` is a method name below
-
 import fcntl
 import os
 import uuid

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins  # `list` is a method name below
-
 import threading
 import time
 from collections.abc import Iterable, Iterator

@@ -21,7 +21,6 @@ no partial object ever becomes visible. Only this module imports boto3 (the ``s3
 from __future__ import annotations
 
 import builtins  # `list` is a method name below
-
 import contextlib
 import os
 import threading

@@ -158,7 +158,7 @@ def _follow(client: Any, job_id: str, tasks: list[str], ends: dict[str, int], si
 
     for name in tasks:
         threading.Thread(target=pump, args=(name,), daemon=True).start()
-    partial: dict[str, bytes] = {name: b"" for name in tasks}
+    partial: dict[str, bytes] = dict.fromkeys(tasks, b"")
     running = len(tasks)
     while running:
         name, data, reason = events.get()

@@ -19,7 +19,9 @@ from jobtail.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_CLICK_TYPES: dict[Any, click.ParamType[Any]] = {int: click.INT, float: click.FLOAT, str: click.STRING, Path: click.Path(path_type=Path)}
+_CLICK_TYPES: dict[Any, click.ParamType[Any]] = {
+    int: click.INT, float: click.FLOAT, str: click.STRING, Path: click.Path(path_type=Path),
+}
 
 
 def settings_options(*names: str) -> Callable[[F], F]:

@@ -29,7 +29,7 @@ import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 from jobtail.core.blob_store import BlobNotFound, BlobStore
 from jobtail.core.log_records import LogRecords
@@ -75,7 +75,7 @@ def encode_trailer(base_offset: int, arrivals: Sequence[Arrival]) -> bytes:
     offsets = [a.offset for a in arrivals]
     times = [a.arrived_us for a in arrivals]
     _varints([b - a for a, b in zip([base_offset, *offsets], offsets, strict=False)], out)
-    _varints([times[0], *(b - a for a, b in zip(times, times[1:], strict=False))] if times else [], out)
+    _varints([times[0], *(b - a for a, b in pairwise(times))] if times else [], out)
     return bytes(out) + _CRC.pack(zlib.crc32(out))
 
 

@@ -7,7 +7,6 @@ conformance suite (`tests/blobs/test_conformance.py`).
 from __future__ import annotations
 
 import builtins  # `list` is a method name below
-
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol

@@ -1,9 +1,10 @@
 """Waking the followers of task logs when a log grows or its job changes, without polling per follower.
 
-One `Notifier` per process, owned by the `LogStore` (`LogStore.notifier`). Followers register with `follow()` and are woken by calling the
-`wake` callable they gave, after the notifier has updated what it knows (`Follower.end`,
-`.phase`, `.deleted`). A wake-up means "look again", never "exactly this changed": a follower
-re-reads the log's state after every wake-up, so spurious or merged wake-ups are harmless.
+One `Notifier` per LogStore, so per process (`LogStore.follow` registers with it). Followers
+register with `follow()` and are woken by calling the `wake` callable they gave, after the
+notifier has updated what it knows (`Follower.end`, `.phase`, `.deleted`). A wake-up means "look
+again", never "exactly this changed": a follower re-reads the log's state after every wake-up,
+so spurious or merged wake-ups are harmless.
 
 News arrives two ways:
 

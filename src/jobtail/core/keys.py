@@ -7,7 +7,6 @@ that race over different extents never write the same key with different bytes.
 
 from __future__ import annotations
 
-
 JOBS_PREFIX = "jobs/"
 
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from jobtail.core.errors import StorageError
+from jobtail.core.log_records import LogSegments
 from jobtail.core.reader import Reader
 from jobtail.core.types import IndexEntry, LogState
-from jobtail.core.log_records import LogSegments
 
 MAX_LINE_BYTES = 1024 * 1024  # a longer line is cut to this in pages (and marked truncated)
 MAX_PAGE_BYTES = 5 * 1024 * 1024  # like the preview: a page never returns more than this

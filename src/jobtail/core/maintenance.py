@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from typing import Protocol
 
 from jobtail.core.errors import JobtailError

@@ -61,6 +61,7 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 PREVIEW_FORMAT = 1  # part of every preview's entity tag: bump when the same bytes preview differently
 
 PreviewEncoder = Callable[[Preview], bytes]
+DEFAULT_INDEX_POLICY = IndexPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ class LogStore:
         preview_bytes: int = PREVIEW_CAP,
         seal_bytes: int = 8 * 1024 * 1024,
         segment_bytes: int = 64 * 1024 * 1024,
-        index_policy: IndexPolicy = IndexPolicy(),
+        index_policy: IndexPolicy = DEFAULT_INDEX_POLICY,
         preview_encoder: PreviewEncoder | None = None,
         preview_cache_bytes: int = 256 * 1024 * 1024,
         follow_poll_seconds: float = 0.25,

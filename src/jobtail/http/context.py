@@ -16,8 +16,8 @@ from jobtail.core.jobs import JobService
 from jobtail.core.store import LogStore
 from jobtail.http.access import Guard
 from jobtail.http.bodies import UnverifiedReads
-from jobtail.http.limits import RateLimiter
 from jobtail.http.following import Following
+from jobtail.http.limits import RateLimiter
 from jobtail.services import Services
 from jobtail.settings import Settings
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import orjson
-from starlette.requests import Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from jobtail.auth.links import LINK_TTL_SECONDS, link_valid, sign_link

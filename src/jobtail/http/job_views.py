@@ -116,7 +116,9 @@ def parse_search(body: dict[str, Any]) -> JobQuery:
     if not isinstance(filters, list):
         raise InvalidParameter("filters")
     for item in filters:
-        key, operator, values = (item.get("key"), item.get("operator"), item.get("value")) if isinstance(item, dict) else (None, None, None)
+        key, operator, values = (
+            (item.get("key"), item.get("operator"), item.get("value")) if isinstance(item, dict) else (None, None, None)
+        )
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ApiError(400, "ModelArts.2809", f"Unsupported condition value ({values})")
         expected = {"name": "like", "phase": "in", "create_time": "between"}

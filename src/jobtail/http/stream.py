@@ -233,10 +233,10 @@ async def _events(following: Following, ref: TaskRef, phase: str, opened: LogSta
                     sent += len(raw)
                 reason = ENDED[phase]
                 break
-            if not await wake.wait(following.heartbeat - (loop.time() - quiet_since)):
-                if loop.time() - quiet_since >= following.heartbeat:
-                    yield b": heartbeat\n\n"
-                    quiet_since = loop.time()
+            woken = await wake.wait(following.heartbeat - (loop.time() - quiet_since))
+            if not woken and loop.time() - quiet_since >= following.heartbeat:
+                yield b": heartbeat\n\n"
+                quiet_since = loop.time()
         yield end_event(reason, sent)
     finally:
         store.unfollow(follower)

@@ -129,7 +129,7 @@ class TaskCapture:
         while True:
             now = time.monotonic()
             finishing = self._finishing.is_set()
-            if buffer:
+            if buffer:  # noqa: SIM108 (three cases read better as branches)
                 wait = max(0.0, first_at + BATCH_SECONDS - now)
             else:
                 wait = max(0.0, self._finish_by - now) if finishing else 0.25

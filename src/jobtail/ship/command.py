@@ -92,10 +92,13 @@ class ByteQueue:
             return data
 
 
+DEFAULT_PACING = Pacing()
+
+
 class CommandShipper:
     """Runs `argv` and ships its output through `uplink`; `run()` returns the exit code to use."""
 
-    def __init__(self, uplink: Uplink, argv: list[str], *, pacing: Pacing = Pacing(),
+    def __init__(self, uplink: Uplink, argv: list[str], *, pacing: Pacing = DEFAULT_PACING,
                  buffer_bytes: int = 64 * 1024 * 1024, drain_seconds: float = 2.0, tee: bool = True,
                  say: Callable[[str], None] = lambda _: None) -> None:
         self.uplink = uplink
