@@ -23,19 +23,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from jobtail.auth import manage
 from jobtail.auth.secrets import load_master_key, new_token, secret_key_for, token_digest
 from jobtail.auth.signing import parse_authorization, payload_hash, sign_request, verify
-from jobtail.core.types import TaskRef
+from jobtail.core.types import JobSpec, TaskRef
 from jobtail.http.access import Guard, OpenGuard
 from jobtail.http.app import create_app
 from jobtail.http.guard import IdentityGuard
-from jobtail.meta.identity import open_identity
 from jobtail.settings import Settings
-from jobtail.wiring import open_store
+from jobtail.wiring import open_identity, open_jobs, open_services
 
 HOST = "jobtail.bench"
 
@@ -54,31 +54,34 @@ def micro(fn: Callable[[], object], n: int = 2000) -> float:
 async def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, float]:
     settings = Settings(data_dir=data_dir, executor="none", seal_idle_seconds=3600.0, rate_limit_per_second=0,
                         **({"database_url": args.database_url} if args.database_url else {}))
-    store = open_store(settings)
-    identity = open_identity(settings.database_url, cache=True)  # as the server opens it
     master_key = load_master_key(Path(settings.master_key_file))
-    project = manage.create_project(identity, f"bench-{time.time_ns()}").id
-    job = store.create_job(project, "bench", node_count=1).id
-    store.append(TaskRef(project, job, "worker-0"), b"epoch 1 loss 0.5\n" * 20)
-    issued = manage.create_credential(identity, master_key, project_id=project, role="viewer")
-    user = manage.create_user(identity, f"bench-{time.time_ns()}")
-    manage.grant(identity, user.name, project, "viewer")
-    token = new_token()
-    identity.issue_token(token_digest(token), user.id, project, time.time() + 3600, time.time())
+    with open_identity(settings) as admin:
+        project = manage.create_project(admin, f"bench-{time.time_ns()}").id
+        issued = manage.create_credential(admin, master_key, project_id=project, role="viewer")
+        user = manage.create_user(admin, f"bench-{time.time_ns()}")
+        manage.grant(admin, user.name, project, "viewer")
+        token = new_token()
+        admin.issue_token(token_digest(token), user.id, project, time.time() + 3600, time.time())
+    with open_jobs(settings) as (jobs, store):
+        job = jobs.create(project, JobSpec("bench"), "none").id
+        store.append(TaskRef(project, job, "worker-0"), b"epoch 1 loss 0.5\n" * 20)
 
     path = f"/v2/{project}/training-jobs/{job}/tasks/worker-0/logs/preview"
     base = {"Host": HOST, "Content-Type": "application/json", "X-Project-Id": project,
             "User-Agent": "huaweicloud-usdk-python/3.0"}
     signed = {**base, **sign_request("GET", path, base, b"", issued.credential.access_key, issued.secret_key)}
-    guards: dict[str, tuple[Guard, dict[str, str]]] = {
-        "open": (OpenGuard(), base),
-        "aksk": (IdentityGuard(identity, master_key), signed),
-        "token": (IdentityGuard(identity, master_key), {**base, "X-Auth-Token": token}),
-    }
-    app = create_app(settings, store=store, guard=OpenGuard())
-    times: dict[str, list[float]] = {name: [] for name in guards}
-    names = list(guards)
+    switch = Switch()
+    app = create_app(settings, open_services, guard=switch)  # the server's services, the guard switched per request
+    names = ["open", "aksk", "token"]
+    times: dict[str, list[float]] = {name: [] for name in names}
     async with app.router.lifespan_context(app):
+        authenticator = app.state.context.services.authenticator  # on the server's own identity store
+        identity = authenticator.identity
+        guards: dict[str, tuple[Guard, dict[str, str]]] = {
+            "open": (OpenGuard(), base),
+            "aksk": (IdentityGuard(authenticator), signed),
+            "token": (IdentityGuard(authenticator), {**base, "X-Auth-Token": token}),
+        }
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{HOST}") as http:
             # One request per guard in turn (the order rotating), so that whatever else the
@@ -87,8 +90,7 @@ async def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, float]:
                 for i in range(args.requests):
                     k = i % len(names)
                     for name in names[k:] + names[:k]:
-                        guard, headers = guards[name]
-                        app.state.guard = guard
+                        switch.current, headers = guards[name]
                         start = time.perf_counter()
                         r = await http.get(path, headers=headers)
                         elapsed = time.perf_counter() - start
@@ -97,20 +99,7 @@ async def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, float]:
                         if round_no:
                             times[name].append(elapsed)
 
-    auth = parse_authorization(signed["Authorization"])
-    assert auth is not None
-    lowered = {k.lower(): v for k, v in signed.items()}
-    sk = secret_key_for(master_key, issued.credential.access_key)
-    breakdown = {
-        "parse+verify signature": micro(lambda: verify("GET", path.encode(), b"", lowered, payload_hash(b"", None),
-                                                       parse_authorization(signed["Authorization"]), sk)),  # type: ignore[arg-type]
-        "derive SK from AK": micro(lambda: secret_key_for(master_key, issued.credential.access_key)),
-        "credential lookup, uncached": micro(
-            lambda: identity.credential_access(issued.credential.access_key, project), 500),
-        "token lookup, uncached": micro(lambda: identity.token_access(token_digest(token), project), 500),
-    }
-    identity.close()
-    store.close()
+        breakdown = pieces(identity, master_key, path, signed, issued.credential.access_key, project, token)
     medians = {name: statistics.median(samples) * 1e6 for name, samples in times.items()}
     # Paired: each request against the OpenGuard request sent right beside it.
     added = {name: statistics.median(a - b for a, b in zip(times[name], times["open"], strict=True)) * 1e6
@@ -124,6 +113,34 @@ async def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, float]:
     for name, value in breakdown.items():
         print(f"  {name:28s} {value:8.1f}")
     return {**medians, **{f"{name} added": value for name, value in added.items()}, **breakdown}
+
+
+class Switch:
+    """A guard that asks `current`: one app, its guard chosen per request."""
+
+    def __init__(self) -> None:
+        self.current: Guard = OpenGuard()
+
+    async def admit(self, request: Any, action: str, project_id: str | None) -> Any:
+        return await self.current.admit(request, action, project_id)
+
+    async def authorize(self, request: Any, action: str, project_id: str) -> Any:
+        return await self.current.authorize(request, action, project_id)
+
+
+def pieces(identity: Any, master_key: bytes, path: str, signed: dict[str, str], access_key: str, project: str,
+           token: str) -> dict[str, float]:
+    """The AK/SK path's pieces timed alone."""
+    lowered = {k.lower(): v for k, v in signed.items()}
+    sk = secret_key_for(master_key, access_key)
+    issued_key = access_key
+    return {
+        "parse+verify signature": micro(lambda: verify("GET", path.encode(), b"", lowered, payload_hash(b"", None),
+                                                       parse_authorization(signed["Authorization"]), sk)),  # type: ignore[arg-type]
+        "derive SK from AK": micro(lambda: secret_key_for(master_key, issued_key)),
+        "credential lookup, uncached": micro(lambda: identity.credential_access(issued_key, project), 500),
+        "token lookup, uncached": micro(lambda: identity.token_access(token_digest(token), project), 500),
+    }
 
 
 def main() -> None:

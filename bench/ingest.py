@@ -10,7 +10,7 @@ the same run with the same fsync policy (write 1 MiB, fsync, repeat; 64 files fr
 the 64-task case). For each metadata backend (a SQLite file in the data directory; a throwaway
 PostgreSQL server with its default, durable settings, started as the tests start theirs):
 
-- store: `LogStore.append` in-process, sealing in a background thread as the server does;
+- store: `LogStore.append` in-process, the store sealing full heads in the background as in the server;
 - store, no seal: the same with sealing off (seal_bytes larger than the data), to show what the
   seal's second write (blob + fsync, then deleting the head rows) costs;
 - http: a real `jobtail serve` (one process), signed AK/SK `POST …/logs?offset=N` requests of 1 MiB
@@ -42,11 +42,10 @@ from _loggen import LogText, banner, fit  # noqa: E402
 from jobtail.auth import manage  # noqa: E402
 from jobtail.auth.secrets import load_master_key  # noqa: E402
 from jobtail.client import Client, Credentials  # noqa: E402
-from jobtail.core.store import LogStore  # noqa: E402
-from jobtail.core.types import TaskRef  # noqa: E402
-from jobtail.meta.identity import open_identity  # noqa: E402
+from jobtail.core.jobs import JobService  # noqa: E402
+from jobtail.core.types import JobSpec, TaskRef  # noqa: E402
 from jobtail.settings import Settings  # noqa: E402
-from jobtail.wiring import open_store  # noqa: E402
+from jobtail.wiring import open_identity, open_jobs  # noqa: E402
 
 MiB = 1024 * 1024
 TASKS = 64
@@ -95,27 +94,21 @@ def disk(directory: Path, data: list[bytes], streams: int) -> float:
 
 
 def store_run(settings: Settings, data: list[bytes], streams: int, seal: bool) -> float:
-    store = open_store(settings)
-    if not seal:
-        store.seal_bytes = 1 << 62
-    job = store.create_job(PROJECT, f"store-{time.monotonic_ns()}", node_count=TASKS)
-    sealer = ThreadPoolExecutor(1)  # the server seals off the request path, one seal at a time per log
+    with open_jobs(settings) as (jobs, store):
+        if not seal:
+            store.seal_bytes = 1 << 62
+        job = jobs.create(PROJECT, JobSpec(f"store-{time.monotonic_ns()}", node_count=TASKS), "none")
 
-    def run(i: int) -> None:
-        ref, offset = TaskRef(PROJECT, job.id, f"worker-{i}"), 0
-        for batch in data[i::streams]:
-            appended = store.append(ref, batch, offset)
-            offset = appended.full_size
-            if appended.seal_due:
-                sealer.submit(store.seal_log, appended.log_id)
+        def run(i: int) -> None:  # a head that fills is sealed by the store, in the background
+            ref, offset = TaskRef(PROJECT, job.id, f"worker-{i}"), 0
+            for batch in data[i::streams]:
+                offset = store.append(ref, batch, offset).full_size
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(streams) as pool:
-        list(pool.map(run, range(streams)))
-    seconds = time.perf_counter() - start
-    sealer.shutdown(wait=True)
-    store.delete_job(PROJECT, job.id)
-    store.close()
+        start = time.perf_counter()
+        with ThreadPoolExecutor(streams) as pool:
+            list(pool.map(run, range(streams)))
+        seconds = time.perf_counter() - start
+        jobs.delete(PROJECT, job.id)
     return mbps(sum(map(len, data)), seconds)
 
 
@@ -134,8 +127,8 @@ class Served(Jobtail):
                 "--blob-url", self.settings.blob_url]
 
 
-def http_run(url: str, credentials: Credentials, store: LogStore, data: list[bytes], streams: int) -> float:
-    job = store.create_job(PROJECT, f"http-{time.monotonic_ns()}", node_count=TASKS)
+def http_run(url: str, credentials: Credentials, jobs: JobService, data: list[bytes], streams: int) -> float:
+    job = jobs.create(PROJECT, JobSpec(f"http-{time.monotonic_ns()}", node_count=TASKS), "none")
     clients = [Client(url, credentials=credentials) for _ in range(streams)]
 
     def run(i: int) -> None:
@@ -153,19 +146,16 @@ def http_run(url: str, credentials: Credentials, store: LogStore, data: list[byt
     seconds = time.perf_counter() - start
     for client in clients:
         client.close()
-    store.delete_job(PROJECT, job.id)
+    jobs.delete(PROJECT, job.id)
     return mbps(sum(map(len, data)), seconds)
 
 
 def ingest_credentials(settings: Settings) -> Credentials:
-    identity = open_identity(settings.database_url)
-    try:
+    with open_identity(settings) as identity:
         if PROJECT not in {p.id for p in identity.projects()}:
             manage.create_project(identity, PROJECT, PROJECT)
         issued = manage.create_credential(identity, load_master_key(Path(settings.master_key_file)),
                                           project_id=PROJECT, role="ingest")
-    finally:
-        identity.close()
     return Credentials(issued.credential.access_key, issued.secret_key, PROJECT)
 
 
@@ -185,14 +175,12 @@ def bench_backend(name: str, settings: Settings, data: list[bytes], runs: int, r
             results[f"{name} {label} x{streams}"] = {"mbps": med, "runs": values, "ratio": med / disks[streams]}
             say(f"{name:10s} {label:15s} {streams:2d} task(s): {med:7.1f} MB/s ({med / disks[streams]:.2f} of the disk)")
     credentials = ingest_credentials(settings)
-    store = open_store(settings)
     port = free_port()
-    with Served(settings, port, settings.data_dir / f"serve-{name}.log") as server:
+    with open_jobs(settings) as (jobs, _), Served(settings, port, settings.data_dir / f"serve-{name}.log") as server:
         for streams in (1, TASKS):
-            med, values = median_of(runs, lambda streams=streams: http_run(server.base, credentials, store, data, streams))
+            med, values = median_of(runs, lambda streams=streams: http_run(server.base, credentials, jobs, data, streams))
             results[f"{name} http x{streams}"] = {"mbps": med, "runs": values, "ratio": med / disks[streams]}
             say(f"{name:10s} {'http':15s} {streams:2d} task(s): {med:7.1f} MB/s ({med / disks[streams]:.2f} of the disk)")
-    store.close()
 
 
 def main() -> None:

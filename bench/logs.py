@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside t
 from _harness import Jobtail, Nginx, ensure_tools, exit_on_sigterm, free_port, median, say
 from _loggen import CHUNK, LogMaker, MiB
 from jobtail.client import connect
-from jobtail.core.types import TaskRef
+from jobtail.core.store import LogStore
+from jobtail.core.types import JobRecord, JobSpec, TaskRef
 from jobtail.settings import Settings
-from jobtail.wiring import open_store
+from jobtail.wiring import open_jobs
 
 NEEDLE_EVERY = 16 * MiB
 RUNS = 3
@@ -47,8 +48,11 @@ def parse_size(text: str) -> int:
 
 def build(data_dir: Path, path: Path, size: int) -> tuple[str, list[int], str]:
     """Write the log through the store and to `path`; returns (job id, needle line numbers, sha256)."""
-    store = open_store(Settings(data_dir=data_dir))
-    job = store.create_job("bench", "logs")
+    with open_jobs(Settings(data_dir=data_dir)) as (jobs, store):
+        return _write(jobs.create("bench", JobSpec("logs"), "none"), store, path, size)
+
+
+def _write(job: JobRecord, store: LogStore, path: Path, size: int) -> tuple[str, list[int], str]:
     ref = TaskRef("bench", job.id, "worker-0")
     digest, needles, lines, written, next_needle = hashlib.sha256(), [], 0, 0, NEEDLE_EVERY
     with path.open("wb") as f:
@@ -58,15 +62,12 @@ def build(data_dir: Path, path: Path, size: int) -> tuple[str, list[int], str]:
                 needles.append(lines + chunk.count(b"\n") + 1)
                 chunk += needle
                 next_needle += NEEDLE_EVERY
-            appended = store.append(ref, chunk)
-            if appended.seal_due:
-                store.seal_log(appended.log_id)
+            store.append(ref, chunk)  # full heads are sealed in the background, as in the server
             f.write(chunk)
             digest.update(chunk)
             lines += chunk.count(b"\n")
             written += len(chunk)
     store.seal(ref)
-    store.close()
     return job.id, needles, digest.hexdigest()
 
 

@@ -51,9 +51,9 @@ from _harness import (
 )
 from _loggen import CHUNK, LogMaker, MiB, text_stats
 from jobtail.auth.signing import sign_request
-from jobtail.core.types import TaskRef
+from jobtail.core.types import JobSpec, TaskRef
 from jobtail.settings import Settings
-from jobtail.wiring import open_store
+from jobtail.wiring import open_jobs
 
 # 5m: the largest log whose preview is the whole log. 100m and 2g return the same 5 MiB window, so
 # "the preview costs the same whatever the log's size" compares 2g with 5m (1m returns only 1 MiB).
@@ -140,18 +140,15 @@ def build_logs(data_dir: Path, results: list[SizeResult]) -> None:
         t0 = time.perf_counter()
         maker.body()
         say(f"generated the shared 64 MiB block of log text in {time.perf_counter() - t0:.1f} s")
-    store = open_store(Settings(data_dir=data_dir))
-    try:
+    with open_jobs(Settings(data_dir=data_dir)) as (jobs, store):
         for r in results:
-            job = store.create_job(PROJECT, f"size-{r.label}", node_count=1)
+            job = jobs.create(PROJECT, JobSpec(f"size-{r.label}"), "none")
             ref, r.job_id = TaskRef(PROJECT, job.id, TASK), job.id
             t0, last = time.perf_counter(), b""
             for chunk in maker.chunks(r.size):
-                appended = store.append(ref, chunk)
-                if appended.seal_due:  # what the server's append handler schedules after responding
-                    store.seal_log(appended.log_id)
+                appended = store.append(ref, chunk)  # full heads are sealed in the background, as in the server
                 last = chunk
-            store.seal_log(appended.log_id, min_head_bytes=1)  # the rest too: all bytes in segments
+            store.seal(ref)  # the rest too: all bytes in segments
             r.build_seconds = time.perf_counter() - t0
             if appended.full_size != r.size:
                 raise RuntimeError(f"{r.label}: log has {appended.full_size} bytes, wanted {r.size}")
@@ -159,8 +156,6 @@ def build_logs(data_dir: Path, results: list[SizeResult]) -> None:
             say(f"built {human(r.size)} log (job {job.id}) in {r.build_seconds:.1f} s; last chunk: "
                 f"{r.text['cjk_fraction']:.2%} CJK, {r.text['non_ascii_fraction']:.2%} non-ASCII chars, "
                 f"longest line {r.text['longest_line']} B, {r.text['cr_count']} CRs")
-    finally:
-        store.close()
 
 
 # -- access -------------------------------------------------------------------------------------
