@@ -22,7 +22,6 @@ at to at most one index step (`IndexPolicy`).
 from __future__ import annotations
 
 import bisect
-import math
 import struct
 import threading
 import zlib
@@ -117,8 +116,8 @@ def decode_trailer(base_offset: int, data: bytes) -> SegmentArrivals:
 
 
 def to_microseconds(at: float) -> int:
-    """Epoch seconds → the first whole microsecond at or after them (as arrival times count)."""
-    return math.ceil(round(at * 1_000_000, 3))
+    """Epoch seconds → whole epoch microseconds, as arrival times are kept (to the nearest)."""
+    return round(at * 1_000_000)
 
 
 class ArrivalIndex:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from jobtail.core import ids, keys
-from jobtail.core.arrivals import ArrivalIndex, encode_trailer
+from jobtail.core.arrivals import ArrivalIndex, encode_trailer, to_microseconds
 from jobtail.core.blob_store import BlobStore
 from jobtail.core.errors import (
     JobNotFound,
@@ -343,7 +343,7 @@ class LogStore:
         """
         state = self.state(ref)
         end = state.end_offset
-        arrived_us = round((self._clock() if arrived_at is None else arrived_at) * 1_000_000)
+        arrived_us = to_microseconds(self._clock() if arrived_at is None else arrived_at)
         for _ in range(_APPEND_RACE_RETRIES):
             at = end if offset is None else offset
             if at > end:
