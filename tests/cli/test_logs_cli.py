@@ -7,10 +7,62 @@ import threading
 import time
 from pathlib import Path
 
+from datetime import datetime
+
 from support.cli import Cli, sqlite_only
 from support.engine import jobs_of
+from support.jobs import PY
 
 from jobtail.core.types import TaskRef
+
+TICKS = ("import time\n"
+         "for i in range(10):\n"
+         "    print(f'tick {i} at {time.time():.6f}', flush=True)\n"
+         "    time.sleep(0.2)\n")
+_TICK = re.compile(r"(\S+Z) tick (\d) at ([0-9.]+)$")
+
+
+def _ticks(out: str) -> list[tuple[float, int, float]]:
+    """(shown time, tick, the task's own clock when it printed it) of each tick line."""
+    found = []
+    for line in out.splitlines():
+        if m := _TICK.match(line):
+            shown = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp()
+            found.append((shown, int(m.group(2)), float(m.group(3))))
+    return found
+
+
+def _each_line_its_own_time(ticks: list[tuple[float, int, float]]) -> None:
+    """Lines printed 200 ms apart show times 200 ms apart (±50 ms): each line its own arrival."""
+    assert len(ticks) >= 5, ticks
+    for (shown, _, own), (next_shown, _, next_own) in zip(ticks, ticks[1:], strict=False):
+        assert next_own - own >= 0.2
+        assert abs((next_shown - shown) - (next_own - own)) <= 0.05, ticks  # the task's own gap, the sleep
+
+
+@sqlite_only
+def test_timestamps_are_each_lines_own_before_and_after_sealing_and_since_cuts_at_the_append(cli: Cli) -> None:
+    job_id = cli("submit", "--", PY, "-c", TICKS).stdout.strip()
+    ref = TaskRef(cli.project, job_id, "worker-0")
+    deadline = time.monotonic() + 20
+    while len(_ticks(cli("logs", job_id, "--timestamps").stdout)) < 5:
+        assert time.monotonic() < deadline, "the job never printed five ticks"
+        time.sleep(0.1)
+    running = cli("logs", job_id, "--timestamps").stdout
+    assert cli.live.store.state(ref).sealed_offset == 0, "read from the head"
+    _each_line_its_own_time(_ticks(running))
+
+    assert cli.wait(job_id)["status"]["phase"] == "Completed"
+    state = cli.live.store.state(ref)
+    assert state.head_bytes == 0 and state.sealed_offset == state.end_offset, "sealed when the task ended"
+    ticks = _ticks(cli("logs", job_id, "--timestamps").stdout)
+    assert [tick for _, tick, _ in ticks] == list(range(10))
+    _each_line_its_own_time(ticks)
+    assert _ticks(running) == ticks[: len(_ticks(running))], "the same times from the head and from the segments"
+
+    (fifth,) = [line for line in cli("logs", job_id, "--timestamps").stdout.splitlines() if " tick 5 at " in line]
+    since = fifth.split(" ", 1)[0]  # the shown time (ms, cut down) of tick 5's append
+    assert cli("logs", job_id, "--since", since).stdout.startswith("tick 5 at ")
 
 
 def _job(cli: Cli) -> tuple[str, TaskRef, TaskRef]:
