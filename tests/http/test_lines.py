@@ -86,3 +86,28 @@ def test_deep_pages_and_contract_errors(live: LiveServer) -> None:
         sdk_client(live.url).show_training_job_logs_from_aom(ShowTrainingJobLogsFromAomRequest(
             training_job_id="2cd88daa-31a4-40a8-a58f-d186b0e93e4f", task_id="worker-0"))
     assert (missing.value.status_code, missing.value.error_code) == (400, "ModelArts.2775")
+
+
+def test_a_page_of_sealed_lines_carries_a_weak_etag_and_answers_304(live: LiveServer) -> None:
+    """A page wholly in sealed segments never changes (only full_size moves on): W/ ETag and 304;
+    a page reaching into the head has none."""
+    job_id = new_job(live.store, PROJECT, "sealed-pages").id
+    ref = TaskRef(PROJECT, job_id, "worker-0")
+    live.store.append(ref, b"".join(b"sealed line %d\n" % i for i in range(1, 101)))
+    live.store.seal(ref)
+    live.store.append(ref, b"head line 101\n")
+    path = f"/v2/{PROJECT}/training-jobs/{job_id}/logs/worker-0"
+    with live.client() as http:
+        page = http.get(path, params={"base_line": "10", "lines": "20", "order": "asc"})
+        etag = page.headers["etag"]
+        assert page.status_code == 200 and etag.startswith('W/"') and page.json()["start_line"] == "11"
+        again = http.get(path, params={"base_line": "10", "lines": "20", "order": "asc"}, headers={"If-None-Match": etag})
+        assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag)
+        live.store.append(ref, b"head line 102\n")  # the log grows: the sealed page stays what it was
+        assert http.get(path, params={"base_line": "10", "lines": "20", "order": "asc"},
+                        headers={"If-None-Match": etag}).status_code == 304
+        stamped = http.get(path, params={"base_line": "10", "lines": "20", "order": "asc", "timestamps": "true"},
+                           headers={"If-None-Match": etag})
+        assert stamped.status_code == 200 and stamped.headers["etag"] != etag, "timestamps change the body"
+        newest = http.get(path)  # the newest lines: in the head, they may change
+        assert newest.status_code == 200 and "etag" not in newest.headers

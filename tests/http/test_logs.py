@@ -202,3 +202,42 @@ def test_unexpected_errors_are_500_with_request_id(live: LiveServer, job_id: str
     assert r.json()["error_code"] == "ModelArts.0010"
     assert "fire" not in r.text
     assert r.headers["x-request-id"] == r.json()["request_id"]
+
+
+def test_an_unchanged_preview_answers_304_with_no_body(live: LiveServer, job_id: str) -> None:
+    """Pollers skip unchanged tails: the preview's ETag, sent back in If-None-Match, gets a 304
+    with no body until the log moves; a raw socket shows that no body byte is sent."""
+    from support.rawhttp import RawRequest
+
+    path = logs_path(job_id) + "/preview"
+    with live.client() as http:
+        http.post(logs_path(job_id), content=b"epoch 1\n")
+        first = http.get(path)
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and etag.startswith('"') and first.json()["full_size"] == 8
+        again = http.get(path, headers={"If-None-Match": etag})
+        assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag)
+        assert http.get(path, headers={"If-None-Match": f'"other", W/{etag}'}).status_code == 304, "weak comparison"
+        assert http.get(path, headers={"If-None-Match": "*"}).status_code == 304
+        assert http.get(path, headers={"If-None-Match": '"stale"'}).status_code == 200
+
+        with RawRequest(live.url, "GET", path, {"Host": "jobtail", "If-None-Match": etag}) as raw:
+            answer = raw.start().response_head()
+            assert answer.status == 304 and answer.headers["etag"] == etag
+            assert answer.headers.get("content-length", "0") == "0" and "transfer-encoding" not in answer.headers
+            time.sleep(0.2)
+            assert raw._buffer == b"", "no body byte came with the head"
+            raw.sock.setblocking(False)
+            try:
+                assert raw.sock.recv(1) == b"", "no body follows a 304"
+            except BlockingIOError:
+                pass  # nothing more was sent, and the connection stays open
+
+        http.post(logs_path(job_id), content=b"epoch 2\n")  # the log moved: a new body, a new tag
+        moved = http.get(path, headers={"If-None-Match": etag})
+        assert moved.status_code == 200 and moved.json()["content"] == "epoch 1\nepoch 2\n"
+        assert moved.headers["etag"] != etag
+        assert http.get(path, headers={"If-None-Match": moved.headers["etag"]}).status_code == 304
+        # an empty log is still "not generated", whatever the client claims to hold
+        other = logs_path(job_id, "worker-1") + "/preview"
+        assert http.get(other, headers={"If-None-Match": "*"}).json()["error_code"] == "ModelArts.2818"

@@ -101,5 +101,6 @@ OPERATIONS = [
             "start_line": {"type": "string"}, "end_line": {"type": "string"},
             "lines": {"type": "integer"}, "content": {"type": "string"}}},
         tags=("logs",),
+        etag="weak",
     ),
 ]

@@ -97,6 +97,7 @@ OPERATIONS = [
         action=access.GET_JOB,
         response=_PREVIEW_SCHEMA,
         tags=("logs",),
+        etag="strong",
     ),
     Operation(
         "POST",

@@ -67,6 +67,12 @@ def _responses(op: Operation) -> dict[str, Any]:
     if op.response is not None or op.response_types != ("application/json",):
         success["content"] = {media: {"schema": _body_schema(op, media)} for media in op.response_types}
     responses: dict[str, Any] = {str(op.status): success}
+    if op.etag is not None:
+        tag = {"required": op.etag == "strong", "schema": {"type": "string"},
+               "description": "Entity tag of the body: send it in If-None-Match to get 304 while it holds."}
+        success["headers"] = {**_REQUEST_ID, "ETag": tag}
+        responses["304"] = {"description": "Not modified: the body the caller holds is current (no body).",
+                            "headers": {**_REQUEST_ID, "ETag": {**tag, "required": True}}}
     if op.action is not None:
         responses.update((status, _error(text)) for status, text in _GUARDED_ERRORS.items())
     if op.body_type is not None:
@@ -90,6 +96,9 @@ def _operation(op: Operation) -> dict[str, Any]:
         {"name": p.name, "in": "query", "required": p.required, "description": p.description, "schema": p.schema}
         for p in op.query
     ]
+    if op.etag is not None:
+        params.append({"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                       "description": "Entity tags held (or *): answered 304 if the body's is among them."})
     doc: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,

@@ -49,6 +49,9 @@ class Operation:
     response: dict[str, Any] | None = None  # JSON schema of the success body
     response_types: tuple[str, ...] = ("application/json",)  # media types the success body comes in
     tags: tuple[str, ...] = ()
+    # The success may carry an ETag ("strong": always; "weak": when its content cannot change),
+    # and If-None-Match with it answers 304 with no body.
+    etag: str | None = None
     # Where the project comes from when the path has none (called after the body is read;
     # "" = none named); e.g. OTLP's X-Project-Id header or resource attributes.
     project: Callable[[Request], str] | None = None
