@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from pathlib import Path
-
 from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
 
 from support.cli import Cli, sqlite_only
 from support.engine import jobs_of
@@ -35,7 +35,7 @@ def _ticks(out: str) -> list[tuple[float, int, float]]:
 def _each_line_its_own_time(ticks: list[tuple[float, int, float]]) -> None:
     """Lines printed 200 ms apart show times 200 ms apart (±50 ms): each line its own arrival."""
     assert len(ticks) >= 5, ticks
-    for (shown, _, own), (next_shown, _, next_own) in zip(ticks, ticks[1:], strict=False):
+    for (shown, _, own), (next_shown, _, next_own) in pairwise(ticks):
         assert next_own - own >= 0.2
         assert abs((next_shown - shown) - (next_own - own)) <= 0.05, ticks  # the task's own gap, the sleep
 
