@@ -1,10 +1,20 @@
 """Search of a whole task log: substring or regular expression, with line numbers and context.
 
-The log is scanned in windows of about 4 MiB of whole lines, so memory stays bounded whatever
-the log's size, and a time budget stops long scans with a cursor to continue from. Forward
-searches continue with `after_line`, backward ones (newest match first) with `before_line`.
-Windows without a match cost a read and a byte search only: line numbers are worked out through
-the line index for the matches alone.
+The log is scanned in windows of whole lines (4 MiB for a substring, less for a complex regular
+expression), so memory stays bounded whatever the log's size, and a time budget stops long
+scans with a cursor to continue from. Forward searches continue with `after_line`, backward
+ones (newest match first) with `before_line`. Windows without a match cost a read and one RE2
+search: line numbers are worked out through the line index for the matches alone.
+
+Every query, substring or not, runs on RE2 (`google-re2`): linear in the bytes scanned whatever
+the pattern (`(a+)+$` costs what `a` does), and it lets go of the GIL while it scans, so a
+search in the thread pool never stalls the event loop. Patterns are bytes matched byte by byte
+(RE2's Latin-1 mode), as Python's bytes patterns are: invalid UTF-8 is searched like any other
+byte, and ignore_case folds ASCII letters only. RE2 cannot say how long a scan takes, only
+bound it: about (bytes × compiled instructions), up to ~6 ns each when its DFA gives up on an
+adversarial pattern. So a regular expression's window is sized from its compiled size, such an
+expression is refused past MAX_PROGRAM instructions, and the budget is checked after every
+window.
 """
 
 from __future__ import annotations
@@ -14,12 +24,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import re2
+
 from jobtail.core.errors import InvalidQueryParameter
 from jobtail.core.lines import MAX_LINE_BYTES, Line, LineFinder
 from jobtail.core.reader import Reader
 from jobtail.core.types import LogState
 
-WINDOW = 4 * 1024 * 1024
+WINDOW = 4 * 1024 * 1024  # bytes searched per step at most (substrings always use it whole)
+_MIN_WINDOW = 128 * 1024  # a regular expression's window, at least
+_STEP_WORK = 16_000_000  # bytes × instructions per window: ~0.1 s where RE2's DFA gives up
+MAX_PROGRAM = 1000  # RE2 instructions a regular expression may compile to
 _OVERLAP = 64 * 1024  # slices of a giant line overlap so that matches up to this long are found
 
 
@@ -38,42 +53,75 @@ class SearchResult:
     next_line: int | None  # continue with after_line (forward) / before_line (backward) = this
 
 
+# Python-only syntax RE2 refuses, and why, for the error message. Each follows an even number of
+# backslashes (the construct itself is not escaped); checked only once RE2 has refused a pattern.
+_UNSUPPORTED = [(re.compile(r"(?<!\\)(?:\\\\)*" + construct), reason) for construct, reason in (
+    (r"(?:\\[1-9]|\(\?P=)", "backreferences are not supported"),
+    (r"\(\?<?[=!]", "lookahead and lookbehind assertions are not supported"),
+    (r"\(\?>", "atomic groups are not supported"),
+    (r"[*+?}]\+", "possessive quantifiers are not supported"),
+    (r"\(\?\(", "conditional groups are not supported"),
+    (r"\(\?#", "comments are not supported"),
+)]
+# Python's \A and \Z (and RE2's \z) would anchor at a window's ends; each line is its own text.
+_TEXT_ANCHOR = re.compile(rb"(?<!\\)((?:\\\\)*)\\([AZz])")
+
+
+def _per_line(source: bytes) -> bytes:
+    return _TEXT_ANCHOR.sub(lambda m: m.group(1) + (b"^" if m.group(2) == b"A" else b"$"), source)
+
+
+def _refusal(query: str, error: str) -> str:
+    for construct, reason in _UNSUPPORTED:
+        if construct.search(query):
+            return f"The regular expression is not supported: {reason} (RE2 syntax)."
+    return f"The regular expression is invalid: {error}."
+
+
 class Pattern:
-    """What a query matches, per line. `find(data, at)` is the start of the first match at or
-    after `at`, or -1. A plain, case-sensitive substring uses `bytes.find` (memchr-fast)."""
+    """What a query matches, per line: a line matches when the pattern matches some part of it
+    (`^` and `$` anchor at its ends; no match spans a newline).
+
+    `find(data, at, end)` is the start of the first match in `data[at:end]`, or -1; the bytes
+    around that range are its context (`^` at `at` needs a newline before it, `$` at `end` a
+    newline at it), so a range may be cut from a longer line without inventing matches at the cut.
+    """
 
     def __init__(self, query: str, regex: bool, ignore_case: bool) -> None:
         source = query.encode("utf-8", "surrogateescape")
-        self._literal = source if not regex and not ignore_case else None
-        flags = re.MULTILINE | (re.IGNORECASE if ignore_case else 0)
+        options = re2.Options()
+        options.encoding = re2.Options.Encoding.LATIN1  # a byte is a character, as in bytes patterns
+        options.case_sensitive = not ignore_case  # Latin-1 mode folds ASCII letters only, as `re` does
+        options.never_nl = True  # per line
+        options.never_capture = True  # only where matches start is wanted: no submatch work
+        options.literal = not regex
+        options.log_errors = False
         try:
-            self._compiled = re.compile(source if regex else re.escape(source), flags)
-        except re.error:
-            raise InvalidQueryParameter("q") from None
+            self._compiled = re2.compile(b"(?m)" + _per_line(source) if regex else source, options)
+        except re2.error as exc:
+            message = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+            raise InvalidQueryParameter("q", _refusal(query, message)) from None
+        size = self._compiled.programsize
+        if regex and size > MAX_PROGRAM:
+            raise InvalidQueryParameter(
+                "q", f"The regular expression is too complex: {size} RE2 instructions, at most {MAX_PROGRAM}.")
+        self._cost = size if regex else 0
 
-    def find(self, data: bytes, at: int = 0, *, open_end: bool = False) -> int:
-        """With `open_end`, `data` is cut from a longer line: a regular-expression match that
-        reaches its end may only exist because of the cut (`$`), so it does not count (the next,
-        overlapping slice judges it whole)."""
-        if self._literal is not None:
-            return data.find(self._literal, at)
-        for _ in range(16):  # bounded: a pathological pattern must not make a slice quadratic
-            m = self._compiled.search(data, at)
-            if m is None:
-                return -1
-            if not open_end or m.end() < len(data):
-                return m.start()
-            at = m.start() + 1
-        return -1
+    def window(self) -> int:
+        """Bytes one step may search: a bounded cost whatever the pattern and the data."""
+        if not self._cost:  # a literal's DFA has one state per byte of it: never the slow path
+            return WINDOW
+        return min(WINDOW, max(_MIN_WINDOW, _STEP_WORK // self._cost))
 
-    def regex(self) -> re.Pattern[bytes]:
-        return self._compiled
+    def find(self, data: bytes, at: int = 0, end: int | None = None) -> int:
+        found = self._compiled.search(data, at, len(data) if end is None else end)
+        return -1 if found is None else int(found.start())
 
 
 def compile_pattern(query: str, regex: bool, ignore_case: bool) -> Pattern:
-    """The pattern for a query, matched per line (`^`/`$` anchor at line ends); an invalid
-    regular expression is a bad `q`. Matches longer than 64 KiB inside lines longer than 4 MiB
-    may be missed."""
+    """The pattern for a query, matched per line; a regular expression RE2 refuses (invalid, or
+    Python-only syntax such as backreferences and lookaround) is a bad `q` that says why.
+    Matches longer than 64 KiB inside lines longer than a window may be missed."""
     return Pattern(query, regex, ignore_case)
 
 
@@ -113,18 +161,27 @@ class Searcher:
         budget_seconds: float,
     ) -> SearchResult:
         """Matching lines among `first_line … last_line` (one match per line), in order of the
-        scan; `context` lines around each come from the line index."""
+        scan; `context` lines around each come from the line index.
+
+        The budget is checked after every window, and between the slices of a line longer than
+        one; a search stops before such a line when the budget runs out inside it, unless the
+        line is the first it scans (so that every continuation makes progress)."""
         if first_line > last_line:
             return SearchResult([], 0, None, None)
         low = self._lines.start_of(state, first_line)
         high = self._line_end(state, last_line)
         deadline = self._clock() + budget_seconds
+        window = pattern.window()
         found: list[Line] = []
         scanned = 0
-        groups = self._backward(state, low, high) if backward else self._forward(state, low, high)
+        groups = self._backward(state, low, high, window) if backward else self._forward(state, low, high, window)
         for group in groups:
             if isinstance(group, _Giant):
-                hits, size = self._giant_hit(state, pattern, group), group.end - group.start
+                hits = self._giant_hit(state, pattern, group, window, deadline if scanned else None)
+                if hits is None:
+                    resume = group.number + 1 if backward else group.number - 1
+                    return self._result(state, found, scanned, "time_budget", context, resume)
+                size = group.end - group.start
             else:
                 hits, size = self._hits(state, pattern, group), len(group.data)
             scanned += size
@@ -159,11 +216,11 @@ class Searcher:
         """The number of the line that ends just before `offset` (a line start or the end)."""
         return self._lines.total(state) if offset >= state.end_offset else self._lines.line_of(state, offset) - 1
 
-    def _forward(self, state: LogState, low: int, high: int) -> Iterator[_Lines | _Giant]:
-        """Whole lines in windows of about WINDOW bytes, oldest first; a longer line alone."""
+    def _forward(self, state: LogState, low: int, high: int, window: int) -> Iterator[_Lines | _Giant]:
+        """Whole lines in windows of about `window` bytes, oldest first; a longer line alone."""
         pos = low
         while pos < high:
-            data = self._reader.read(state.log_id, pos, min(high, pos + WINDOW))
+            data = self._reader.read(state.log_id, pos, min(high, pos + window))
             if pos + len(data) < high:
                 cut = data.rfind(b"\n") + 1
                 if cut == 0:  # the line at `pos` is longer than a window
@@ -176,11 +233,11 @@ class Searcher:
             yield _Lines(pos, data)
             pos += len(data)
 
-    def _backward(self, state: LogState, low: int, high: int) -> Iterator[_Lines | _Giant]:
+    def _backward(self, state: LogState, low: int, high: int, window: int) -> Iterator[_Lines | _Giant]:
         """The same groups, newest first. `high` and every later window end are line starts."""
         end = high
         while end > low:
-            start = max(low, end - WINDOW)
+            start = max(low, end - window)
             data = self._reader.read(state.log_id, start, end)
             if start > low:
                 skip = data.find(b"\n") + 1
@@ -194,15 +251,20 @@ class Searcher:
             yield _Lines(start, data)
             end = start
 
-    def _giant_hit(self, state: LogState, pattern: Pattern, line: _Giant) -> list[Line]:
-        """Scan one line longer than a window in overlapping slices; at most one hit (its head)."""
+    def _giant_hit(self, state: LogState, pattern: Pattern, line: _Giant, window: int,
+                   deadline: float | None) -> list[Line] | None:
+        """Scan one line longer than a window in overlapping slices; at most one hit (its head).
+        None when `deadline` passed before the line was scanned to its end."""
         pos = line.start
         while pos < line.end:
-            stop = min(line.end, pos + WINDOW)
-            # One byte before, so that `^` cannot match at the slice's start; `$` see Pattern.find.
-            lead = 1 if pos > line.start else 0
-            data = self._reader.read(state.log_id, pos - lead, stop)
-            if pattern.find(data, lead, open_end=stop < line.end) >= 0:
+            if deadline is not None and self._clock() > deadline:
+                return None
+            stop = min(line.end, pos + window)
+            # A byte either side of a cut inside the line, so that `^` and `$` do not match there.
+            lead, tail = int(pos > line.start), int(stop < line.end)
+            data = self._reader.read(state.log_id, pos - lead, stop + tail)
+            end = len(data) - tail - (not tail and data.endswith(b"\n"))
+            if pattern.find(data, lead, end) >= 0:
                 head = self._reader.read(state.log_id, line.start, min(line.end, line.start + MAX_LINE_BYTES))
                 cut = line.end - line.start > MAX_LINE_BYTES + 1  # +1: its own newline
                 return [Line(line.number, line.start, head.rstrip(b"\n"), cut)]
@@ -213,7 +275,8 @@ class Searcher:
 
     def _hits(self, state: LogState, pattern: Pattern, group: _Lines) -> list[Line]:
         data, hits = group.data, []
-        at = pattern.find(data)
+        end = len(data) - data.endswith(b"\n")  # not past the last line's end: no empty line after it
+        at = pattern.find(data, 0, end)
         if at < 0:
             return hits
         number, counted_to = self._lines.line_of(state, group.start), 0
@@ -225,7 +288,7 @@ class Searcher:
             counted_to = begin
             text = data[begin:stop]
             hits.append(Line(number, group.start + begin, text[:MAX_LINE_BYTES], len(text) > MAX_LINE_BYTES))
-            if stop + 1 > len(data):
+            if stop + 1 > end:
                 break
-            at = pattern.find(data, stop + 1)
+            at = pattern.find(data, stop + 1, end)
         return hits
