@@ -406,6 +406,49 @@ def test_utf8_pieces_cover_the_bytes_exactly_without_splitting_characters(parts:
     assert_no_split_characters(log, boundaries)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=60), st.integers(1, 5))
+def test_utf8_pieces_stop_after_the_pieces_asked_for(parts: list[bytes], most: int) -> None:
+    data = b"".join(parts)
+    whole, used = utf8_pieces(data, final=True)
+    first, covered = utf8_pieces(data, final=True, most=most)
+    assert first == whole[:most] and covered == sum(len(raw) for _, raw in first)
+    assert first + utf8_pieces(data[covered:], final=True)[0] == whole, "the next step goes on where it stopped"
+
+
+def test_following_much_invalid_utf8_does_not_stall_the_server(serve: Callable[..., Server]) -> None:
+    """Issue 14's reproduction: 2 MiB of b"\xff\n" took 43 s to a first event and stalled /healthz
+    for up to 21.7 s (the split was quadratic and ran on the event loop). Now it is linear and
+    runs in the thread pool. The bounds only catch a freeze (measured: ~0.05 s and a few ms)."""
+    server = serve()
+    job, ref = server.new_job()
+    log = b"\xff\n" * (4 * 1024 * 1024)  # 8 MiB
+    server.store.append(ref, log)
+    assert JobService(server.store).transition(job, COMPLETED) is not None
+    slowest = 0.0
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        http.get("/healthz")
+        started = time.monotonic()
+        tail = Tail(server.url, ref)
+        first, event = tail.next()
+        data = event.raw
+        while True:
+            start = time.monotonic()
+            assert http.get("/healthz").status_code == 200
+            slowest = max(slowest, time.monotonic() - start)
+            try:
+                _, event = tail.next(timeout=0.01)
+            except queue.Empty:
+                continue
+            if event.kind == "end":
+                break
+            data += event.raw
+    tail.join()
+    assert data == log and event.data == {"reason": "task finished", "offset": len(log)}
+    assert first - started < 2.0, f"first event after {first - started:.2f} s"
+    assert slowest < 0.5, f"/healthz took up to {slowest:.3f} s"
+
+
 def test_big_appends_come_in_events_of_at_most_one_mebibyte(serve: Callable[..., Server]) -> None:
     server = serve()
     job, ref = server.new_job()

@@ -127,10 +127,21 @@ def compile_pattern(query: str, regex: bool, ignore_case: bool) -> Pattern:
 
 @dataclass(frozen=True, slots=True)
 class _Lines:
-    """Whole lines `data`, starting at log offset `start`."""
+    """Whole lines `data[lo:hi]` (a view into a block read at once), starting at log offset
+    `start`; `base` is the log offset of `data[0]`."""
 
-    start: int
+    base: int
     data: bytes
+    lo: int
+    hi: int
+
+    @property
+    def start(self) -> int:
+        return self.base + self.lo
+
+    @property
+    def end(self) -> int:
+        return self.base + self.hi
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,16 +194,14 @@ class Searcher:
                     return self._result(state, found, scanned, "time_budget", context, resume)
                 size = group.end - group.start
             else:
-                hits, size = self._hits(state, pattern, group), len(group.data)
+                hits, size = self._hits(state, pattern, group), group.hi - group.lo
             scanned += size
             for hit in reversed(hits) if backward else hits:
                 found.append(hit)
                 if len(found) == limit:
                     return self._result(state, found, scanned, "limit", context, hit.number)
             if self._clock() > deadline:
-                start, end = (group.start, group.end) if isinstance(group, _Giant) else (
-                    group.start, group.start + len(group.data))
-                resume = self._lines.line_of(state, start) if backward else self._line_before(state, end)
+                resume = self._lines.line_of(state, group.start) if backward else self._line_before(state, group.end)
                 return self._result(state, found, scanned, "time_budget", context, resume)
         return self._result(state, found, scanned, None, context, None)
 
@@ -217,39 +226,59 @@ class Searcher:
         return self._lines.total(state) if offset >= state.end_offset else self._lines.line_of(state, offset) - 1
 
     def _forward(self, state: LogState, low: int, high: int, window: int) -> Iterator[_Lines | _Giant]:
-        """Whole lines in windows of about `window` bytes, oldest first; a longer line alone."""
+        """Whole lines in groups of at most `window` bytes, oldest first, out of blocks of
+        WINDOW bytes read at once; a line longer than a window alone."""
         pos = low
         while pos < high:
-            data = self._reader.read(state.log_id, pos, min(high, pos + window))
-            if pos + len(data) < high:
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:  # the line at `pos` is longer than a window
-                    number = self._lines.line_of(state, pos)
-                    end = min(high, self._line_end(state, number))
-                    yield _Giant(number, pos, end)
-                    pos = end
+            data = self._reader.read(state.log_id, pos, min(high, pos + WINDOW))
+            size = len(data) if pos + len(data) == high else data.rfind(b"\n") + 1
+            if size == 0:  # the line at `pos` is longer than the block
+                number = self._lines.line_of(state, pos)
+                end = min(high, self._line_end(state, number))
+                yield _Giant(number, pos, end)
+                pos = end
+                continue
+            lo = 0
+            while lo < size:
+                hi = size if size - lo <= window else data.rfind(b"\n", lo, lo + window) + 1
+                if hi > lo:
+                    yield _Lines(pos, data, lo, hi)
+                    lo = hi
                     continue
-                data = data[:cut]
-            yield _Lines(pos, data)
-            pos += len(data)
+                # The line at `lo` is longer than a window.
+                number = self._lines.line_of(state, pos + lo)
+                newline = data.find(b"\n", lo, size)
+                end = pos + newline + 1 if newline >= 0 else min(high, self._line_end(state, number))
+                yield _Giant(number, pos + lo, end)
+                lo = end - pos
+            pos += size
 
     def _backward(self, state: LogState, low: int, high: int, window: int) -> Iterator[_Lines | _Giant]:
-        """The same groups, newest first. `high` and every later window end are line starts."""
+        """The same groups, newest first. `high` and every later block end are line starts."""
         end = high
         while end > low:
-            start = max(low, end - window)
+            start = max(low, end - WINDOW)
             data = self._reader.read(state.log_id, start, end)
-            if start > low:
-                skip = data.find(b"\n") + 1
-                if skip == 0 or skip >= len(data):  # the line ending at `end` is longer than a window
-                    number = self._lines.line_of(state, start)
-                    line_start = max(low, self._lines.start_of(state, number))
-                    yield _Giant(number, line_start, end)
-                    end = line_start
+            # The first whole line in the block: `low` is a line start, else after a newline.
+            lo = 0 if start == low else data.find(b"\n", 0, len(data) - 1) + 1
+            if lo == 0 and start > low:  # the line ending at `end` is longer than the block
+                number = self._lines.line_of(state, start)
+                line_start = max(low, self._lines.start_of(state, number))
+                yield _Giant(number, line_start, end)
+                end = line_start
+                continue
+            hi = len(data)
+            while hi > lo:
+                first = lo if hi - lo <= window else data.find(b"\n", hi - window - 1, hi - 1) + 1
+                if first > lo or (first == lo and hi - lo <= window):
+                    yield _Lines(start, data, first, hi)
+                    hi = first
                     continue
-                start, data = start + skip, data[skip:]
-            yield _Lines(start, data)
-            end = start
+                # The line ending at `hi` is longer than a window (it starts in this block).
+                line_start = max(lo, data.rfind(b"\n", lo, hi - 1) + 1)
+                yield _Giant(self._lines.line_of(state, start + line_start), start + line_start, start + hi)
+                hi = line_start
+            end = start + lo
 
     def _giant_hit(self, state: LogState, pattern: Pattern, line: _Giant, window: int,
                    deadline: float | None) -> list[Line] | None:
@@ -275,19 +304,19 @@ class Searcher:
 
     def _hits(self, state: LogState, pattern: Pattern, group: _Lines) -> list[Line]:
         data, hits = group.data, []
-        end = len(data) - data.endswith(b"\n")  # not past the last line's end: no empty line after it
-        at = pattern.find(data, 0, end)
+        end = group.hi - (data[group.hi - 1] == 0x0A)  # not past the last line's end: no empty line after it
+        at = pattern.find(data, group.lo, end)
         if at < 0:
             return hits
-        number, counted_to = self._lines.line_of(state, group.start), 0
+        number, counted_to = self._lines.line_of(state, group.start), group.lo
         while at >= 0:
-            begin = data.rfind(b"\n", 0, at) + 1
-            stop = data.find(b"\n", at)
-            stop = len(data) if stop < 0 else stop
+            begin = max(group.lo, data.rfind(b"\n", group.lo, at) + 1)
+            stop = data.find(b"\n", at, group.hi)
+            stop = group.hi if stop < 0 else stop
             number += data.count(b"\n", counted_to, begin)
             counted_to = begin
-            text = data[begin:stop]
-            hits.append(Line(number, group.start + begin, text[:MAX_LINE_BYTES], len(text) > MAX_LINE_BYTES))
+            text = data[begin : min(stop, begin + MAX_LINE_BYTES)]
+            hits.append(Line(number, group.base + begin, text, stop - begin > MAX_LINE_BYTES))
             if stop + 1 > end:
                 break
             at = pattern.find(data, stop + 1, end)
