@@ -36,6 +36,7 @@ _MIN_WINDOW = 128 * 1024  # a regular expression's window, at least
 _STEP_WORK = 16_000_000  # bytes × instructions per window: ~0.1 s where RE2's DFA gives up
 MAX_PROGRAM = 1000  # RE2 instructions a regular expression may compile to
 _OVERLAP = 64 * 1024  # slices of a giant line overlap so that matches up to this long are found
+_NEAR = 1024 * 1024  # a line number is counted on from a known one at most this far in memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +186,7 @@ class Searcher:
         window = pattern.window()
         found: list[Line] = []
         scanned = 0
+        hits: list[Line] = []  # the last group's
         groups = self._backward(state, low, high, window) if backward else self._forward(state, low, high, window)
         for group in groups:
             if isinstance(group, _Giant):
@@ -194,7 +196,7 @@ class Searcher:
                     return self._result(state, found, scanned, "time_budget", context, resume)
                 size = group.end - group.start
             else:
-                hits, size = self._hits(state, pattern, group), group.hi - group.lo
+                hits, size = self._hits(state, pattern, group, hits), group.hi - group.lo
             scanned += size
             for hit in reversed(hits) if backward else hits:
                 found.append(hit)
@@ -302,13 +304,26 @@ class Searcher:
             pos = max(pos + 1, stop - _OVERLAP)
         return []
 
-    def _hits(self, state: LogState, pattern: Pattern, group: _Lines) -> list[Line]:
+    def _hits(self, state: LogState, pattern: Pattern, group: _Lines, last: list[Line]) -> list[Line]:
+        """The group's matching lines. Their numbers are counted on from a line whose number is
+        known: the last group's last hit when it lies in the same block not far off (cheaper
+        than the line index for the many small windows of a regular expression), else the
+        line index."""
         data, hits = group.data, []
         end = group.hi - (data[group.hi - 1] == 0x0A)  # not past the last line's end: no empty line after it
         at = pattern.find(data, group.lo, end)
         if at < 0:
             return hits
-        number, counted_to = self._lines.line_of(state, group.start), group.lo
+        known = last[-1] if last else None
+        near = known is not None and 0 <= known.offset - group.base < len(data) and \
+            abs(known.offset - group.start) < _NEAR
+        if near and known.offset <= group.start:
+            number = known.number + data.count(b"\n", known.offset - group.base, group.lo)
+        elif near:
+            number = known.number - data.count(b"\n", group.lo, known.offset - group.base)
+        else:
+            number = self._lines.line_of(state, group.start)
+        counted_to = group.lo
         while at >= 0:
             begin = max(group.lo, data.rfind(b"\n", group.lo, at) + 1)
             stop = data.find(b"\n", at, group.hi)
