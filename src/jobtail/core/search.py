@@ -1,7 +1,7 @@
 """Search of a whole task log: substring or regular expression, with line numbers and context.
 
-The log is scanned in windows of whole lines (4 MiB for a substring, less for a complex regular
-expression), so memory stays bounded whatever the log's size, and a time budget stops long
+The log is read in blocks of 4 MiB and scanned in windows of whole lines (the whole block for
+a substring, less for a regular expression), so memory stays bounded whatever the log's size, and a time budget stops long
 scans with a cursor to continue from. Forward searches continue with `after_line`, backward
 ones (newest match first) with `before_line`. Windows without a match cost a read and one RE2
 search: line numbers are worked out through the line index for the matches alone.
@@ -14,7 +14,9 @@ byte, and ignore_case folds ASCII letters only. RE2 cannot say how long a scan t
 bound it: about (bytes × compiled instructions), up to ~6 ns each when its DFA gives up on an
 adversarial pattern. So a regular expression's window is sized from its compiled size, such an
 expression is refused past MAX_PROGRAM instructions, and the budget is checked after every
-window.
+window. An expression with a literal run of bytes at its top level (every match holds it) is
+looked for through that literal first, which RE2 finds several times faster than it runs an
+expression that does not start with one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from re import _parser  # Python's parser of its regex syntax: the only way to read a pattern's parts
 
 import re2
 
@@ -37,6 +40,8 @@ _STEP_WORK = 16_000_000  # bytes × instructions per window: ~0.1 s where RE2's 
 MAX_PROGRAM = 1000  # RE2 instructions a regular expression may compile to
 _OVERLAP = 64 * 1024  # slices of a giant line overlap so that matches up to this long are found
 _NEAR = 1024 * 1024  # a line number is counted on from a known one at most this far in memory
+_MIN_REQUIRED = 3  # bytes a required literal must have to be worth searching for first
+_TRIES = 8  # lines with the required literal but no match before the expression takes over
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,7 @@ class Pattern:
             raise InvalidQueryParameter(
                 "q", f"The regular expression is too complex: {size} RE2 instructions, at most {MAX_PROGRAM}.")
         self._cost = size if regex else 0
+        self._required = _required_literal(source, options) if regex else None
 
     def window(self) -> int:
         """Bytes one step may search: a bounded cost whatever the pattern and the data."""
@@ -115,8 +121,55 @@ class Pattern:
         return min(WINDOW, max(_MIN_WINDOW, _STEP_WORK // self._cost))
 
     def find(self, data: bytes, at: int = 0, end: int | None = None) -> int:
-        found = self._compiled.search(data, at, len(data) if end is None else end)
+        end = len(data) if end is None else end
+        if self._required is not None:  # skip to the lines that hold the literal every match has
+            find_literal, size = self._required
+            for _ in range(_TRIES):
+                hint = find_literal(data, at, end)
+                if hint < 0:
+                    return -1
+                at = data.rfind(b"\n", at, hint) + 1 or at
+                line_end = data.find(b"\n", hint + size, end)
+                line_end = end if line_end < 0 else line_end
+                found = self._compiled.search(data, at, line_end)
+                if found is not None:
+                    return int(found.start())
+                if line_end >= end:
+                    return -1
+                at = line_end + 1
+            # The literal is common here: scanning on with the expression alone is cheaper.
+        found = self._compiled.search(data, at, end)
         return -1 if found is None else int(found.start())
+
+
+def _required_literal(source: bytes, options: re2.Options) -> tuple[Callable[[bytes, int, int], int], int] | None:
+    """A finder (`find(data, at, end)`: the first start or -1) for the longest run of literal
+    bytes at the top level of the expression, so in every match, and its length; when it has
+    one of at least _MIN_REQUIRED bytes. Finding a literal first, as grep does, is several times
+    faster than running an expression without one at its start. From Python's parse, which
+    reads the patterns both engines take alike; None for the others."""
+    if any(warned in source for warned in (b"[[", b"--", b"&&", b"~~", b"||")):
+        return None  # Python warns (FutureWarning) of set syntax it may read differently one day
+    try:
+        tree = _parser.parse(source)
+    except Exception:  # RE2-only syntax, or nesting deeper than Python's parser recurses
+        return None
+    best, run = b"", bytearray()
+    for op, value in [*tree, (None, None)]:
+        if op is _parser.LITERAL:
+            run.append(value)
+        else:
+            best, run = max(best, bytes(run), key=len), bytearray()
+    if len(best) < _MIN_REQUIRED:
+        return None
+    # Folded whatever the case of the expression: only a hint, and RE2 finds a folded literal
+    # fast whatever its first byte (a case-sensitive one is a memchr of it: slow for a space).
+    folded = re2.Options()
+    for name in ("encoding", "never_nl", "log_errors"):
+        setattr(folded, name, getattr(options, name))
+    folded.literal, folded.case_sensitive = True, False
+    compiled = re2.compile(best, folded)
+    return lambda data, at, end: -1 if (m := compiled.search(data, at, end)) is None else int(m.start()), len(best)
 
 
 def compile_pattern(query: str, regex: bool, ignore_case: bool) -> Pattern:

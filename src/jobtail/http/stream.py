@@ -41,7 +41,11 @@ every followed log's end offset in one query every `follow_poll_seconds`.
 
 **Limits**: at most `max_streams_per_principal` open streams per caller (by principal name) and
 server process; one more is refused with 429 `APIGW.0308` and `Retry-After`. Memory per stream
-is one event's bytes; a slow reader slows its own stream only.
+is one step: at most 1 MiB of log bytes and the (at most MAX_EVENTS) events made of them; a slow
+reader slows its own stream only.
+
+**CPU**: reading, splitting into text and base64 (linear in the bytes) and encoding happen in
+the thread pool, one step at a time; the event loop only sends each step's events.
 """
 
 from __future__ import annotations
