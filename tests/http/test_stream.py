@@ -515,12 +515,14 @@ def test_without_the_poller_other_processes_appends_wait(
     other = store_factory()
     job, ref = server.new_job()
     tail = Tail(server.url, ref)
+    server.store.append(ref, b"first\n")  # once it is sent, the stream waits to be woken
+    assert tail.next()[1].data == {"offset": 0, "end": 6, "text": "first\n"}
     other.append(ref, b"quiet\n")
     with pytest.raises(queue.Empty):
         tail.next(timeout=1.0)
     server.store.append(ref, b"loud\n")
     _, event = tail.next()
-    assert event.data == {"offset": 0, "end": 11, "text": "quiet\nloud\n"}
+    assert event.data == {"offset": 6, "end": 17, "text": "quiet\nloud\n"}
     server.following.shutdown.trigger()
     tail.until_end()
 
