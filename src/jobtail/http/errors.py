@@ -61,7 +61,8 @@ def _domain(exc: core.JobtailError) -> tuple[int, str, str, dict[str, object]]:
     """Status, code, message and extra body fields for a domain error."""
     match exc:
         case core.InvalidQueryParameter():
-            return 400, "ModelArts.2764", f"Invalid query parameter ({exc.param}).", {}
+            reason = f" {exc.reason}" if exc.reason else ""
+            return 400, "ModelArts.2764", f"Invalid query parameter ({exc.param}).{reason}", {}
         case core.InvalidParameter():
             return 400, "ModelArts.2788", exc.message, {}
         case core.JobNotFound():

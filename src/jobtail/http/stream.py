@@ -41,7 +41,11 @@ every followed log's end offset in one query every `follow_poll_seconds`.
 
 **Limits**: at most `max_streams_per_principal` open streams per caller (by principal name) and
 server process; one more is refused with 429 `APIGW.0308` and `Retry-After`. Memory per stream
-is one event's bytes; a slow reader slows its own stream only.
+is one step: at most 1 MiB of log bytes and the (at most MAX_EVENTS) events made of them; a slow
+reader slows its own stream only.
+
+**CPU**: reading, splitting into text and base64 (linear in the bytes) and encoding happen in
+the thread pool, one step at a time; the event loop only sends each step's events.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
+import re
 import signal
 import threading
 from collections.abc import AsyncGenerator, Callable
@@ -74,6 +79,7 @@ from jobtail.http.routing import Operation, Param
 from jobtail.settings import Settings
 
 EVENT_BYTES = 1024 * 1024  # log bytes per event, at most
+MAX_EVENTS = 1024  # events one step makes at most (a log alternating text and invalid bytes makes many)
 RETRY_MS = 1000
 RETRY_AFTER_SECONDS = 5  # told to a caller over its stream cap
 SHUTTING_DOWN, DELETED = "server shutting down", "job deleted"
@@ -83,35 +89,42 @@ ENDED = {COMPLETED: "task finished", FAILED: "task finished", TERMINATED: "job t
 # -- encoding -----------------------------------------------------------------------------------
 
 
-def utf8_pieces(data: bytes, final: bool) -> tuple[list[tuple[str | None, bytes]], int]:
+_ESCAPED = re.compile("[\udc80-\udcff]")  # what surrogateescape decodes an invalid byte to
+# A run of invalid bytes ends after the first newline followed by a valid character.
+_RUN_END = re.compile("\n[^\udc80-\udcff]")
+
+
+def utf8_pieces(data: bytes, final: bool, most: int | None = None) -> tuple[list[tuple[str | None, bytes]], int]:
     """Split `data` into (text, bytes) pieces for valid UTF-8 and (None, bytes) pieces to send as
     base64, and say how many leading bytes of `data` they cover: an incomplete character at the
-    end is left out (held back) unless `final`. A run of invalid bytes extends to the end of its
-    line; adjacent base64 pieces are merged."""
+    end is left out (held back) unless `final`, and so is everything after the first `most`
+    pieces. A run of invalid bytes extends to the end of its line; adjacent base64 pieces are
+    merged.
+
+    Linear in `len(data)`: one decode (invalid bytes become lone surrogates, which valid UTF-8
+    never decodes to), then one pass that finds them."""
+    end = len(data) if final else len(data) - _unfinished(data)
+    try:
+        text = codecs.utf_8_decode(data[:end], "strict", True)[0]
+    except UnicodeDecodeError:
+        text = codecs.utf_8_decode(data[:end], "surrogateescape", True)[0]
+    else:
+        return ([(text, data[:end])] if end else []), end
     pieces: list[tuple[str | None, bytes]] = []
-    view, pos, size = memoryview(data), 0, len(data)
-    while pos < size:
-        try:
-            text, used = codecs.utf_8_decode(view[pos:], "strict", final)
-        except UnicodeDecodeError as exc:
-            if exc.start:
-                good = pos + exc.start
-                pieces.append((codecs.utf_8_decode(view[pos:good], "strict", True)[0], data[pos:good]))
-                pos = good
-            newline = data.find(b"\n", pos)
-            stop = size if newline < 0 else newline + 1
-            if stop == size and not final:  # keep a character cut by the end of `data` whole
-                stop = max(pos + 1, stop - _unfinished(data[pos:]))  # (the run's first byte is invalid)
-            if pieces and pieces[-1][0] is None:
-                pieces[-1] = (None, pieces[-1][1] + data[pos:stop])
-            else:
-                pieces.append((None, data[pos:stop]))
-            pos = stop
+    char, pos = 0, 0  # the same place in `text` and in `data`
+    while char < len(text) and (most is None or len(pieces) < most):
+        bad = _ESCAPED.search(text, char)
+        if bad is None or bad.start() > char:
+            valid = text[char : None if bad is None else bad.start()]
+            size = len(valid.encode("utf-8"))
+            pieces.append((valid, data[pos : pos + size]))
+            char, pos = char + len(valid), pos + size
             continue
-        if used:
-            pieces.append((text, data[pos : pos + used]))
-        pos += used
-        break
+        run_end = _RUN_END.search(text, char)
+        stop = len(text) if run_end is None else run_end.start() + 1
+        size = len(text[char:stop].encode("utf-8", "surrogateescape"))
+        pieces.append((None, data[pos : pos + size]))
+        char, pos = stop, pos + size
     return pieces, pos
 
 
@@ -276,6 +289,25 @@ def _read(store: LogStore, ref: TaskRef, start: int, end: int, state: LogState) 
         raise
 
 
+def _next_events(store: LogStore, ref: TaskRef, state: LogState, final: bool, sent: int, held: bytes,
+                 pos: int) -> tuple[bytes, int, bytes, int, bool] | None:
+    """One step of a stream, in the thread pool (splitting and encoding cost CPU in proportion
+    to the bytes): read on from `pos`, up to one event's worth with the `held` bytes already
+    read past `sent`, and encode at most MAX_EVENTS events. Returns (events, sent, held, pos,
+    whether `held` holds more events to make), or None when the job or task was deleted."""
+    stop = min(state.end_offset, pos + EVENT_BYTES - len(held))
+    chunk = _read(store, ref, pos, stop, state) if stop > pos else b""
+    if chunk is None:
+        return None
+    data = held + chunk
+    pieces, used = utf8_pieces(data, final and stop == state.end_offset, MAX_EVENTS)
+    events = []
+    for text, raw in pieces:
+        events.append(log_event(sent, raw, text))
+        sent += len(raw)
+    return b"".join(events), sent, data[used:], stop, len(pieces) == MAX_EVENTS
+
+
 async def _events(following: Following, ref: TaskRef, job_id: str, phase: str, log_id: int,
                   start: int) -> AsyncGenerator[bytes, None]:
     store, shutdown = following.store, following.shutdown
@@ -307,18 +339,14 @@ async def _events(following: Following, ref: TaskRef, job_id: str, phase: str, l
                     sent += len(raw)
                 sent = pos = state.start_offset
                 held = b""
-            gone = False
-            while pos < state.end_offset and not shutdown.is_set():
-                stop = min(state.end_offset, pos + EVENT_BYTES - len(held))
-                chunk = await run_in_threadpool(_read, store, ref, pos, stop, state)
-                if gone := chunk is None:
+            gone, pending = False, False
+            while (pos < state.end_offset or pending) and not shutdown.is_set():
+                step = await run_in_threadpool(_next_events, store, ref, state, final, sent, held, pos)
+                if gone := step is None:
                     break
-                data = held + chunk
-                pieces, used = utf8_pieces(data, final and stop == state.end_offset)
-                for text, raw in pieces:
-                    yield log_event(sent, raw, text)
-                    sent += len(raw)
-                held, pos = data[used:], stop
+                events, sent, held, pos, pending = step
+                if events:
+                    yield events
                 quiet_since = loop.time()
             if gone:
                 reason = DELETED
