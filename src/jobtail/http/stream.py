@@ -25,8 +25,9 @@ An event carries the log bytes `[offset, end)`, at most 1 MiB; each event's `off
 previous one's `end` (only retention, by dropping bytes not yet sent, can open a visible gap).
 Reconnecting with the last `id` seen, as `Last-Event-ID` or `offset`, resumes exactly after it.
 A multi-byte UTF-8 character is never split across events: an incomplete one at the end of the
-log is held back until the rest arrives, or sent as base64 when the log is finished. A run of
-invalid bytes goes as base64 up to the end of its line; text resumes with the next valid byte.
+log is held back until the rest arrives, or sent as base64 when the log is finished. A line
+holding invalid bytes goes whole as base64 (from its start, or from where the event starts), and
+so do the lines after it that hold invalid bytes too; text resumes with the next valid line.
 
 **Why it ends** (`reason` of the final `end` event; `offset` is where a reconnect would resume):
 `task finished` (the job is Completed or Failed), `job terminated`, `job abnormal` — each only
@@ -90,16 +91,15 @@ ENDED = {COMPLETED: "task finished", FAILED: "task finished", TERMINATED: "job t
 
 
 _ESCAPED = re.compile("[\udc80-\udcff]")  # what surrogateescape decodes an invalid byte to
-# A run of invalid bytes ends after the first newline followed by a valid character.
-_RUN_END = re.compile("\n[^\udc80-\udcff]")
 
 
 def utf8_pieces(data: bytes, final: bool, most: int | None = None) -> tuple[list[tuple[str | None, bytes]], int]:
     """Split `data` into (text, bytes) pieces for valid UTF-8 and (None, bytes) pieces to send as
     base64, and say how many leading bytes of `data` they cover: an incomplete character at the
     end is left out (held back) unless `final`, and so is everything after the first `most`
-    pieces. A run of invalid bytes extends to the end of its line; adjacent base64 pieces are
-    merged.
+    pieces. A line holding invalid bytes goes whole into a base64 piece, and so do the lines after
+    it that hold invalid bytes too (so a log of `a\\xff\\n` lines makes one piece, not two per line);
+    a piece starts at a line start or at the start of `data`.
 
     Linear in `len(data)`: one decode (invalid bytes become lone surrogates, which valid UTF-8
     never decodes to), then one pass that finds them."""
@@ -112,20 +112,34 @@ def utf8_pieces(data: bytes, final: bool, most: int | None = None) -> tuple[list
         return ([(text, data[:end])] if end else []), end
     pieces: list[tuple[str | None, bytes]] = []
     char, pos = 0, 0  # the same place in `text` and in `data`
+
+    def take(stop: int, as_text: bool) -> None:
+        nonlocal char, pos
+        size = len(text[char:stop].encode("utf-8", "surrogateescape"))
+        pieces.append((text[char:stop] if as_text else None, data[pos : pos + size]))
+        char, pos = stop, pos + size
+
     while char < len(text) and (most is None or len(pieces) < most):
         bad = _ESCAPED.search(text, char)
-        if bad is None or bad.start() > char:
-            valid = text[char : None if bad is None else bad.start()]
-            size = len(valid.encode("utf-8"))
-            pieces.append((valid, data[pos : pos + size]))
-            char, pos = char + len(valid), pos + size
+        if bad is None:
+            take(len(text), as_text=True)
             continue
-        run_end = _RUN_END.search(text, char)
-        stop = len(text) if run_end is None else run_end.start() + 1
-        size = len(text[char:stop].encode("utf-8", "surrogateescape"))
-        pieces.append((None, data[pos : pos + size]))
-        char, pos = stop, pos + size
+        line_start = text.rfind("\n", char, bad.start()) + 1
+        if line_start > char:
+            take(line_start, as_text=True)
+            if most is not None and len(pieces) >= most:
+                break
+        stop = _line_end(text, bad.start())
+        while stop < len(text) and _ESCAPED.search(text, stop, next_end := _line_end(text, stop)):
+            stop = next_end
+        take(stop, as_text=False)
     return pieces, pos
+
+
+def _line_end(text: str, at: int) -> int:
+    """Where the line holding `text[at]` ends: just after its newline, or at the end of `text`."""
+    newline = text.find("\n", at)
+    return len(text) if newline < 0 else newline + 1
 
 
 def _unfinished(data: bytes) -> int:
