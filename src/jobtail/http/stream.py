@@ -91,6 +91,7 @@ ENDED = {COMPLETED: "task finished", FAILED: "task finished", TERMINATED: "job t
 
 
 _ESCAPED = re.compile("[\udc80-\udcff]")  # what surrogateescape decodes an invalid byte to
+_CLEAN_LINE = re.compile("^[^\n\udc80-\udcff]*(?:\n|\\Z)", re.MULTILINE)  # a line without one
 
 
 def utf8_pieces(data: bytes, final: bool, most: int | None = None) -> tuple[list[tuple[str | None, bytes]], int]:
@@ -129,17 +130,10 @@ def utf8_pieces(data: bytes, final: bool, most: int | None = None) -> tuple[list
             take(line_start, as_text=True)
             if most is not None and len(pieces) >= most:
                 break
-        stop = _line_end(text, bad.start())
-        while stop < len(text) and _ESCAPED.search(text, stop, next_end := _line_end(text, stop)):
-            stop = next_end
-        take(stop, as_text=False)
+        newline = text.find("\n", bad.start())
+        clean = None if newline < 0 else _CLEAN_LINE.search(text, newline + 1)
+        take(len(text) if clean is None or clean.start() == len(text) else clean.start(), as_text=False)
     return pieces, pos
-
-
-def _line_end(text: str, at: int) -> int:
-    """Where the line holding `text[at]` ends: just after its newline, or at the end of `text`."""
-    newline = text.find("\n", at)
-    return len(text) if newline < 0 else newline + 1
 
 
 def _unfinished(data: bytes) -> int:
