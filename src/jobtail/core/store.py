@@ -197,12 +197,24 @@ class LogStore:
         if last < first:
             return []
         page = self._lines.page(state, first, last - first + 1, tails=collapse_cr)
+        while descending and page and page[-1].number < last:  # cut by the byte cap: keep the newest
+            first = last - len(page) + 1
+            page = self._lines.page(state, first, last - first + 1, tails=collapse_cr)
         if descending:
             page.reverse()
         if collapse_cr:
             page = [dataclasses.replace(line, text=final_state(line.text.decode("utf-8", "replace")).encode())
                     for line in page]
         return page
+
+    def line_range(self, ref: TaskRef, state: LogState | None = None) -> tuple[int, int]:
+        """(first retained line, last line) of the log; `first > last` when it holds none."""
+        state = state or self.state(ref)
+        if state.end_offset == 0:
+            return 1, 0
+        if state.start_offset >= state.end_offset:
+            return state.line_count + 1, state.line_count
+        return self._lines.first_line(state), self._lines.total(state)
 
     def search(
         self,
