@@ -73,6 +73,11 @@ class MergedLog:
         return TaskSpan(ref.task_id, first, last, state.end_offset, arrival)
 
     @property
+    def log_ends(self) -> list[tuple[int, int]]:
+        """(log id, end offset) of each task's log in the snapshot: what a follower waits past."""
+        return [(state.log_id, state.end_offset) for state in self._states]
+
+    @property
     def total(self) -> int:
         """Retained lines in all the tasks."""
         return sum(span.last - span.first + 1 for span in self.spans)

@@ -18,7 +18,7 @@ from jobtail.core.store import LogStore
 from jobtail.auth.links import link_key
 from jobtail.auth.secrets import load_master_key
 from jobtail.core.jobs import JobService
-from jobtail.http import download, jobs, lines, logs, otlp, search, service, sessions, stream, tokens
+from jobtail.http import download, jobs, lines, logs, merged, otlp, search, service, sessions, stream, tokens
 from jobtail.http.access import Guard
 from jobtail.http.errors import EXCEPTION_HANDLERS
 from jobtail.http.guard import open_identity_guard
@@ -41,6 +41,7 @@ def operations() -> list[Operation]:
         *jobs.OPERATIONS,
         *logs.OPERATIONS,
         *lines.OPERATIONS,
+        *merged.OPERATIONS,
         *download.OPERATIONS,
         *stream.OPERATIONS,
         *search.OPERATIONS,
