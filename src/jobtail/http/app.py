@@ -18,7 +18,7 @@ from jobtail.core.store import LogStore
 from jobtail.auth.links import link_key
 from jobtail.auth.secrets import load_master_key
 from jobtail.core.jobs import JobService
-from jobtail.http import download, jobs, lines, logs, merged, otlp, search, service, sessions, stream, tokens
+from jobtail.http import download, jobs, lines, logs, merged, otlp, search, service, sessions, stream, tokens, viewer
 from jobtail.http.access import Guard
 from jobtail.http.errors import EXCEPTION_HANDLERS
 from jobtail.http.guard import open_identity_guard
@@ -156,7 +156,7 @@ def create_app(
             if guard is None:
                 app.state.guard.close()
 
-    app = JobtailApp(routes=build_routes(ops), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app = JobtailApp(routes=[*build_routes(ops), *viewer.ROUTES], lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     app.state.settings = settings
     app.state.guard = guard  # None until startup opens the default IdentityGuard
     app.state.preview_cache = PreviewCache(settings.preview_cache_bytes)
