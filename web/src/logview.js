@@ -182,7 +182,7 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
       if (merged) refold();
       viewport.setCount(source.count);
       const widest = merged ? Math.max(1, ...(source.logs || []).map((l) => Number(l.last_line))) : source.lineOf(source.count - 1);
-      viewport.box.style.setProperty('--ln', `${number(Math.max(widest, 999)).length + 1}ch`);
+      viewport.box.style.setProperty('--ln', `${Math.max(6, number(widest).length + 2)}ch`);
       if (state.following) viewport.scrollToEnd();
       if (source.error) showError(source.error);
       if (merged) showRanks();
@@ -261,11 +261,13 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
   // -- ranks (merged) ----------------------------------------------------------------------------
   function showRanks() {
     const logs = source.logs || [];
+    const known = new Map(logs.map((log) => [log.task, log]));
     const newest = Math.max(0, ...logs.map((l) => l.last_time || 0));
-    const chips = logs.map((log) => {
+    const names = allTasks.length ? allTasks : logs.map((log) => log.task);
+    const chips = names.map((name) => known.get(name) || { task: name, hidden: true }).map((log) => {
       const index = taskIndex.get(log.task) ?? 0;
       const quiet = log.last_time ? newest - log.last_time : Infinity;
-      const silent = logs.length > 1 && quiet >= SILENT_MS;
+      const silent = !log.hidden && logs.length > 1 && quiet >= SILENT_MS;
       const on = !chosen || chosen.includes(log.task);
       return el('button', {
         type: 'button', class: `chip r${index % 8}${silent ? ' silent' : ''}`, 'aria-pressed': String(on),
@@ -447,8 +449,9 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
     else if (state.stream === 'reconnecting') mode = el('span', { class: 'mode reconnecting' }, 'Connection lost — reconnecting…');
     else if (state.following) mode = el('span', { class: 'mode live' }, state.ended ? 'At the end' : 'Following');
     else {
+      const fresh = state.newWhilePaused;
       mode = el('button', { type: 'button', class: 'mode paused' }, state.ended ? 'Go to the end'
-        : `Following paused — ${number(state.newWhilePaused)} new line${state.newWhilePaused === 1 ? '' : 's'} · resume`);
+        : `Following paused — ${fresh ? `${number(fresh)} new line${fresh === 1 ? '' : 's'}` : 'no new lines yet'} · resume`);
       mode.addEventListener('click', () => setFollowing(true));
     }
     parts.push(mode);
