@@ -50,7 +50,7 @@ class ViewerServer:
     identity: SqlIdentityStore
     project: str
     admin: Client
-    users: dict[str, str] = field(default_factory=dict)
+    clients: list[Client] = field(default_factory=list)  # closed with the server
 
     @property
     def url(self) -> str:
@@ -64,6 +64,16 @@ class ViewerServer:
             manage.grant(self.identity, name, project, granted)
         return name
 
+    def new_project(self, name: str) -> tuple[str, Client]:
+        """A project of its own (so a test sees only its jobs) and an admin client acting there."""
+        project = manage.create_project(self.identity, f"{name}-{next(_names)}-{os.getpid()}").id
+        manage.grant(self.identity, "admin", project, "admin")
+        credentials = json.loads(self.serve.admin_credentials().read_text())
+        client = Client(self.url, credentials=Credentials(credentials["access_key"], credentials["secret_key"],
+                                                          project), project_id=project)
+        self.clients.append(client)
+        return project, client
+
     def session(self, name: str) -> dict[str, Any]:
         """What the page keeps in sessionStorage once `name` signed in."""
         r = httpx.post(self.url + "/v3/auth/tokens", timeout=30, json={"auth": {"identity": {
@@ -73,11 +83,12 @@ class ViewerServer:
         projects = httpx.get(self.url + "/v3/auth/projects", headers={"X-Auth-Token": token}, timeout=30).json()
         return {"token": token, "user": name, "projects": projects["projects"]}
 
-    def job(self, name: str = "job", tasks: int = 1) -> str:
-        """A job that runs elsewhere (this server runs none): Running until stopped; its logs come in by append."""
-        body = {"kind": "job", "metadata": {"name": name}, "algorithm": {"command": "python train.py"},
+    def job(self, name: str = "job", tasks: int = 1, client: Client | None = None, command: str = "python train.py") -> str:
+        """A job (in the client's project, by default the first): with `--executor none` it runs
+        elsewhere, Running until stopped, its logs coming in by append."""
+        body = {"kind": "job", "metadata": {"name": name}, "algorithm": {"command": command},
                 "spec": {"resource": {"node_count": tasks}}}
-        return str(self.admin.json("POST", "/v2/{project_id}/training-jobs", json=body)["metadata"]["id"])
+        return str((client or self.admin).json("POST", "/v2/{project_id}/training-jobs", json=body)["metadata"]["id"])
 
     def append(self, job_id: str, data: bytes, task: str = "worker-0") -> int:
         path = f"/v2/{{project_id}}/training-jobs/{job_id}/tasks/{task}/logs"
@@ -106,7 +117,8 @@ def start_viewer_server(data_dir: Path, *options: str) -> ViewerServer:
 
 
 def stop_viewer_server(server: ViewerServer) -> None:
-    server.admin.close()
+    for client in (server.admin, *server.clients):
+        client.close()
     server.identity.close()
     server.serve.stop()
 
