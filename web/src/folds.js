@@ -3,27 +3,29 @@
 // "× N ranks", and opens to show each rank's copy.
 
 const FOLD_MS = 3000;
-const FOLD_SPAN = 2048; // positions a copy may lie after the first
+const FOLD_SPAN = 512; // positions a copy may lie after the first
 
 export class Folds {
   constructor() {
     this.hiddenBy = new Map(); // position -> position of the row it folds into
     this.members = new Map(); // position of a folded row -> [{position, task}] (itself first)
     this.open = new Set(); // folded rows shown opened
-    this.version = 0;
   }
 
-  /** Recompute from the loaded rows (`rows`: Map position -> {task, text, time}). */
-  compute(rows) {
+  /** Recompute for the loaded rows around the window (`rows`: Map position -> {task, text, time}):
+   * from FOLD_SPAN before `first`, so that the rows on screen fold as they would over the whole log. */
+  compute(rows, first, last) {
     this.hiddenBy.clear();
     this.members.clear();
-    const positions = [...rows.keys()].sort((a, b) => a - b);
+    this.from = Math.max(0, first - FOLD_SPAN);
+    this.to = last + FOLD_SPAN;
     let recent = new Map(); // text -> {position, time, tasks}
-    let previous = -2;
-    for (const position of positions) {
-      if (position !== previous + 1) recent = new Map(); // a gap in what is loaded: start afresh
-      previous = position;
+    for (let position = this.from; position <= this.to; position += 1) {
       const row = rows.get(position);
+      if (!row) { // a gap in what is loaded: start afresh
+        recent = new Map();
+        continue;
+      }
       const text = row.text;
       if (!text.trim()) continue;
       const first = recent.get(text);
@@ -36,10 +38,20 @@ export class Folds {
       }
       recent.set(text, { position, time: row.time, tasks: new Set([row.task]) });
       this.members.set(position, [{ position, task: row.task }]);
-      if (recent.size > 4096) recent = new Map([...recent].slice(-2048));
     }
     for (const [position, members] of this.members) if (members.length < 2) this.members.delete(position);
-    this.version += 1;
+  }
+
+  /** Whether the window [first, last] has come near the edge of what was computed. */
+  stale(first, last) {
+    return this.from === undefined || (first - FOLD_SPAN / 2 < this.from && this.from > 0) || last + FOLD_SPAN / 2 > this.to;
+  }
+
+  /** A short key of row `position`'s fold state: part of the key that says when to redraw it. */
+  key(position) {
+    if (this.hiddenBy.has(position)) return this.open.has(this.hiddenBy.get(position)) ? 'm' : 'h';
+    const group = this.members.get(position);
+    return group ? `${group.length}${this.open.has(position) ? 'o' : ''}` : '';
   }
 
   isHidden(position) {
@@ -55,6 +67,5 @@ export class Folds {
   toggle(position) {
     if (this.open.has(position)) this.open.delete(position);
     else this.open.add(position);
-    this.version += 1;
   }
 }

@@ -7,7 +7,7 @@ import { Folds } from './folds.js';
 import { MergedSource, TaskSource } from './sources.js';
 import { Viewport } from './viewport.js';
 
-const MAX_SHOWN_CHARS = 10000; // longer lines show their start and a button for the rest
+const MAX_SHOWN_CHARS = 4000; // longer lines show their start and a button for the rest
 const SILENT_MS = 60000; // a rank quiet this long while others print is marked
 const TERMINAL = ['Completed', 'Failed', 'Terminated', 'Abnormal'];
 const prefs = {
@@ -120,11 +120,12 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
     renderRow,
     rowKey: (position) => {
       const row = source.get(position);
-      return row ? `${row.v}:${foldOn ? folds.version : 0}:${showExpanded.has(position)}` : 'loading';
+      return row ? `${row.v}:${foldOn ? folds.key(position) : ''}:${showExpanded.has(position)}` : 'loading';
     },
     isHidden: (position) => foldOn && folds.isHidden(position),
     onRange: (first, last) => {
       source.ensure(first, last);
+      if (merged && foldOn && folds.stale(first, last)) refold();
       if (state.userMoved) {
         state.userMoved = false;
         setFollowing(viewport.atBottom());
@@ -168,7 +169,7 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
   });
 
   function refold() {
-    if (merged && foldOn) folds.compute(source.rows);
+    if (merged && foldOn) folds.compute(source.rows, viewport.first, Math.max(viewport.last, viewport.first + viewport.visibleRows));
     viewport.refresh();
   }
 
@@ -185,6 +186,7 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
       viewport.box.style.setProperty('--ln', `${Math.max(6, number(widest).length + 2)}ch`);
       if (state.following) viewport.scrollToEnd();
       if (source.error) showError(source.error);
+      else errorBox.hidden = true;
       if (merged) showRanks();
       showStatus();
     });

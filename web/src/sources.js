@@ -6,6 +6,7 @@ import { jobPath, request } from './api.js';
 export const BLOCK = 200; // rows per request
 const KEEP_BLOCKS = 40; // blocks kept in memory: 8,000 rows
 const PARALLEL = 3;
+const RETRY_MS = 1000; // after a failed fetch (a 429 from the rate limit, a restarting server)
 
 let serial = 0;
 
@@ -20,6 +21,7 @@ class BlockSource {
     this.stale = new Map(); // block -> generation from which it must be fetched again
     this.count = 0;
     this.wanted = [];
+    this.onScreen = new Set();
     this.error = null;
   }
 
@@ -42,6 +44,7 @@ class BlockSource {
     for (let b = Math.floor(from / BLOCK); b <= Math.min(last, Math.floor(to / BLOCK)); b += 1) onScreen.push(b);
     const margin = [];
     for (let b = first; b <= last; b += 1) if (!onScreen.includes(b)) margin.push(b);
+    this.onScreen = new Set(onScreen);
     this.wanted = [...onScreen, ...margin].filter((b) => b * BLOCK < this.count && this.needs(b));
     this.pump();
   }
@@ -54,7 +57,10 @@ class BlockSource {
 
   pump() {
     while (this.inFlight.size < PARALLEL && this.wanted.length) {
-      const block = this.wanted.shift();
+      const block = this.wanted[0];
+      const screenBusy = [...this.inFlight].some((b) => this.onScreen.has(b));
+      if (!this.onScreen.has(block) && screenBusy) return; // what is on screen first, alone
+      this.wanted.shift();
       if (!this.needs(block)) continue;
       this.inFlight.add(block);
       const generation = this.generation;
@@ -66,7 +72,8 @@ class BlockSource {
           this.evict();
         })
         .catch((error) => {
-          this.error = error;
+          this.error = error; // shown; the block is asked for again once the window is drawn again
+          setTimeout(() => this.onChange(), RETRY_MS);
         })
         .finally(() => {
           this.inFlight.delete(block);

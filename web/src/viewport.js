@@ -60,12 +60,17 @@ export class Viewport {
     this.thumb.addEventListener('pointerdown', (e) => this.onThumb(e));
     this.bar.addEventListener('pointerdown', (e) => this.onTrack(e));
     this.rows.addEventListener('pointerdown', (e) => this.onTouchStart(e));
+    // Sizes are read when they change, never while laying out (a read there forces a layout).
     this.width = this.box.clientWidth;
+    this.boxHeight = this.box.clientHeight;
+    this.barHeight = this.bar.clientHeight;
     this.resize = new ResizeObserver(() => {
       if (this.box.clientWidth !== this.width) {
         this.width = this.box.clientWidth;
         this.heights.clear();
       }
+      this.boxHeight = this.box.clientHeight;
+      this.barHeight = this.bar.clientHeight;
       this.schedule();
     });
     this.resize.observe(this.box);
@@ -77,7 +82,7 @@ export class Viewport {
   }
 
   get height() {
-    return this.box.clientHeight;
+    return this.boxHeight;
   }
 
   /** Rows that fit the window at the base row height. */
@@ -205,7 +210,7 @@ export class Viewport {
     this.thumb.setPointerCapture(e.pointerId);
     const startY = e.clientY;
     const start = this.fraction();
-    const travel = Math.max(1, this.bar.clientHeight - this.thumb.offsetHeight);
+    const travel = Math.max(1, this.barHeight - this.thumb.offsetHeight);
     const move = (m) => this.user(() => this.moveToFraction(start + (m.clientY - startY) / travel));
     const up = () => {
       this.thumb.removeEventListener('pointermove', move);
@@ -330,7 +335,7 @@ export class Viewport {
   }
 
   drawBar() {
-    const track = this.bar.clientHeight;
+    const track = this.barHeight;
     const shown = Math.min(1, this.visibleRows / Math.max(1, this.count));
     const thumb = Math.max(MIN_THUMB, Math.round(track * shown));
     this.bar.classList.toggle('idle', shown >= 1);
