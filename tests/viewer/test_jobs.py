@@ -36,6 +36,15 @@ def test_newest_first_filter_search_and_paging(page: Page, server: ViewerServer)
     token = page.evaluate("JSON.parse(sessionStorage.getItem('jobtail.session')).token")
     refused = httpx.delete(f"{server.url}/v2/{project}/training-jobs/{ids[0]}", headers={"X-Auth-Token": token})
     assert (refused.status_code, refused.json()["error_code"]) == (403, "ModelArts.0108")
+    names.filter(has_text="batch-22").click()  # nor on the job's page, nor to download its log
+    expect(page.locator(".job-head h1")).to_have_text("batch-22")
+    expect(page.locator(".job-head .actions button")).to_have_count(0)
+    page.get_by_role("link", name="log").click()
+    expect(page.get_by_role("button", name="Time")).to_be_visible()
+    expect(page.get_by_role("button", name="Download")).to_have_count(0)
+    link = httpx.get(f"{server.url}/v2/{project}/training-jobs/{ids[22]}/tasks/worker-0/logs/url",
+                     headers={"X-Auth-Token": token})
+    assert link.status_code == 403
 
 
 def test_phases_update_live_and_a_developer_stops_and_deletes(page: Page, server: ViewerServer) -> None:

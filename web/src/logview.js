@@ -463,7 +463,7 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
 
   // -- start -------------------------------------------------------------------------------------
   let allTasks = [];
-  request('GET', jobPath(projectId, jobId)).then((job) => {
+  const describe = () => request('GET', jobPath(projectId, jobId)).then((job) => {
     crumbs.querySelector('.job-name').textContent = job.metadata.name;
     allTasks = job.status.tasks || [];
     allTasks.forEach((t, i) => taskIndex.set(t, i));
@@ -476,7 +476,8 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
 
   (async () => {
     try {
-      const opened = await source.open();
+      const opened = await source.open(); // the log first: the job's name and tasks can wait
+      describe();
       if (!state.alive) return;
       viewport.setCount(source.count);
       const permalink = /^#L(\d+)$/.exec(location.hash);
@@ -486,6 +487,7 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
       if (merged) startMergedFollow();
       else startTaskFollow(opened.empty ? 0 : source.fullSize, source.count ? source.lineOf(source.count - 1) : 0);
     } catch (error) {
+      describe();
       showError(error);
     }
   })();

@@ -93,5 +93,9 @@ document.addEventListener('click', (e) => {
 });
 window.addEventListener('popstate', route);
 
-if (signedIn()) loadProjects().then(() => showHeader(/^\/p\/([^/]+)/.exec(location.pathname)?.[1] ?? null)).catch(() => {});
 route();
+// Roles may have changed since signing in: look again, once the page has what it came for.
+if (signedIn()) {
+  setTimeout(() => loadProjects().then(() => showHeader(/^\/p\/([^/]+)/.exec(location.pathname)?.[1] ?? null))
+    .catch(() => {}), 1500);
+}

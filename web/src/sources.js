@@ -140,25 +140,36 @@ export class TaskSource extends BlockSource {
     return numbers;
   }
 
-  /** Learn the log's extent and load its newest lines. */
+  /** Learn the log's extent and load its newest lines. Lines are numbered from 1 until the
+   * first retained line is known (it is 1 unless retention dropped the log's oldest segments). */
   async open() {
     let newest;
     try {
-      [newest] = await Promise.all([
-        this.page({ lines: BLOCK }),
-        this.page({ order: 'asc', lines: 1 }).then((oldest) => {
-          if (oldest.lines) this.firstLine = Number(oldest.start_line);
-        }),
-      ]);
+      newest = await this.page({ lines: BLOCK });
     } catch (error) {
       if (error.code === 'ModelArts.2818') return { empty: true }; // nothing written yet
       throw error;
     }
     this.fullSize = newest.full_size;
-    this.count = newest.lines ? Number(newest.start_line) - this.firstLine + 1 : 0;
+    this.take(newest);
+    this.page({ order: 'asc', lines: 1 }).then((oldest) => {
+      const first = oldest.lines ? Number(oldest.start_line) : 1;
+      if (first === this.firstLine) return;
+      this.firstLine = first; // positions move: start again from what the newest page said
+      this.rows.clear();
+      this.loaded.clear();
+      this.count = 0;
+      this.take(newest);
+      this.onChange();
+    }).catch(() => {});
+    return { empty: this.count === 0 };
+  }
+
+  take(newest) {
+    const last = newest.lines ? Number(newest.start_line) : this.firstLine - 1;
+    this.count = Math.max(this.count, last - this.firstLine + 1);
     const numbers = this.store(newest);
     if (numbers.length) this.markLoaded(this.positionOf(Math.min(...numbers)), this.count);
-    return { empty: this.count === 0 };
   }
 
   async fetchBlock(block) {
