@@ -39,7 +39,7 @@ def test_newest_first_filter_search_and_paging(page: Page, server: ViewerServer)
     names.filter(has_text="batch-22").click()  # nor on the job's page, nor to download its log
     expect(page.locator(".job-head h1")).to_have_text("batch-22")
     expect(page.locator(".job-head .actions button")).to_have_count(0)
-    page.get_by_role("link", name="log").click()
+    page.get_by_role("link", name="log", exact=True).click()
     expect(page.get_by_role("button", name="Time")).to_be_visible()
     expect(page.get_by_role("button", name="Download")).to_have_count(0)
     link = httpx.get(f"{server.url}/v2/{project}/training-jobs/{ids[22]}/tasks/worker-0/logs/url",

@@ -43,7 +43,9 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
     el('a', { href: `/p/${encodeURIComponent(projectId)}` }, 'Jobs'), ' / ',
     el('a', { href: base, class: 'job-name' }, jobId), ' / ',
     el('span', { class: 'here' }, merged ? 'all tasks' : task));
-  const tabs = el('nav', { class: 'tabs' });
+  const tabs = el('nav', { class: 'tabs' }, // the job's other tasks join once it is known
+    merged ? null : el('a', { href: `${base}/logs/${encodeURIComponent(task)}`, class: 'current' }, task),
+    el('a', { href: `${base}/logs`, class: merged ? 'current merged-tab' : 'merged-tab' }, 'All tasks'));
   const followButton = el('button', { type: 'button', class: 'follow', title: 'Keep the newest lines in view' }, 'Follow');
   const jumpInput = el('input', { type: 'text', inputmode: 'numeric', class: 'jump', placeholder: merged ? 'row' : 'line', 'aria-label': 'Go to line' });
   const jumpForm = el('form', { class: 'jump-form' }, jumpInput, el('button', { type: 'submit' }, 'Go'));
@@ -81,6 +83,11 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
     ? new MergedSource({ projectId, jobId, tasks: chosen, onChange: () => changed() })
     : new TaskSource({ projectId, jobId, task, onChange: () => changed() });
   const taskIndex = new Map();
+  // A rank's colour: worker-N's N (known before the job's task list is), else its place in the list.
+  const rankOf = (name) => {
+    const n = /-(\d+)$/.exec(name);
+    return n ? Number(n[1]) : taskIndex.get(name) ?? 0;
+  };
 
   // -- rows ------------------------------------------------------------------------------------
   function renderRow(position, node) {
@@ -95,8 +102,7 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
       : el('a', { class: 'ln', href: `#L${row.line}` }, number(row.line));
     const parts = [gutter, el('span', { class: 'ts' }, time(row.time, true))];
     if (merged) {
-      const index = taskIndex.get(row.task) ?? 0;
-      parts.push(el('span', { class: `rank r${index % 8}` }, row.task));
+      parts.push(el('span', { class: `rank r${rankOf(row.task) % 8}` }, row.task));
       const group = foldOn ? folds.ranksOf(position) : null;
       if (group) {
         const opened = folds.open.has(position);
@@ -267,7 +273,7 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
     const newest = Math.max(0, ...logs.map((l) => l.last_time || 0));
     const names = allTasks.length ? allTasks : logs.map((log) => log.task);
     const chips = names.map((name) => known.get(name) || { task: name, hidden: true }).map((log) => {
-      const index = taskIndex.get(log.task) ?? 0;
+      const index = rankOf(log.task);
       const quiet = log.last_time ? newest - log.last_time : Infinity;
       const silent = !log.hidden && logs.length > 1 && quiet >= SILENT_MS;
       const on = !chosen || chosen.includes(log.task);

@@ -65,12 +65,14 @@ export class Viewport {
     this.boxHeight = this.box.clientHeight;
     this.barHeight = this.bar.clientHeight;
     this.resize = new ResizeObserver(() => {
+      const stuck = this.count > 0 && this.atBottom(); // the end stays in view as the window changes size
       if (this.box.clientWidth !== this.width) {
         this.width = this.box.clientWidth;
         this.heights.clear();
       }
       this.boxHeight = this.box.clientHeight;
       this.barHeight = this.bar.clientHeight;
+      if (stuck) this.scrollToEnd();
       this.schedule();
     });
     this.resize.observe(this.box);
