@@ -44,6 +44,9 @@ def test_search_lists_matches_and_jumps_to_each(page: Page, server: ViewerServer
     results.locator(".matches li", has_text="15,000").click()
     expect(row(page, 15_000)).to_have_class(re.compile(r"\bhl\b"))
     expect(results.locator(".count")).to_have_text("20 matches · 15 of 20")
+    current = results.locator(".matches li.current")  # with a line of context each side
+    expect(current.locator(".mcontext .mline")).to_have_text(["14,999", "15,001"])
+    expect(current.locator(".mcontext .mtext")).to_have_text(["step 14999 ok", "step 15001 ok"])
     shot(page, "search")
 
 
@@ -60,7 +63,7 @@ def test_regex_and_ignore_case(page: Page, server: ViewerServer) -> None:
     page.get_by_role("button", name=".*").click()
     search(page, r"loss=\d\.\d$")
     expect(page.locator(".results .count")).to_have_text("2 matches · 1 of 2")
-    expect(page.locator(".results .matches li .mline")).to_have_text(["1", "3"])
+    expect(page.locator(".results .matches li .mhit .mline")).to_have_text(["1", "3"])
     search(page, "(unclosed")
     expect(page.locator(".results .search-error")).to_be_visible()
 

@@ -322,11 +322,14 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
     try {
       const answer = await request('GET', `${jobPath(projectId, jobId)}/tasks/${encodeURIComponent(task)}/logs/search`, {
         query: {
-          q: search.query.q, regex: search.query.regex, ignore_case: search.query.ignoreCase, limit: 200,
+          q: search.query.q, regex: search.query.regex, ignore_case: search.query.ignoreCase, limit: 200, context: 1,
           after_line: continuing ? search.next : undefined,
         },
       });
-      search.matches.push(...answer.matches.map((m) => ({ line: Number(m.line), content: m.content })));
+      const brief = (lines) => lines.map((l) => ({ line: Number(l.line), content: l.content }));
+      search.matches.push(...answer.matches.map((m) => ({
+        line: Number(m.line), content: m.content, before: brief(m.before), after: brief(m.after),
+      })));
       search.next = answer.next_after_line;
       search.complete = answer.complete;
       search.error = null;
@@ -342,7 +345,7 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
     const segments = content.split('\r').filter((s) => s.length);
     const text = plain(segments.length ? segments[segments.length - 1] : content);
     const shown = text.length > 300 ? `${text.slice(0, 300)}…` : text;
-    const at = search.query.regex ? -1 : (search.query.ignoreCase ? shown.toLowerCase().indexOf(q.toLowerCase()) : shown.indexOf(q));
+    const at = search.query.regex || !q ? -1 : (search.query.ignoreCase ? shown.toLowerCase().indexOf(q.toLowerCase()) : shown.indexOf(q));
     if (at < 0) return [shown];
     return [shown.slice(0, at), el('mark', {}, shown.slice(at, at + q.length)), shown.slice(at + q.length)];
   }
@@ -354,9 +357,13 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
       el('button', { type: 'button', class: 'prev', title: 'Previous match (Shift+Enter)' }, '↑'),
       el('button', { type: 'button', class: 'next', title: 'Next match (Enter)' }, '↓'),
       el('button', { type: 'button', class: 'close', title: 'Close' }, '×'));
+    const around = (lines) => lines.map((l) => el('div', { class: 'mcontext' },
+      el('span', { class: 'mline' }, number(l.line)), el('span', { class: 'mtext' }, snippet(l.content, ''))));
     const list = el('ol', { class: 'matches' }, search.matches.map((m, i) => el('li', {
       class: i === search.index ? 'current' : '', dataset: { index: String(i) },
-    }, el('span', { class: 'mline' }, number(m.line)), el('span', { class: 'mtext' }, snippet(m.content, search.query.q)))));
+    }, i === search.index ? around(m.before) : null, // the current match shows a line of context each side
+    el('div', { class: 'mhit' }, el('span', { class: 'mline' }, number(m.line)), el('span', { class: 'mtext' }, snippet(m.content, search.query.q))),
+    i === search.index ? around(m.after) : null)));
     const foot = search.error ? el('p', { class: 'search-error' }, search.error)
       : search.complete ? el('p', { class: 'done' }, search.busy ? 'Searching…' : 'Searched the whole log.')
         : el('p', { class: 'partial' }, `Searched up to line ${number(search.next)} — `,
