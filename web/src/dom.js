@@ -67,3 +67,14 @@ export function debounce(fn, wait) {
     timer = setTimeout(() => fn(...args), wait);
   };
 }
+
+/** A button that is on or off (aria-pressed); `change(on)` after each click. */
+export function toggle(label, title, on, change) {
+  const button = el('button', { type: 'button', class: 'toggle', title, 'aria-pressed': String(on) }, label);
+  button.addEventListener('click', () => {
+    const now = button.getAttribute('aria-pressed') !== 'true';
+    button.setAttribute('aria-pressed', String(now));
+    change(now);
+  });
+  return button;
+}
