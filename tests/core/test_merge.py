@@ -96,3 +96,19 @@ def test_empty_tasks_and_collapsed_lines(store_factory: Callable[..., LogStore])
     page = merged.page_before(merged.last_cursor, 10)
     assert _rows(page.lines) == [("worker-1", 1, b"100%"), ("worker-1", 2, b"next")]
     assert page.start == (0, 0) and merged.cursor_at(1) == (0, 1)
+
+
+def test_complete_only_leaves_a_line_out_until_its_newline(store_factory: Callable[..., LogStore]) -> None:
+    store = store_factory()
+    job = store.create_job("merge", next(_names), node_count=2)
+    refs = [TaskRef("merge", job.id, f"worker-{i}") for i in range(2)]
+    store.append(refs[0], b"done\nprogress 50%")
+    store.append(refs[1], b"other\n")
+    merged = MergedLog(store, refs, complete_only=True)
+    assert merged.total == 2 and merged.last_cursor == (1, 1)
+    assert _rows(merged.page_after(merged.first_cursor, 10).lines) == [("worker-0", 1, b"done"), ("worker-1", 1, b"other")]
+    assert _rows(merged.page_before(merged.last_cursor, 10).lines)[0] == ("worker-0", 1, b"done")
+    store.append(refs[0], b"\rprogress 100%\n")
+    later = MergedLog(store, refs, complete_only=True)
+    assert _rows(later.page_after((1, 1), 10).lines) == [("worker-0", 2, b"progress 50%\rprogress 100%")]
+    assert MergedLog(store, refs).total == 3

@@ -58,17 +58,25 @@ class MergedPage:
 
 class MergedLog:
     """A snapshot of the named tasks' logs, merged (see the module docstring). `collapse_cr` as
-    in `LogStore.lines`."""
+    in `LogStore.lines`. With `complete_only`, a log's last line counts only once its newline
+    has arrived (for a running job: a line still being written has not arrived yet, and a reader
+    past it would never see the rest of it)."""
 
-    def __init__(self, store: LogStore, refs: Sequence[TaskRef], *, collapse_cr: bool = False) -> None:
+    def __init__(self, store: LogStore, refs: Sequence[TaskRef], *, collapse_cr: bool = False,
+                 complete_only: bool = False) -> None:
         self._store = store
         self._refs = list(refs)
         self._collapse = collapse_cr
+        self._complete_only = complete_only
         self._states: list[LogState] = [store.state(ref) for ref in refs]
+        self._finals: list[int] = []  # each log's last line, complete or not
         self.spans = [self._span(ref, state) for ref, state in zip(self._refs, self._states, strict=True)]
 
     def _span(self, ref: TaskRef, state: LogState) -> TaskSpan:
         first, last = self._store.line_range(ref, state)
+        self._finals.append(last)
+        if self._complete_only:
+            last = min(last, state.line_count)
         arrival = self._store.arrival_times(state, [state.end_offset - 1])[0] if state.end_offset else None
         return TaskSpan(ref.task_id, first, last, state.end_offset, arrival)
 
@@ -111,9 +119,10 @@ class MergedLog:
                                     collapse_cr=self._collapse, state=state)
         ascending = fetched[::-1] if descending else fetched
         ends = [line.offset - 1 for line in ascending[1:]]
-        if ascending and ascending[-1].number == span.last:
-            ends.append(state.end_offset - 1)
-        kept = [(end, line) for end, line in zip(ends, ascending, strict=False) if line.number <= cursor or not descending]
+        if ascending and ascending[-1].number == self._finals[index]:
+            ends.append(state.end_offset - 1)  # the log's last line: it ends where the log does
+        top = cursor if descending else span.last
+        kept = [(end, line) for end, line in zip(ends, ascending, strict=False) if line.number <= top]
         kept = kept[-count:] if descending else kept[:count]
         arrivals = self._store.arrival_times(state, [end for end, _ in kept])
         run = [MergedLine(span.task, t, line) for t, (_, line) in zip(arrivals, kept, strict=True)]

@@ -6,7 +6,8 @@
 starting at position N of 0 … `total`), else the newest lines. A cursor is one line number per
 task, joined by commas. With `after` and `wait=S` (at most 30), an answer that would be empty
 waits up to S seconds for any of the logs to grow: live follow over plain requests, resumable
-exactly from the last `end`, one connection whatever the number of tasks.
+exactly from the last `end`, one connection whatever the number of tasks. While the job runs,
+a task's last line counts only once its newline has arrived (so a follower never holds half of it).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _open(store: LogStore, project_id: str, job_id: str, tasks: str | None,
         raise InvalidQueryParameter("tasks")
     chosen.sort(key=job.tasks.index)
     refs = [TaskRef(project_id, job_id, task) for task in chosen]
-    return MergedLog(store, refs, collapse_cr=collapse_cr), job.phase
+    # While the job runs, a line counts once its newline arrived, so a follower sees it whole.
+    return MergedLog(store, refs, collapse_cr=collapse_cr, complete_only=job.phase not in TERMINAL), job.phase
 
 
 def _page(merged: MergedLog, where: dict[str, Any], count: int) -> MergedPage:
