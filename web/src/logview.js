@@ -143,6 +143,7 @@ export function logPage(root, { projectId, jobId, task, navigate }) {
     const fold = e.target.closest('button.fold');
     if (fold) {
       folds.toggle(Number(fold.dataset.fold));
+      if (state.following) viewport.scrollToEnd(); // opened rows push the end down: keep it in view
       viewport.refresh();
       return;
     }
