@@ -76,7 +76,12 @@ def main() -> None:
             page.get_by_role("button", name="Time").click()  # leave the preference as it was
             page.goto(f"{serve.url}/p/{project}/jobs/{job}/logs")
             page.wait_for_selector(".status .mode.ended")
-            page.locator(".vp .row button.fold").first.click()
+            fold = page.locator(".vp .row button.fold").first
+            row = int(fold.get_attribute("data-fold") or 0) + 1
+            fold.click()
+            page.locator("input.jump").fill(str(row))  # the opened fold in the middle of the window
+            page.locator("input.jump").press("Enter")
+            page.wait_for_timeout(300)
             page.screenshot(path=str(ROOT / "docs" / "viewer-merged.png"))
             browser.close()
         for name in ("viewer-job.png", "viewer-log.png", "viewer-merged.png"):
