@@ -85,3 +85,16 @@ def test_deep_pages_and_contract_errors(live: LiveServer) -> None:
         sdk_client(live.url).show_training_job_logs_from_aom(ShowTrainingJobLogsFromAomRequest(
             training_job_id="2cd88daa-31a4-40a8-a58f-d186b0e93e4f", task_id="worker-0"))
     assert (missing.value.status_code, missing.value.error_code) == (400, "ModelArts.2775")
+
+
+def test_collapse_cr_pages_show_the_final_state_of_each_line(live: LiveServer) -> None:
+    job_id = live.store.create_job(PROJECT, "aom-cr", node_count=1).id
+    live.store.append(TaskRef(PROJECT, job_id, "worker-0"),
+                      b"start\n 10%|#  |\r 50%|## |\r100%|###|\n\x1b[32mok\x1b[0m\x1b[K\ntail\rT")
+    path = f"/v2/{PROJECT}/training-jobs/{job_id}/logs/worker-0"
+    with live.client() as http:
+        raw = http.get(path, params={"order": "asc"}).json()
+        shown = http.get(path, params={"order": "asc", "collapse_cr": "true"}).json()
+        assert (shown["start_line"], shown["end_line"]) == (raw["start_line"], raw["end_line"]) == ("1", "4")
+        assert shown["content"] == "start\n100%|###|\n\x1b[32mok\x1b[0m\nTail"
+        assert http.get(path, params={"collapse_cr": "yes"}).json()["error_code"] == "ModelArts.2764"

@@ -16,7 +16,7 @@ from jobtail.core.store import LogStore
 from jobtail.auth.links import link_key
 from jobtail.auth.secrets import load_master_key
 from jobtail.core.jobs import JobService
-from jobtail.http import download, jobs, lines, logs, otlp, search, service, stream, tokens
+from jobtail.http import download, jobs, lines, logs, merged, otlp, search, service, sessions, stream, tokens, viewer
 from jobtail.http.access import Guard
 from jobtail.http.bodies import UnverifiedReads
 from jobtail.http.errors import EXCEPTION_HANDLERS
@@ -38,10 +38,12 @@ def operations() -> list[Operation]:
         *jobs.OPERATIONS,
         *logs.OPERATIONS,
         *lines.OPERATIONS,
+        *merged.OPERATIONS,
         *download.OPERATIONS,
         *stream.OPERATIONS,
         *search.OPERATIONS,
         *tokens.OPERATIONS,
+        *sessions.OPERATIONS,
         *otlp.OPERATIONS,
         *service.OPERATIONS,
     ]
@@ -113,7 +115,7 @@ def create_app(
             if guard is None:
                 app.state.guard.close()
 
-    app = JobtailApp(routes=build_routes(ops), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app = JobtailApp(routes=[*build_routes(ops), *viewer.ROUTES], lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     app.router.redirect_slashes = False  # its redirect would be built from the request's untrusted Host
     app.state.settings = settings
     app.state.guard = guard  # None until startup opens the default IdentityGuard

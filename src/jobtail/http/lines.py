@@ -45,6 +45,7 @@ async def lines(request: Request) -> Response:
             "descending": query_choice(q, "order", "desc", ("asc", "desc")) == "desc",
             "since": query_instant(q, "since"),
             "until": query_instant(q, "until"),
+            "collapse_cr": query_bool(q, "collapse_cr"),
         },
         "timestamps": query_bool(q, "timestamps"),
         "base_line": "" if base is None else str(base),
@@ -70,6 +71,9 @@ OPERATIONS = [
             Param("since", "Only lines that arrived at or after this time: 10m, 2h, ISO 8601, epoch ms (jobtail)."),
             Param("until", "Only lines that arrived before this time (jobtail)."),
             Param("timestamps", "Prefix each line with its arrival time (jobtail).", {"type": "boolean"}),
+            Param("collapse_cr", "Each line as a terminal shows it: carriage returns, backspaces and erase-line "
+                  "(ESC[K) applied, SGR colours kept, other escape sequences dropped; line numbers unchanged (jobtail).",
+                  {"type": "boolean"}),
         ),
         response={"type": "object", "properties": {
             "start_line": {"type": "string"}, "end_line": {"type": "string"},
