@@ -121,6 +121,31 @@ def test_tokens_and_user_deletion_cascade(identity: SqlIdentityStore) -> None:
             assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
 
 
+def test_a_tokens_projects_and_revoking_it(identity: SqlIdentityStore) -> None:
+    zeta, alpha, other = (manage.create_project(identity, name).id for name in ("zeta", "alpha", "other"))
+    erin = manage.create_user(identity, "erin")
+    frank = manage.create_user(identity, "frank")
+    manage.grant(identity, "erin", zeta, "viewer")
+    manage.grant(identity, "erin", alpha, "developer")
+    manage.grant(identity, "frank", other, "admin")
+    now = time.time()
+    identity.issue_token("a" * 64, erin.id, None, now + 100, now)
+    identity.issue_token("b" * 64, erin.id, zeta, now + 100, now)
+    identity.issue_token("c" * 64, frank.id, None, now + 100, now)
+    assert [(p.name, role) for p, role in identity.token_projects("a" * 64)] == [("alpha", "developer"),
+                                                                                ("zeta", "viewer")]
+    assert [(p.id, role) for p, role in identity.token_projects("b" * 64)] == [(zeta, "viewer")]  # scoped
+    assert identity.token_projects("0" * 64) == []
+    identity.revoke_grant("erin", zeta)
+    assert identity.token_projects("b" * 64) == []
+    assert not identity.revoke_token("a" * 64, "c" * 64)  # another user's token stays
+    assert not identity.revoke_token("a" * 64, "0" * 64)
+    assert identity.revoke_token("a" * 64, "b" * 64) and not identity.revoke_token("a" * 64, "b" * 64)
+    assert identity.token_access("a" * 64, alpha) is None
+    assert identity.revoke_token("b" * 64, "b" * 64) and identity.token_access("b" * 64, zeta) is None
+    assert identity.token_access("c" * 64, other) is not None
+
+
 def test_login_lookup(identity: SqlIdentityStore) -> None:
     a = manage.create_project(identity, "alpha").id
     manage.create_user(identity, "dave", "pw")

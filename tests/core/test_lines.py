@@ -82,3 +82,23 @@ def test_arrival_times_and_since(store_factory: Callable[..., LogStore]) -> None
     assert store.line_at_time(store.state(ref), 1006.0) == 3
     assert store.line_at_time(store.state(ref), 1015.0) == 4
     assert store.line_at_time(store.state(ref), 1016.0) == 6
+
+
+def test_collapse_cr_shows_each_line_as_a_terminal_would(store_factory: Callable[..., LogStore],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lines_module, "MAX_LINE_BYTES", 40)
+    store, ref = _new_log(store_factory)
+    bar = b"".join(b"\r%3d%%|%-10s|" % (i, b"#" * (i // 10)) for i in range(0, 101, 5))  # 357 bytes, no newline
+    log = b"epoch 1\n" + bar + b"\n\x1b[31mred\x1b[0m\r\nbad \xff\rok\n" + bar
+    for i in range(0, len(log), 23):
+        store.append(ref, log[i : i + 23])
+    raw = store.lines(store.state(ref), base_line=None, count=10, descending=False)
+    shown = store.lines(store.state(ref), base_line=None, count=10, descending=False, collapse_cr=True)
+    assert [line.number for line in shown] == [line.number for line in raw] == [1, 2, 3, 4, 5]
+    assert [line.text for line in shown] == [b"epoch 1", b"100%|##########|", b"\x1b[31mred\x1b[0m",
+                                            b"okd \xef\xbf\xbd", b"100%|##########|"]
+    # A line cut at MAX_LINE_BYTES: its head as stored, its last redraw when collapsed.
+    assert raw[1].truncated and raw[1].text == bar[:40]
+    assert shown[1].truncated and shown[4].truncated
+    newest = store.lines(store.state(ref), base_line=None, count=2, descending=True, collapse_cr=True)
+    assert [(line.number, line.text) for line in newest] == [(5, b"100%|##########|"), (4, b"okd \xef\xbf\xbd")]

@@ -111,3 +111,16 @@ def test_a_page_of_sealed_lines_carries_a_weak_etag_and_answers_304(live: LiveSe
         assert stamped.status_code == 200 and stamped.headers["etag"] != etag, "timestamps change the body"
         newest = http.get(path)  # the newest lines: in the head, they may change
         assert newest.status_code == 200 and "etag" not in newest.headers
+
+
+def test_collapse_cr_pages_show_the_final_state_of_each_line(live: LiveServer) -> None:
+    job_id = new_job(live.store, PROJECT, "aom-cr", node_count=1).id
+    live.store.append(TaskRef(PROJECT, job_id, "worker-0"),
+                      b"start\n 10%|#  |\r 50%|## |\r100%|###|\n\x1b[32mok\x1b[0m\x1b[K\ntail\rT")
+    path = f"/v2/{PROJECT}/training-jobs/{job_id}/logs/worker-0"
+    with live.client() as http:
+        raw = http.get(path, params={"order": "asc"}).json()
+        shown = http.get(path, params={"order": "asc", "collapse_cr": "true"}).json()
+        assert (shown["start_line"], shown["end_line"]) == (raw["start_line"], raw["end_line"]) == ("1", "4")
+        assert shown["content"] == "start\n100%|###|\n\x1b[32mok\x1b[0m\nTail"
+        assert http.get(path, params={"collapse_cr": "yes"}).json()["error_code"] == "ModelArts.2764"

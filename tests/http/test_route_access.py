@@ -20,6 +20,10 @@ PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/openapi.json"),
     ("POST", "/v3/auth/tokens"),  # how a password becomes a token
+    # A token's own projects, and ending it: they check the X-Auth-Token themselves and need no
+    # project's role (tests/http/test_sessions.py has their 401s).
+    ("GET", "/v3/auth/projects"),
+    ("DELETE", "/v3/auth/tokens"),
     # The temporary link from .../logs/url: its own HMAC signature and expiry are the credential
     # (CONTRACT §10.3); getting the link needs the usual credentials.
     ("GET", "/v2/{project_id}/training-jobs/{training_job_id}/tasks/{task_id}/logs/download"),

@@ -412,6 +412,62 @@ def test_utf8_pieces_cover_the_bytes_exactly_without_splitting_characters(parts:
     assert_no_split_characters(log, boundaries)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=60), st.integers(1, 5))
+def test_utf8_pieces_stop_after_the_pieces_asked_for(parts: list[bytes], most: int) -> None:
+    data = b"".join(parts)
+    whole, _ = utf8_pieces(data, final=True)
+    first, covered = utf8_pieces(data, final=True, most=most)
+    assert first == whole[:most] and covered == sum(len(raw) for _, raw in first)
+    assert first + utf8_pieces(data[covered:], final=True)[0] == whole, "the next step goes on where it stopped"
+
+
+def test_lines_with_invalid_bytes_go_whole_and_together() -> None:
+    """A log alternating text and invalid bytes (`a\\xff\\n`) must not make an event per few bytes
+    (3 MiB of it once became 158 MB of events): such lines go whole, as one base64 piece."""
+    data = b"fine\n" + b"a\xff\n" * 1000 + b"ok \xe2\x82\xac\nb\xfe"
+    pieces, used = utf8_pieces(data, final=True)
+    assert used == len(data)
+    assert pieces == [("fine\n", b"fine\n"), (None, b"a\xff\n" * 1000), ("ok \u20ac\n", b"ok \xe2\x82\xac\n"),
+                      (None, b"b\xfe")]
+    assert utf8_pieces(b"tail of a line \xff rest\nnext\n", final=True)[0] == [
+        (None, b"tail of a line \xff rest\n"), ("next\n", b"next\n")], "a piece may start where the data starts"
+
+
+def test_following_much_invalid_utf8_does_not_stall_the_server(serve: Callable[..., Server]) -> None:
+    """Issue 14's reproduction: 2 MiB of b"\xff\n" took 43 s to a first event and stalled /healthz
+    for up to 21.7 s (the split was quadratic and ran on the event loop). Now it is linear and
+    runs in the thread pool. The bounds only catch a freeze (measured: first event after 0.1 s,
+    every byte after 0.2 s, /healthz at most 12 ms)."""
+    server = serve()
+    job, ref = server.new_job()
+    log = b"\xff\n" * (4 * 1024 * 1024)  # 8 MiB
+    server.store.append(ref, log)
+    assert jobs_of(server.store).transition(job, COMPLETED) is not None
+    slowest = 0.0
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        http.get("/healthz")
+        started = time.monotonic()
+        tail = Tail(server.url, ref)
+        first, event = tail.next()
+        data = event.raw
+        while True:
+            start = time.monotonic()
+            assert http.get("/healthz").status_code == 200
+            slowest = max(slowest, time.monotonic() - start)
+            try:
+                _, event = tail.next(timeout=0.01)
+            except queue.Empty:
+                continue
+            if event.kind == "end":
+                break
+            data += event.raw
+    tail.join()
+    assert data == log and event.data == {"reason": "task finished", "offset": len(log)}
+    assert first - started < 2.0, f"first event after {first - started:.2f} s"
+    assert slowest < 0.5, f"/healthz took up to {slowest:.3f} s"
+
+
 def test_big_appends_come_in_events_of_at_most_one_mebibyte(serve: Callable[..., Server]) -> None:
     server = serve()
     job, ref = server.new_job()
@@ -478,12 +534,14 @@ def test_without_the_poller_other_processes_appends_wait(
     other = store_factory()
     _, ref = server.new_job()
     tail = Tail(server.url, ref)
+    server.store.append(ref, b"first\n")  # once it is sent, the stream waits to be woken
+    assert tail.next()[1].data == {"offset": 0, "end": 6, "text": "first\n"}
     other.append(ref, b"quiet\n")
     with pytest.raises(queue.Empty):
         tail.next(timeout=1.0)
     server.store.append(ref, b"loud\n")
     _, event = tail.next()
-    assert event.data == {"offset": 0, "end": 11, "text": "quiet\nloud\n"}
+    assert event.data == {"offset": 6, "end": 17, "text": "quiet\nloud\n"}
     server.following.shutdown.trigger()
     tail.until_end()
 

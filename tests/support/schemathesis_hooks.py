@@ -34,6 +34,8 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     if case.path == "/v1/logs":  # name the project, as an OTLP exporter would
         case.headers = {**(case.headers or {}), "X-Project-Id": IDS["project_id"]}
+    if case.method.upper() == "DELETE" and case.path == "/v3/auth/tokens":  # sign out the spare token, not ours
+        case.headers = {**(case.headers or {}), "X-Subject-Token": _SETUP["spare_token"]}
     job = (case.path_parameters or {}).get("training_job_id")
     if case.method.upper() == "DELETE" and job == IDS["training_job_id"]:  # any DELETE, also one a check sends
         case.path_parameters = {**case.path_parameters, "training_job_id": _SETUP["doomed_job_id"]}

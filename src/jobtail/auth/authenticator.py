@@ -194,6 +194,15 @@ class Authenticator:
             raise AuthFailed(f"token expires, expires_at: {_format_time(expires_at)}")
         return access
 
+    def own_token(self, token: str | None) -> str:
+        """The digest of `token` (an `X-Auth-Token` value) if it is valid and unexpired, for a
+        call about the token itself; AuthFailed otherwise. A lookup: run it in a thread."""
+        if token is None:
+            raise AuthFailed(NO_CREDENTIALS)
+        presented = self.present(RequestFacts("GET", b"", b"", {"x-auth-token": token}, "", None))
+        self._valid(presented, self.identity.token_access(presented.key, ""))
+        return presented.key
+
     def verify(self, facts: RequestFacts, signature: SignedAuthorization, payload: str) -> None:
         """Check the signature over the request with `payload` as its canonical payload line
         (the body's SHA-256, `UNSIGNED-PAYLOAD`, …); five failures in a row lock the (AK,

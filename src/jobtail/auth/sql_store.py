@@ -164,6 +164,26 @@ class SqlIdentityStore:
             conn.execute(insert(tokens).values(digest=digest, user_id=user_id, project_id=project_id,
                                                expires_at=expires_at, created_at=now))
 
+    def token_projects(self, digest: str) -> list[tuple[Project, str]]:
+        query = (
+            select(projects, grants.c.role)
+            .select_from(tokens)
+            .join(grants, grants.c.user_id == tokens.c.user_id)
+            .join(projects, projects.c.id == grants.c.project_id)
+            .where(tokens.c.digest == digest,
+                   (tokens.c.project_id.is_(None)) | (tokens.c.project_id == grants.c.project_id))
+            .order_by(projects.c.name)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [(Project(r.id, r.name, r.created_at), r.role) for r in rows]
+
+    def revoke_token(self, digest: str, owner_digest: str) -> bool:
+        owner = select(tokens.c.user_id).where(tokens.c.digest == owner_digest).scalar_subquery()
+        with self._write() as conn:
+            result = conn.execute(delete(tokens).where(tokens.c.digest == digest, tokens.c.user_id == owner))
+        return bool(result.rowcount)
+
     # -- administration ---------------------------------------------------------------------
 
     def create_project(self, project_id: str, name: str, now: float) -> Project:

@@ -38,6 +38,15 @@ class IdentityStore(Protocol):
     def issue_token(self, digest: str, user_id: str, project_id: str | None, expires_at: float, now: float) -> None:
         """Store a token digest; also forgets this user's tokens that expired before `now`."""
 
+    def token_projects(self, digest: str) -> list[tuple[Project, str]]:
+        """The projects the token with SHA-256 `digest` may act in, each with the role its user
+        holds there, by name: for a scoped token its project only (if the role is still held),
+        else every project where the user holds a role. Empty for an unknown token."""
+
+    def revoke_token(self, digest: str, owner_digest: str) -> bool:
+        """Delete the token with `digest` if it belongs to the same user as the token with
+        `owner_digest` (a user may end its own tokens); False if there is no such token."""
+
     # -- administration ---------------------------------------------------------------------
 
     def create_project(self, project_id: str, name: str, now: float) -> Project:

@@ -83,10 +83,20 @@ class LineFinder:
         newlines = entry.line + sum(d.count(b"\n") for _, d in self._scan(state.log_id, entry.offset, offset))
         return newlines + 1
 
-    def page(self, state: LogState, first: int, count: int) -> list[Line]:
+    def _tail(self, log_id: int, line_start: int, resume: int, head: bytes) -> bytes:
+        """The giant line's last redraw (see `page`), else its `head`."""
+        tail = self._reader.read(log_id, max(line_start, resume - MAX_LINE_BYTES - 1), resume)
+        tail = tail.removesuffix(b"\n")[-MAX_LINE_BYTES:]
+        redraw = tail.find(b"\r")
+        return head if redraw < 0 else tail[redraw + 1 :]
+
+    def page(self, state: LogState, first: int, count: int, *, tails: bool = False) -> list[Line]:
         """Lines `first … first+count-1` (fewer at the end of the log or past MAX_PAGE_BYTES;
-        lines dropped by retention are left out)."""
-        last = min(self.total(state), first + count - 1)
+        lines dropped by retention are left out). A line longer than MAX_LINE_BYTES keeps its
+        head, or with `tails` its last redraw: the bytes after the first `\\r` of its last
+        MAX_LINE_BYTES, when there is one (where a progress bar that never ended its line is)."""
+        total = self.total(state)
+        last = min(total, first + count - 1)
         if state.start_offset:
             first = max(first, self.first_line(state))
         lines: list[Line] = []
@@ -106,15 +116,22 @@ class LineFinder:
                     kept += len(parts[-1])
                     if newline < 0:
                         break
-                    lines.append(Line(number, line_start, b"".join(parts), truncated=cut))
+                    text = b"".join(parts)
+                    if cut and tails:
+                        text = self._tail(state.log_id, line_start, pos + newline + 1, text)
+                    lines.append(Line(number, line_start, text, truncated=cut))
                     number, size, parts, kept, cut = number + 1, size + kept, [], 0, False
                     line_start, at = pos + newline + 1, newline + 1
                 if number > last or size >= MAX_PAGE_BYTES:
                     return lines
-                if cut:  # a giant line: keep its head, jump past it by the index
-                    lines.append(Line(number, line_start, b"".join(parts), truncated=True))
-                    number, size = number + 1, size + kept
-                    start = self.start_of(state, number) if number <= last else state.end_offset
+                if cut:  # a giant line: keep its head (or tail), jump past it by the index
+                    known = number < (total if tails else last)  # where it ends is needed
+                    resume = self.start_of(state, number + 1) if known else state.end_offset
+                    text = b"".join(parts)
+                    if tails:
+                        text = self._tail(state.log_id, line_start, resume, text)
+                    lines.append(Line(number, line_start, text, truncated=True))
+                    number, size, start = number + 1, size + kept, resume
                     break
             else:
                 if line_start < state.end_offset and number <= last:  # a final line without newline

@@ -14,6 +14,7 @@ snapshot however many calls it makes.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import threading
 import time
@@ -44,6 +45,7 @@ from jobtail.core.reader import Reader
 from jobtail.core.retention import Expired, RetentionParts, apply_retention
 from jobtail.core.sealer import Sealer
 from jobtail.core.search import Pattern, Searcher, SearchResult
+from jobtail.core.terminal import final_state
 from jobtail.core.types import (
     Arrival,
     DeletedJob,
@@ -229,18 +231,41 @@ class LogStore:
         descending: bool,
         since: float | None = None,
         until: float | None = None,
+        collapse_cr: bool = False,
     ) -> list[Line]:
         """A page of lines per CONTRACT §10.2: with `base_line` B, continue past line B (B
         excluded) in the requested direction; without it, the newest lines (descending, newest
         first) or the oldest (ascending). `since`/`until` (epoch seconds) keep only lines whose
-        bytes arrived in `[since, until)`, exactly (each append's arrival time is kept)."""
+        bytes arrived in `[since, until)`, exactly (each append's arrival time is kept).
+        `collapse_cr` gives each line as a terminal shows it (`jobtail.core.terminal`; invalid
+        UTF-8 as U+FFFD), and a line cut at MAX_LINE_BYTES its last redraw rather than its head."""
         low, high = self._line_range(readable(state), since, until)
         if descending:
             last = high if base_line is None else min(high, base_line - 1)
             first = max(low, last - count + 1)
-            return list(reversed(self._lines.page(state, first, last - first + 1))) if last >= first else []
-        first = low if base_line is None else max(low, base_line + 1)
-        return self._lines.page(state, first, min(count, high - first + 1)) if high >= first else []
+        else:
+            first = low if base_line is None else max(low, base_line + 1)
+            last = min(high, first + count - 1)
+        if last < first:
+            return []
+        page = self._lines.page(state, first, last - first + 1, tails=collapse_cr)
+        while descending and page and page[-1].number < last:  # cut by the byte cap: keep the newest
+            first = last - len(page) + 1
+            page = self._lines.page(state, first, last - first + 1, tails=collapse_cr)
+        if descending:
+            page.reverse()
+        if collapse_cr:
+            page = [dataclasses.replace(line, text=final_state(line.text.decode("utf-8", "replace")).encode())
+                    for line in page]
+        return page
+
+    def line_range(self, state: LogState) -> tuple[int, int]:
+        """(first retained line, last line) of the log; `first > last` when it holds none."""
+        if state.end_offset == 0:
+            return 1, 0
+        if state.start_offset >= state.end_offset:
+            return state.line_count + 1, state.line_count
+        return self._lines.first_line(state), self._lines.total(state)
 
     def search(
         self,

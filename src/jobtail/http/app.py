@@ -12,7 +12,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobtail.http import download, jobs, lines, logs, otlp, search, service, stream, tokens
+from jobtail.http import download, jobs, lines, logs, merged, otlp, search, service, sessions, stream, tokens, viewer
 from jobtail.http.access import Guard
 from jobtail.http.bodies import UnverifiedReads
 from jobtail.http.context import AppContext
@@ -34,10 +34,12 @@ def operations() -> list[Operation]:
         *jobs.OPERATIONS,
         *logs.OPERATIONS,
         *lines.OPERATIONS,
+        *merged.OPERATIONS,
         *download.OPERATIONS,
         *stream.OPERATIONS,
         *search.OPERATIONS,
         *tokens.OPERATIONS,
+        *sessions.OPERATIONS,
         *otlp.OPERATIONS,
         *service.OPERATIONS,
     ]
@@ -104,6 +106,6 @@ def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | N
             finally:
                 following.close()
 
-    app = JobtailApp(routes=build_routes(ops), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app = JobtailApp(routes=[*build_routes(ops), *viewer.ROUTES], lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.router.redirect_slashes = False  # its redirect would be built from the request's untrusted Host
     return app

@@ -24,23 +24,24 @@ from jobtail.http.params import query_bool, query_choice, query_instant, query_i
 from jobtail.http.routing import Operation, Param
 
 
-def page_etag(state: LogState, page: list[Line], descending: bool, timestamps: bool) -> str | None:
+def page_etag(state: LogState, page: list[Line], descending: bool, timestamps: bool, collapse_cr: bool) -> str | None:
     """A weak entity tag for a page wholly in the sealed range (None otherwise): its first and
-    last line numbers, order and timestamps decide its lines, and the start offset the text of
-    a first line that retention cut."""
+    last line numbers, order, timestamps and collapse_cr decide its lines, and the start offset
+    the text of a first line that retention cut."""
     if not page:
         return None
     newest = page[0] if descending else page[-1]
     if newest.truncated or newest.offset + len(newest.text) + 1 > state.sealed_offset:
         return None
     first, last = page[0].number, page[-1].number
-    return f'W/"{state.start_offset:x}.{first:x}.{last:x}.{"d" if descending else "a"}{"t" if timestamps else ""}"'
+    flags = ("d" if descending else "a") + ("t" if timestamps else "") + ("c" if collapse_cr else "")
+    return f'W/"{state.start_offset:x}.{first:x}.{last:x}.{flags}"'
 
 
 def _page(store: LogStore, ref: TaskRef, params: dict[str, Any], tags: frozenset[str]) -> tuple[str | None, bytes | None]:
     state = store.state(ref)
     page = store.lines(state, **params["page"])
-    etag = page_etag(state, page, params["page"]["descending"], params["timestamps"])
+    etag = page_etag(state, page, params["page"]["descending"], params["timestamps"], params["page"]["collapse_cr"])
     if etag is not None and ("*" in tags or etag.removeprefix("W/") in tags):
         return etag, None
     texts = [line.text.decode("utf-8", "replace") for line in page]
@@ -68,6 +69,7 @@ async def lines(request: Request) -> Response:
             "descending": query_choice(q, "order", "desc", ("asc", "desc")) == "desc",
             "since": query_instant(q, "since"),
             "until": query_instant(q, "until"),
+            "collapse_cr": query_bool(q, "collapse_cr"),
         },
         "timestamps": query_bool(q, "timestamps"),
         "base_line": "" if base is None else str(base),
@@ -96,6 +98,9 @@ OPERATIONS = [
             Param("since", "Only lines that arrived at or after this time: 10m, 2h, ISO 8601, epoch ms (jobtail)."),
             Param("until", "Only lines that arrived before this time (jobtail)."),
             Param("timestamps", "Prefix each line with its arrival time (jobtail).", {"type": "boolean"}),
+            Param("collapse_cr", "Each line as a terminal shows it: carriage returns, backspaces and erase-line "
+                  "(ESC[K) applied, SGR colours kept, other escape sequences dropped; line numbers unchanged (jobtail).",
+                  {"type": "boolean"}),
         ),
         response={"type": "object", "properties": {
             "start_line": {"type": "string"}, "end_line": {"type": "string"},

@@ -25,8 +25,9 @@ An event carries the log bytes `[offset, end)`, at most 1 MiB; each event's `off
 previous one's `end` (only retention, by dropping bytes not yet sent, can open a visible gap).
 Reconnecting with the last `id` seen, as `Last-Event-ID` or `offset`, resumes exactly after it.
 A multi-byte UTF-8 character is never split across events: an incomplete one at the end of the
-log is held back until the rest arrives, or sent as base64 when the log is finished. A run of
-invalid bytes goes as base64 up to the end of its line; text resumes with the next valid byte.
+log is held back until the rest arrives, or sent as base64 when the log is finished. A line
+holding invalid bytes goes whole as base64 (from its start, or from where the event starts), and
+so do the lines after it that hold invalid bytes too; text resumes with the next valid line.
 
 **Why it ends** (`reason` of the final `end` event; `offset` is where a reconnect would resume):
 `task finished` (the job is Completed or Failed), `job terminated`, `job abnormal` — each only
@@ -41,7 +42,11 @@ every followed log's end offset in one query every `follow_poll_seconds`.
 
 **Limits**: at most `max_streams_per_principal` open streams per caller (by principal name) and
 server process; one more is refused with 429 `APIGW.0308` and `Retry-After`. Memory per stream
-is one event's bytes; a slow reader slows its own stream only.
+is one step: at most 1 MiB of log bytes and the (at most MAX_EVENTS) events made of them; a slow
+reader slows its own stream only.
+
+**CPU**: reading, splitting into text and base64 (linear in the bytes) and encoding happen in
+the thread pool, one step at a time; the event loop only sends each step's events.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
+import re
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -72,6 +78,7 @@ from jobtail.http.params import query_instant, query_int
 from jobtail.http.routing import Operation, Param
 
 EVENT_BYTES = 1024 * 1024  # log bytes per event, at most
+MAX_EVENTS = 1024  # events one step makes at most (a log alternating text and invalid bytes makes many)
 RETRY_MS = 1000
 RETRY_AFTER_SECONDS = 5  # told to a caller over its stream cap
 SHUTTING_DOWN, DELETED = "server shutting down", "job deleted"
@@ -81,35 +88,49 @@ ENDED = {COMPLETED: "task finished", FAILED: "task finished", TERMINATED: "job t
 # -- encoding -----------------------------------------------------------------------------------
 
 
-def utf8_pieces(data: bytes, final: bool) -> tuple[list[tuple[str | None, bytes]], int]:
+_ESCAPED = re.compile("[\udc80-\udcff]")  # what surrogateescape decodes an invalid byte to
+_CLEAN_LINE = re.compile("^[^\n\udc80-\udcff]*(?:\n|\\Z)", re.MULTILINE)  # a line without one
+
+
+def utf8_pieces(data: bytes, final: bool, most: int | None = None) -> tuple[list[tuple[str | None, bytes]], int]:
     """Split `data` into (text, bytes) pieces for valid UTF-8 and (None, bytes) pieces to send as
     base64, and say how many leading bytes of `data` they cover: an incomplete character at the
-    end is left out (held back) unless `final`. A run of invalid bytes extends to the end of its
-    line; adjacent base64 pieces are merged."""
+    end is left out (held back) unless `final`, and so is everything after the first `most`
+    pieces. A line holding invalid bytes goes whole into a base64 piece, and so do the lines after
+    it that hold invalid bytes too (so a log of `a\\xff\\n` lines makes one piece, not two per line);
+    a piece starts at a line start or at the start of `data`.
+
+    Linear in `len(data)`: one decode (invalid bytes become lone surrogates, which valid UTF-8
+    never decodes to), then one pass that finds them."""
+    end = len(data) if final else len(data) - _unfinished(data)
+    try:
+        text = codecs.utf_8_decode(data[:end], "strict", True)[0]
+    except UnicodeDecodeError:
+        text = codecs.utf_8_decode(data[:end], "surrogateescape", True)[0]
+    else:
+        return ([(text, data[:end])] if end else []), end
     pieces: list[tuple[str | None, bytes]] = []
-    view, pos, size = memoryview(data), 0, len(data)
-    while pos < size:
-        try:
-            text, used = codecs.utf_8_decode(view[pos:], "strict", final)
-        except UnicodeDecodeError as exc:
-            if exc.start:
-                good = pos + exc.start
-                pieces.append((codecs.utf_8_decode(view[pos:good], "strict", True)[0], data[pos:good]))
-                pos = good
-            newline = data.find(b"\n", pos)
-            stop = size if newline < 0 else newline + 1
-            if stop == size and not final:  # keep a character cut by the end of `data` whole
-                stop = max(pos + 1, stop - _unfinished(data[pos:]))  # (the run's first byte is invalid)
-            if pieces and pieces[-1][0] is None:
-                pieces[-1] = (None, pieces[-1][1] + data[pos:stop])
-            else:
-                pieces.append((None, data[pos:stop]))
-            pos = stop
+    char, pos = 0, 0  # the same place in `text` and in `data`
+
+    def take(stop: int, as_text: bool) -> None:
+        nonlocal char, pos
+        size = len(text[char:stop].encode("utf-8", "surrogateescape"))
+        pieces.append((text[char:stop] if as_text else None, data[pos : pos + size]))
+        char, pos = stop, pos + size
+
+    while char < len(text) and (most is None or len(pieces) < most):
+        bad = _ESCAPED.search(text, char)
+        if bad is None:
+            take(len(text), as_text=True)
             continue
-        if used:
-            pieces.append((text, data[pos : pos + used]))
-        pos += used
-        break
+        line_start = text.rfind("\n", char, bad.start()) + 1
+        if line_start > char:
+            take(line_start, as_text=True)
+            if most is not None and len(pieces) >= most:
+                break
+        newline = text.find("\n", bad.start())
+        clean = None if newline < 0 else _CLEAN_LINE.search(text, newline + 1)
+        take(len(text) if clean is None or clean.start() == len(text) else clean.start(), as_text=False)
     return pieces, pos
 
 
@@ -178,6 +199,25 @@ def _read(store: LogStore, ref: TaskRef, start: int, end: int, state: LogState) 
         raise
 
 
+def _next_events(store: LogStore, ref: TaskRef, state: LogState, final: bool, sent: int, held: bytes,
+                 pos: int) -> tuple[bytes, int, bytes, int, bool] | None:
+    """One step of a stream, in the thread pool (splitting and encoding cost CPU in proportion
+    to the bytes): read on from `pos`, up to one event's worth with the `held` bytes already
+    read past `sent`, and encode at most MAX_EVENTS events. Returns (events, sent, held, pos,
+    whether `held` holds more events to make), or None when the job or task was deleted."""
+    stop = min(state.end_offset, pos + EVENT_BYTES - len(held))
+    chunk = _read(store, ref, pos, stop, state) if stop > pos else b""
+    if chunk is None:
+        return None
+    data = held + chunk
+    pieces, used = utf8_pieces(data, final and stop == state.end_offset, MAX_EVENTS)
+    events = []
+    for text, raw in pieces:
+        events.append(log_event(sent, raw, text))
+        sent += len(raw)
+    return b"".join(events), sent, data[used:], stop, len(pieces) == MAX_EVENTS
+
+
 async def _events(following: Following, ref: TaskRef, phase: str, opened: LogState,
                   start: int) -> AsyncGenerator[bytes, None]:
     store, shutdown = following.store, following.shutdown
@@ -209,18 +249,14 @@ async def _events(following: Following, ref: TaskRef, phase: str, opened: LogSta
                     sent += len(raw)
                 sent = pos = state.start_offset
                 held = b""
-            gone = False
-            while pos < state.end_offset and not shutdown.is_set():
-                stop = min(state.end_offset, pos + EVENT_BYTES - len(held))
-                chunk = await run_in_threadpool(_read, store, ref, pos, stop, state)
-                if gone := chunk is None:
+            gone, pending = False, False
+            while (pos < state.end_offset or pending) and not shutdown.is_set():
+                step = await run_in_threadpool(_next_events, store, ref, state, final, sent, held, pos)
+                if gone := step is None:
                     break
-                data = held + chunk
-                pieces, used = utf8_pieces(data, final and stop == state.end_offset)
-                for text, raw in pieces:
-                    yield log_event(sent, raw, text)
-                    sent += len(raw)
-                held, pos = data[used:], stop
+                events, sent, held, pos, pending = step
+                if events:
+                    yield events
                 quiet_since = loop.time()
             if gone:
                 reason = DELETED
