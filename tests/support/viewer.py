@@ -19,9 +19,9 @@ from support.engine import open_identity
 from support.serve import ServeProcess
 
 from jobtail.auth import manage
+from jobtail.auth.sql_store import SqlIdentityStore
 from jobtail.client import Client, Credentials
 from jobtail.http.viewer import STATIC_DIR
-from jobtail.auth.sql_store import SqlIdentityStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As root in a container, without a GPU, and without Chromium's own calls home (this machine
