@@ -192,14 +192,19 @@ class LogFollow:
     resuming at the offset after the last byte yielded, so the bytes yielded are exactly the
     log's. Error responses (unknown job, 429 over the stream cap, ...) raise `RequestFailed`.
     `offset` (default: the log's first byte) or `since` (`10m`, ISO 8601, epoch ms) say where to start.
+    With `timestamps`, `times` holds, after each item, when its bytes arrived: (offset, epoch
+    seconds) from each offset on, one per append.
     """
 
     def __init__(self, client: Client, job_id: str, task_id: str, *, offset: int | None = None,
-                 since: str | None = None, max_retries: int = 10, retry_wait: float = 1.0) -> None:
+                 since: str | None = None, max_retries: int = 10, retry_wait: float = 1.0,
+                 timestamps: bool = False) -> None:
         self.client = client
         self.path = f"/v2/{{project_id}}/training-jobs/{job_id}/tasks/{task_id}/logs/stream"
         self.offset = offset
         self.since = since
+        self.timestamps = timestamps
+        self.times: list[tuple[int, float]] = []
         self.reason: str | None = None
         self.reconnects = 0
         self._max_retries = max_retries
@@ -212,6 +217,8 @@ class LogFollow:
                 params: dict[str, Any] = {"offset": self.offset}
             else:
                 params = {"since": self.since} if self.since is not None else {}
+            if self.timestamps:
+                params["timestamps"] = "true"
             try:
                 with self.client.http.stream("GET", self.path.replace("{project_id}", self.client.project_id),
                                              params=params) as response:
@@ -224,6 +231,7 @@ class LogFollow:
                             event = json.loads(data)
                             raw = event["text"].encode() if "text" in event else base64.b64decode(event["base64"])
                             self.offset = int(event["end"])
+                            self.times = [(int(at), ms / 1000) for at, ms in event.get("times", ())]
                             yield self.offset, raw
                         elif kind == "end":
                             event = json.loads(data)

@@ -45,12 +45,18 @@ def test_timestamps_are_each_lines_own_before_and_after_sealing_and_since_cuts_a
     job_id = cli("submit", "--", PY, "-c", TICKS).stdout.strip()
     ref = TaskRef(cli.project, job_id, "worker-0")
     deadline = time.monotonic() + 20
+    while cli.live.store.state(ref).end_offset == 0:  # (before its first line the log is "not generated")
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
     while len(_ticks(cli("logs", job_id, "--timestamps").stdout)) < 5:
         assert time.monotonic() < deadline, "the job never printed five ticks"
         time.sleep(0.1)
     running = cli("logs", job_id, "--timestamps").stdout
     assert cli.live.store.state(ref).sealed_offset == 0, "read from the head"
     _each_line_its_own_time(_ticks(running))
+    followed = _ticks(cli("logs", job_id, "-f", "--timestamps").stdout)  # the rest live, until the job ends
+    assert [tick for _, tick, _ in followed] == list(range(10))
+    _each_line_its_own_time(followed)
 
     assert cli.wait(job_id)["status"]["phase"] == "Completed"
     state = cli.live.store.state(ref)
@@ -59,6 +65,7 @@ def test_timestamps_are_each_lines_own_before_and_after_sealing_and_since_cuts_a
     assert [tick for _, tick, _ in ticks] == list(range(10))
     _each_line_its_own_time(ticks)
     assert _ticks(running) == ticks[: len(_ticks(running))], "the same times from the head and from the segments"
+    assert followed == ticks, "and while following"
 
     (fifth,) = [line for line in cli("logs", job_id, "--timestamps").stdout.splitlines() if " tick 5 at " in line]
     since = fifth.split(" ", 1)[0]  # the shown time (ms, cut down) of tick 5's append

@@ -640,6 +640,23 @@ def test_a_finished_job_streams_its_log_and_ends(serve: Callable[..., Server]) -
     assert data == b"" and end.data == {"reason": "task finished", "offset": 14}
 
 
+def test_with_timestamps_each_event_says_when_its_bytes_arrived(serve: Callable[..., Server]) -> None:
+    server = serve()
+    job, ref = server.new_job()
+    t0 = 1_700_000_000.0
+    server.store.append(ref, b"one\ntw", arrived_at=t0)
+    server.store.seal(ref)
+    server.store.append(ref, b"o\nthree\n", arrived_at=t0 + 0.25)
+    assert jobs_of(server.store).transition(job, COMPLETED) is not None
+    tail = Tail(server.url, ref, params={"timestamps": "true", "offset": 4})
+    _, event = tail.next()
+    assert event.kind == "log" and (event.data or {})["offset"] == 4
+    assert (event.data or {})["times"] == [[4, 1_700_000_000_000], [6, 1_700_000_000_250]]
+    assert tail.until_end()[1].kind == "end"
+    _, plain = Tail(server.url, ref).next()
+    assert "times" not in (plain.data or {}), "only when asked for"
+
+
 def test_shutdown_signal_chains_to_the_previous_handler() -> None:
     assert threading.current_thread() is threading.main_thread()
     calls: list[int] = []

@@ -22,6 +22,7 @@ from typing import IO, Any
 import click
 
 from jobtail.cli.remote import binary_stdout, connection_options, job_path, open_client
+from jobtail.core.timespec import format_instant
 
 PAGE = 500  # the line API's largest page
 _COLOURS = ["cyan", "green", "yellow", "magenta", "blue", "red"]
@@ -146,42 +147,70 @@ def _follow(client: Any, job_id: str, tasks: list[str], ends: dict[str, int], si
             pattern: str | None, all_tasks: bool, out: IO[bytes]) -> None:
     """Follow every task at once; lines are printed as they arrive (so merged by arrival time)."""
     matcher = re.compile(pattern.encode()) if pattern else None
-    events: queue.Queue[tuple[str, bytes | None, str | None]] = queue.Queue()
+    events: queue.Queue[tuple[str, int, bytes | None, list[tuple[int, float]], str | None]] = queue.Queue()
 
     def pump(name: str) -> None:
-        stream = client.follow(job_id, name, offset=ends.get(name), since=since)
+        stream = client.follow(job_id, name, offset=ends.get(name), since=since, timestamps=timestamps)
         try:
-            for _offset, data in stream:
-                events.put((name, data, None))
+            for end, data in stream:
+                events.put((name, end - len(data), data, stream.times, None))
         finally:
-            events.put((name, None, stream.reason))
+            events.put((name, 0, None, [], stream.reason))
 
     for name in tasks:
         threading.Thread(target=pump, args=(name,), daemon=True).start()
     partial: dict[str, bytes] = dict.fromkeys(tasks, b"")
+    clocks = {name: _Arrivals() for name in tasks}  # when each byte not yet printed arrived
     running = len(tasks)
     while running:
-        name, data, reason = events.get()
+        name, offset, data, times, reason = events.get()
         if data is None:
             running -= 1
             if partial[name]:
-                _emit(out, name, tasks, all_tasks, partial[name], timestamps, matcher)
+                _emit(out, name, tasks, all_tasks, partial[name], clocks[name].take(len(partial[name])), matcher)
             click.echo(f"[{name}] log stream ended: {reason or 'connection lost'}", err=True)
             continue
+        clocks[name].add(offset, times)
         *lines, partial[name] = (partial[name] + data).split(b"\n")
         for line in lines:
-            _emit(out, name, tasks, all_tasks, line + b"\n", timestamps, matcher)
+            _emit(out, name, tasks, all_tasks, line + b"\n", clocks[name].take(len(line) + 1), matcher,
+                  timestamps)
         if not all_tasks and not timestamps and matcher is None and partial[name]:
             out.write(partial[name])  # a single task shows unfinished lines (progress bars) at once
             out.flush()
+            clocks[name].take(len(partial[name]))
             partial[name] = b""
 
 
-def _emit(out: IO[bytes], name: str, tasks: list[str], all_tasks: bool, line: bytes, timestamps: bool,
-          matcher: Any) -> None:
+class _Arrivals:
+    """For a followed log: when the bytes not yet printed arrived, from the events' `times`."""
+
+    def __init__(self) -> None:
+        self._times: list[tuple[int, float]] = []  # (offset, epoch seconds), ascending
+        self._next = -1  # offset of the first byte not yet taken
+
+    def add(self, offset: int, times: list[tuple[int, float]]) -> None:
+        if self._next < 0:
+            self._next = offset
+        self._times.extend(times or [(offset, time.time())])  # a server without times: now
+
+    def take(self, size: int) -> float:
+        """When the first of the next `size` bytes arrived; forget what they need no more."""
+        at = self._next
+        self._next += size
+        while len(self._times) > 1 and self._times[1][0] <= at:
+            self._times.pop(0)
+        when = self._times[0][1] if self._times else time.time()
+        while len(self._times) > 1 and self._times[1][0] <= self._next:
+            self._times.pop(0)
+        return when
+
+
+def _emit(out: IO[bytes], name: str, tasks: list[str], all_tasks: bool, line: bytes, arrived: float,
+          matcher: Any, timestamps: bool = False) -> None:
     if matcher is not None and not matcher.search(line):
         return
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()).encode() + b"Z " if timestamps else b""
+    stamp = format_instant(arrived).encode() + b" " if timestamps else b""
     out.write(_prefix(name, tasks, all_tasks) + stamp + line)
     out.flush()
 

@@ -14,6 +14,9 @@ validated whichever wins.
     event: log
     data: {"offset": 1000, "end": 1234, "text": "..."}       the bytes are valid UTF-8
     data: {"offset": 1000, "end": 1234, "base64": "..."}     anything else
+    data: {"offset": 1000, "end": 1234, "text": "...", "times": [[1000, 1733000000123], [1100, …]]}
+                                                 with ?timestamps=true: from each offset on, the
+                                                 bytes arrived then (epoch ms), one entry per append
 
     : heartbeat                                  after `stream_heartbeat_seconds` of silence
 
@@ -53,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import codecs
 import re
 from collections.abc import AsyncGenerator, Callable
@@ -68,13 +72,13 @@ from jobtail.core.errors import JobNotFound, StorageError, TaskNotFound
 from jobtail.core.follow import AsyncWake
 from jobtail.core.jobs import ABNORMAL, COMPLETED, FAILED, TERMINATED, JobService
 from jobtail.core.store import LogStore
-from jobtail.core.types import LogState, TaskRef
+from jobtail.core.types import Arrival, LogState, TaskRef
 from jobtail.http import access
 from jobtail.http.context import context
 from jobtail.http.errors import InvalidParameter, InvalidQueryParameter, error_response
 from jobtail.http.following import Following
 from jobtail.http.logs import TASK_PATH, task_ref
-from jobtail.http.params import query_instant, query_int
+from jobtail.http.params import query_bool, query_instant, query_int
 from jobtail.http.routing import Operation, Param
 
 EVENT_BYTES = 1024 * 1024  # log bytes per event, at most
@@ -149,15 +153,25 @@ def _unfinished(data: bytes) -> int:
     return 0
 
 
-def log_event(offset: int, raw: bytes, text: str | None) -> bytes:
-    """One `log` event for the bytes `raw` found at `offset`."""
+def log_event(offset: int, raw: bytes, text: str | None, arrivals: list[Arrival] | None = None) -> bytes:
+    """One `log` event for the bytes `raw` found at `offset`; with `arrivals` (the appends that
+    brought them, in offset order), its `times`."""
     end = offset + len(raw)
     body: dict[str, Any] = {"offset": offset, "end": end}
     if text is not None:
         body["text"] = text
     else:
         body["base64"] = base64.b64encode(raw).decode("ascii")
+    if arrivals is not None:
+        body["times"] = _times(arrivals, offset, end)
     return b"id: %d\nevent: log\ndata: %b\n\n" % (end, orjson.dumps(body))
+
+
+def _times(arrivals: list[Arrival], offset: int, end: int) -> list[list[int]]:
+    """[offset, epoch ms] of each append that brought bytes of `[offset, end)`, the first one's
+    offset clipped to `offset`: the bytes from each offset on arrived then."""
+    first = max(0, bisect.bisect_right([a.offset for a in arrivals], offset) - 1)
+    return [[max(a.offset, offset), a.arrived_us // 1000] for a in arrivals[first:] if a.offset < end]
 
 
 def end_event(reason: str, offset: int) -> bytes:
@@ -200,26 +214,39 @@ def _read(store: LogStore, ref: TaskRef, start: int, end: int, state: LogState) 
 
 
 def _next_events(store: LogStore, ref: TaskRef, state: LogState, final: bool, sent: int, held: bytes,
-                 pos: int) -> tuple[bytes, int, bytes, int, bool] | None:
+                 pos: int, timestamps: bool = False) -> tuple[bytes, int, bytes, int, bool] | None:
     """One step of a stream, in the thread pool (splitting and encoding cost CPU in proportion
     to the bytes): read on from `pos`, up to one event's worth with the `held` bytes already
-    read past `sent`, and encode at most MAX_EVENTS events. Returns (events, sent, held, pos,
-    whether `held` holds more events to make), or None when the job or task was deleted."""
+    read past `sent`, and encode at most MAX_EVENTS events (with `timestamps`, with their
+    arrival times). Returns (events, sent, held, pos, whether `held` holds more events to
+    make), or None when the job or task was deleted."""
     stop = min(state.end_offset, pos + EVENT_BYTES - len(held))
     chunk = _read(store, ref, pos, stop, state) if stop > pos else b""
     if chunk is None:
         return None
     data = held + chunk
     pieces, used = utf8_pieces(data, final and stop == state.end_offset, MAX_EVENTS)
+    arrivals = store.arrivals(state, sent, sent + used) if timestamps and used else None
     events = []
     for text, raw in pieces:
-        events.append(log_event(sent, raw, text))
+        events.append(log_event(sent, raw, text, arrivals))
         sent += len(raw)
     return b"".join(events), sent, data[used:], stop, len(pieces) == MAX_EVENTS
 
 
+def _flush(store: LogStore, state: LogState, sent: int, held: bytes, timestamps: bool) -> tuple[bytes, int]:
+    """Events for the `held` bytes, whole (the log ended, or retention skipped past them), and
+    the offset after them."""
+    arrivals = store.arrivals(state, sent, sent + len(held)) if timestamps and held else None
+    events = []
+    for text, raw in utf8_pieces(held, True)[0]:
+        events.append(log_event(sent, raw, text, arrivals))
+        sent += len(raw)
+    return b"".join(events), sent
+
+
 async def _events(following: Following, ref: TaskRef, phase: str, opened: LogState,
-                  start: int) -> AsyncGenerator[bytes, None]:
+                  start: int, timestamps: bool = False) -> AsyncGenerator[bytes, None]:
     store, shutdown = following.store, following.shutdown
     loop = asyncio.get_running_loop()
     wake = AsyncWake(loop)
@@ -244,14 +271,14 @@ async def _events(following: Following, ref: TaskRef, phase: str, opened: LogSta
             final = phase in ENDED
             pos = sent + len(held)
             if pos < state.start_offset:  # retention dropped bytes not yet sent: skip the gap
-                for text, raw in utf8_pieces(held, True)[0]:
-                    yield log_event(sent, raw, text)
-                    sent += len(raw)
+                if held:
+                    events, sent = await run_in_threadpool(_flush, store, state, sent, held, timestamps)
+                    yield events
                 sent = pos = state.start_offset
                 held = b""
             gone, pending = False, False
             while (pos < state.end_offset or pending) and not shutdown.is_set():
-                step = await run_in_threadpool(_next_events, store, ref, state, final, sent, held, pos)
+                step = await run_in_threadpool(_next_events, store, ref, state, final, sent, held, pos, timestamps)
                 if gone := step is None:
                     break
                 events, sent, held, pos, pending = step
@@ -264,9 +291,9 @@ async def _events(following: Following, ref: TaskRef, phase: str, opened: LogSta
             if shutdown.is_set():
                 continue
             if final:
-                for text, raw in utf8_pieces(held, True)[0]:
-                    yield log_event(sent, raw, text)
-                    sent += len(raw)
+                if held:
+                    events, sent = await run_in_threadpool(_flush, store, state, sent, held, timestamps)
+                    yield events
                 reason = ENDED[phase]
                 break
             woken = await wake.wait(following.heartbeat - (loop.time() - quiet_since))
@@ -325,7 +352,8 @@ async def stream(request: Request) -> Response:
         )
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    events = _events(following, ref, phase, state, start)
+    timestamps = query_bool(request.query_params, "timestamps")
+    events = _events(following, ref, phase, state, start, timestamps)
     return EventStream(events, on_close=lambda: following.slots.release(key))
 
 
@@ -338,7 +366,8 @@ _EVENT_SCHEMA = {  # one event, as the module docstring describes them
         "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {
             "type": "object",
             "properties": {"offset": {"type": "integer", "minimum": 0}, "end": {"type": "integer", "minimum": 0},
-                           "text": {"type": "string"}, "base64": {"type": "string"}, "reason": {"type": "string"}},
+                           "text": {"type": "string"}, "base64": {"type": "string"}, "reason": {"type": "string"},
+                           "times": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}},
             "required": ["offset"],
         }},
     },
@@ -356,6 +385,8 @@ OPERATIONS = [
             Param("offset", "Log offset to start at (an event id); the Last-Event-ID header takes precedence.",
                   {"type": "integer", "minimum": 0}),
             Param("since", "Start at the first line that arrived at or after this time: 10m, 2h, ISO 8601, epoch ms."),
+            Param("timestamps", "Give each log event `times`: [offset, epoch ms] of each append in it, when the "
+                  "bytes from that offset arrived (jobtail).", {"type": "boolean"}),
         ),
         response=_EVENT_SCHEMA,
         response_types=("text/event-stream",),
