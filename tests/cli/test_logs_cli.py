@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
@@ -10,8 +13,9 @@ from itertools import pairwise
 from pathlib import Path
 
 from support.cli import Cli, sqlite_only
-from support.engine import jobs_of
+from support.engine import jobs_of, open_engine
 from support.jobs import PY
+from support.serve import ServeProcess, clean_env
 
 from jobtail.core.types import TaskRef
 
@@ -40,36 +44,50 @@ def _each_line_its_own_time(ticks: list[tuple[float, int, float]]) -> None:
         assert abs((next_shown - shown) - (next_own - own)) <= 0.05, ticks  # the task's own gap, the sleep
 
 
-@sqlite_only
-def test_timestamps_are_each_lines_own_before_and_after_sealing_and_since_cuts_at_the_append(cli: Cli) -> None:
-    job_id = cli("submit", "--", PY, "-c", TICKS).stdout.strip()
-    ref = TaskRef(cli.project, job_id, "worker-0")
-    deadline = time.monotonic() + 20
-    while cli.live.store.state(ref).end_offset == 0:  # (before its first line the log is "not generated")
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.05)
-    while len(_ticks(cli("logs", job_id, "--timestamps").stdout)) < 5:
-        assert time.monotonic() < deadline, "the job never printed five ticks"
-        time.sleep(0.1)
-    running = cli("logs", job_id, "--timestamps").stdout
-    assert cli.live.store.state(ref).sealed_offset == 0, "read from the head"
-    _each_line_its_own_time(_ticks(running))
-    followed = _ticks(cli("logs", job_id, "-f", "--timestamps").stdout)  # the rest live, until the job ends
-    assert [tick for _, tick, _ in followed] == list(range(10))
-    _each_line_its_own_time(followed)
+def test_timestamps_are_each_lines_own_before_and_after_sealing_and_since_cuts_at_the_append(tmp_path: Path) -> None:
+    """A real `jobtail serve` runs the job (its capture in a process of its own, as in production)
+    and the real CLI reads it, while it runs, while following and after it ended and was sealed."""
+    work = tmp_path / "work"
+    work.mkdir()
+    server = ServeProcess(tmp_path / "data", "--executor-shared-dirs", str(work))
+    server.start("--executor", "local")
+    env = clean_env(JOBTAIL_URL=server.url, JOBTAIL_CREDENTIALS=str(server.admin_credentials()))
 
-    assert cli.wait(job_id)["status"]["phase"] == "Completed"
-    state = cli.live.store.state(ref)
-    assert state.head_bytes == 0 and state.sealed_offset == state.end_offset, "sealed when the task ended"
-    ticks = _ticks(cli("logs", job_id, "--timestamps").stdout)
-    assert [tick for _, tick, _ in ticks] == list(range(10))
-    _each_line_its_own_time(ticks)
-    assert _ticks(running) == ticks[: len(_ticks(running))], "the same times from the head and from the segments"
-    assert followed == ticks, "and while following"
+    def cli(*args: str, check: bool = True) -> str:
+        done = subprocess.run([sys.executable, "-m", "jobtail", *args], env=env, cwd=work, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode == 0 or not check, done.stderr
+        return done.stdout if done.returncode == 0 else ""
 
-    (fifth,) = [line for line in cli("logs", job_id, "--timestamps").stdout.splitlines() if " tick 5 at " in line]
-    since = fifth.split(" ", 1)[0]  # the shown time (ms, cut down) of tick 5's append
-    assert cli("logs", job_id, "--since", since).stdout.startswith("tick 5 at ")
+    try:
+        job_id = cli("submit", "--", PY, "-c", TICKS).strip()
+        deadline = time.monotonic() + 30
+        while len(_ticks(running := cli("logs", job_id, "--timestamps", check=False))) < 5:
+            assert time.monotonic() < deadline, "the job never printed five ticks"
+            time.sleep(0.2)
+        _each_line_its_own_time(_ticks(running))  # from the head: the job still runs
+        followed = _ticks(cli("logs", job_id, "-f", "--timestamps"))  # on, live, until the job ends
+        assert [tick for _, tick, _ in followed] == list(range(10))
+        _each_line_its_own_time(followed)
+        shown = json.loads(cli("jobs", "show", job_id, "--json"))
+        assert shown["status"]["phase"] == "Completed"
+        store = open_engine(f"sqlite:///{tmp_path / 'data' / 'jobtail.db'}", (tmp_path / "data" / "blobs").as_uri()).store
+        try:
+            state = store.state(TaskRef(server.project(), job_id, "worker-0"))
+            assert state.head_bytes == 0 and state.sealed_offset == state.end_offset, "sealed when the task ended"
+        finally:
+            store.close()
+        sealed = cli("logs", job_id, "--timestamps")
+        ticks = _ticks(sealed)
+        assert [tick for _, tick, _ in ticks] == list(range(10))
+        _each_line_its_own_time(ticks)
+        assert _ticks(running) == ticks[: len(_ticks(running))], "the same times from the head and from the segments"
+        assert followed == ticks, "and while following"
+        (fifth,) = [line for line in sealed.splitlines() if " tick 5 at " in line]
+        since = fifth.split(" ", 1)[0]  # the shown time (ms, cut down) of tick 5's append
+        assert cli("logs", job_id, "--since", since).startswith("tick 5 at ")
+    finally:
+        server.stop()
 
 
 def _job(cli: Cli) -> tuple[str, TaskRef, TaskRef]:

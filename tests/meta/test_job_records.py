@@ -28,7 +28,7 @@ from support.meta_records import (
 )
 
 from jobtail.core.errors import DuplicateJobName
-from jobtail.core.types import JobRecord, LogState
+from jobtail.core.types import JobEvent, JobQuery, JobRecord, LogState, TaskStatus
 
 
 def test_create_job_stores_job_and_empty_task_logs(meta: Meta) -> None:
@@ -249,3 +249,55 @@ def test_log_ends_and_job_phases_answer_for_many_logs_at_once(meta: Meta) -> Non
     meta.jobs.delete_job("proj-a", jobs[0].id)
     assert meta.logs.log_ends(logs) == {logs[2]: 7, logs[3]: 0}
     assert meta.jobs.job_phases([j.id for j in jobs]) == {jobs[1].id: "Running"}
+
+
+def test_update_job_is_a_compare_and_set_on_the_phase(meta: Meta) -> None:
+    job = make_job(name="cas")
+    meta.jobs.create_job(job)
+    pending = dataclasses.replace(job, phase="Pending", owner="host:1:2:3:t")
+    assert meta.jobs.update_job(pending, ("Creating",))
+    assert not meta.jobs.update_job(dataclasses.replace(job, phase="Running"), ("Creating",)), "no longer Creating"
+    assert meta.jobs.get_job("proj-a", job.id) == pending
+    done = dataclasses.replace(pending, phase="Completed", end_time=5, task_statuses=(TaskStatus("worker-0", 0, "ok"),))
+    assert meta.jobs.update_job(done, ("Running", "Pending"))
+    assert meta.jobs.get_job("proj-a", job.id) == done
+    assert meta.jobs.jobs_in_phases(("Completed",), "none") == [done]
+    assert meta.jobs.jobs_in_phases(("Completed",), "local") == []
+    assert meta.jobs.jobs_in_phases(("Running",), "none") == []
+
+
+def test_search_jobs_filters_sorts_and_pages_within_one_project(meta: Meta) -> None:
+    made = [make_job(project="proj-s", name=f"train_{i}") for i in range(5)]
+    made = [dataclasses.replace(j, created_at=1000 + i) for i, j in enumerate(made)]
+    for job in made:
+        meta.jobs.create_job(job)
+    meta.jobs.create_job(make_job(project="proj-other", name="train_0"))
+    total, count, page = meta.jobs.search_jobs("proj-s", JobQuery(limit=2))
+    assert (total, count, [j.name for j in page]) == (5, 5, ["train_4", "train_3"]), "newest first"
+    _, _, second = meta.jobs.search_jobs("proj-s", JobQuery(limit=2, page=1))
+    assert [j.name for j in second] == ["train_2", "train_1"]
+    _, count, named = meta.jobs.search_jobs("proj-s", JobQuery(name_like="in_3", sort_by="name", descending=False))
+    assert (count, [j.name for j in named]) == (1, ["train_3"])
+    _, count, _ = meta.jobs.search_jobs("proj-s", JobQuery(name_like="_", limit=50))
+    assert count == 5, "_ is a literal, not a wildcard"
+    _, count, _ = meta.jobs.search_jobs("proj-s", JobQuery(name_like="%"))
+    assert count == 0
+    _, count, _ = meta.jobs.search_jobs("proj-s", JobQuery(created_from=1001, created_to=1003))
+    assert count == 3
+
+
+def test_job_events_in_time_order_with_filters(meta: Meta) -> None:
+    job = make_job(name="events")
+    meta.jobs.create_job(job)
+    for t, level, message in ((3, "Info", "started"), (1, "Info", "created"), (7, "Error", "failed: OOM")):
+        meta.jobs.add_job_event(job.id, JobEvent(t, level, message, "Job"))
+    total, found = meta.jobs.job_events(job.id, offset=0, limit=10, descending=False)
+    assert (total, [e.message for e in found]) == (3, ["created", "started", "failed: OOM"])
+    _, newest = meta.jobs.job_events(job.id, offset=0, limit=1, descending=True)
+    assert [e.message for e in newest] == ["failed: OOM"]
+    assert meta.jobs.job_events(job.id, offset=0, limit=10, descending=False, level="Error")[0] == 1
+    assert meta.jobs.job_events(job.id, offset=0, limit=10, descending=False, pattern="OOM")[0] == 1
+    assert meta.jobs.job_events(job.id, offset=0, limit=10, descending=False, pattern="%")[0] == 0
+    assert meta.jobs.job_events(job.id, offset=0, limit=10, descending=False, start=2, end=3)[0] == 1
+    meta.jobs.delete_job("proj-a", job.id)
+    assert meta.jobs.job_events(job.id, offset=0, limit=10, descending=False) == (0, [])

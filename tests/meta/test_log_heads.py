@@ -22,9 +22,11 @@ from support.meta_records import (
     pieces,
     plan_bytes,
     read_plan,
+    seal,
+    us,
 )
 
-from jobtail.core.types import IndexEntry, Segment
+from jobtail.core.types import Arrival, IndexEntry, Segment
 
 
 def test_append_is_compare_and_append(meta: Meta) -> None:
@@ -186,3 +188,20 @@ def test_checkpoint_keeps_every_byte_across_reopen(meta_url: str) -> None:
         assert b"".join(c.data for c in plan.head) == b"a" * 5000 + b"b\n" * 3000 + b"c"
     finally:
         reopened.close()
+
+
+def test_the_head_keeps_each_append_s_arrival_and_it_never_goes_back(meta: Meta) -> None:
+    _, log_id = new_log(meta)
+    end = 0
+    for data, at in ((b"a\n", 10.0), (b"bb\n", 12.5), (b"c\n", 11.0)):  # the last writer's clock is behind
+        end = append(meta, log_id, end, data, at, EVERY_APPEND).end_offset
+    assert meta.logs.head_arrivals(log_id, 0, 100) == [Arrival(0, us(10.0)), Arrival(2, us(12.5)), Arrival(5, us(12.5))]
+    assert meta.logs.head_arrivals(log_id, 3, 4) == [Arrival(2, us(12.5))], "only the appends overlapping the range"
+    assert meta.logs.head_arrivals(log_id, 7, 100) == []
+    assert [(c.base_offset, c.data, c.arrived_us) for c in meta.logs.head_chunks(log_id, 1, 3)] == [
+        (0, b"a\n", us(10.0)), (2, b"bb\n", us(12.5))]
+    assert [c.arrived_us for c in meta.logs.head_to_seal(log_id, 0, 10**6)] == [us(10.0), us(12.5), us(12.5)]
+    state = meta.logs.log_state_by_id(log_id)
+    assert state is not None and state.last_append_at == 12.5
+    seal(meta, log_id, 10**6, "jobs/a/worker-0/0", {})
+    assert meta.logs.head_arrivals(log_id, 0, 100) == [], "sealed: the segment's trailer has them now"

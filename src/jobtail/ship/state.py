@@ -43,12 +43,6 @@ class ShipState:
         return (self.project_id, self.job_id, self.task_id) == (project_id, job_id, task_id)
 
 
-def fingerprint(fd: int, length: int) -> tuple[int, str]:
-    """(n, sha256 hex) of the file's first n = min(length, PREFIX_BYTES) bytes."""
-    n = min(length, PREFIX_BYTES)
-    return n, hashlib.sha256(os.pread(fd, n, 0)).hexdigest()
-
-
 def prefix_matches(fd: int, state: ShipState) -> bool:
     """Does the open file still begin with the bytes the state fingerprinted?"""
     data = os.pread(fd, state.prefix_len, 0)
