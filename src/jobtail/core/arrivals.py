@@ -12,7 +12,10 @@ it, retention drops them with it, and no database row per append is kept once se
 
 One ranged read from `length` fetches it (S3 included). Decoded trailers are immutable and kept
 in a bounded LRU (`ArrivalIndex`). A segment sealed without a trailer (or with a damaged one)
-falls back to the sparse index's coarse times, which is what every segment had before.
+falls back to the sparse index's coarse times, which is what every segment had before. Another
+kind of head (an append-only file per task, say) keeps the same (offset, arrival) pairs
+(`LogHeads.head_arrivals`) and writes the trailer after the bytes when its file becomes the
+segment, so nothing here changes.
 
 Times never decrease along a log (the head clamps them), so "the first append that arrived at
 or after T" is found by bisection; the sparse index's time column narrows which appends to look
