@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from jobtail.core.errors import StorageFull, StorageNotWritable
 from jobtail.core.maintenance import FailureLog
 
-WORKERS = 2  # seals of different logs in parallel (PostgreSQL and S3 gain; SQLite serialises anyway)
+WORKERS = 4  # seals of different logs in parallel (PostgreSQL and S3 gain; SQLite serialises anyway)
 
 
 class Sealer:
