@@ -15,32 +15,31 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from jobtail import blobs, meta
 from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.links import link_key
 from jobtail.auth.secrets import load_master_key
 from jobtail.auth.sql_store import SqlIdentityStore
-from jobtail.blobs.registry import open_blobs
 from jobtail.core.errors import JobtailError, StorageFull, StorageNotWritable
 from jobtail.core.jobs import JobService
 from jobtail.core.maintenance import MaintenancePolicy
 from jobtail.core.retention import DAY_SECONDS
 from jobtail.core.store import Backends, LogStore, PreviewEncoder
-from jobtail.meta.database import SqlDatabase, open_database
 from jobtail.services import Executor, Services
 from jobtail.settings import Settings, redact_url
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # full is not unwritable: the server starts and serves reads
 
 
-def _store(settings: Settings, database: SqlDatabase, preview_encoder: PreviewEncoder | None) -> LogStore:
-    blobs = open_blobs(settings.blob_url)
+def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: PreviewEncoder | None) -> LogStore:
+    segments = blobs.open_blobs(settings.blob_url)
 
     def close() -> None:
-        blobs.close()
+        segments.close()
         database.close()
 
     return LogStore(
-        Backends(database.jobs, database.logs, blobs, close),
+        Backends(database.jobs, database.logs, segments, close),
         preview_bytes=settings.preview_bytes,
         seal_bytes=settings.seal_bytes,
         preview_encoder=preview_encoder,
@@ -53,7 +52,7 @@ def open_store(settings: Settings, preview_encoder: PreviewEncoder | None = None
     """The LogStore on the backends `settings` names; its `close()` closes them. No background
     maintenance runs unless `start()` is called (servers do; one-off commands need not)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: keys, database, logs
-    database = open_database(settings.database_url)
+    database = meta.open_database(settings.database_url)
     try:
         return _store(settings, database, preview_encoder)
     except BaseException:
@@ -65,7 +64,7 @@ def open_store(settings: Settings, preview_encoder: PreviewEncoder | None = None
 def open_jobs(settings: Settings) -> Iterator[tuple[JobService, LogStore]]:
     """A JobService and its LogStore for one-off commands, closed afterwards."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    database = open_database(settings.database_url)
+    database = meta.open_database(settings.database_url)
     try:
         store = _store(settings, database, None)
     except BaseException:
@@ -82,7 +81,7 @@ def open_identity(settings: Settings, *, cache: bool = False) -> Iterator[SqlIde
     """The identity store in the metadata database `settings` names, for one-off commands
     (`jobtail admin project|user|credential`, the first-start bootstrap)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    database = open_database(settings.database_url)
+    database = meta.open_database(settings.database_url)
     try:
         identity = SqlIdentityStore(database.writer, database.reader, cache=cache)
         try:
@@ -110,7 +109,7 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: keys, database, logs
     master_key = load_master_key(Path(settings.master_key_file))
     with ExitStack() as stack:
-        database = open_database(settings.database_url)
+        database = meta.open_database(settings.database_url)
         stack.callback(database.close)  # until the store owns it
         store = _store(settings, database, preview_encoder)
         stack.pop_all()
@@ -148,7 +147,7 @@ def check_writable(settings: Settings) -> None:
 
 
 def _check_database(url: str) -> None:
-    database = open_database(url)
+    database = meta.open_database(url)
     try:
         database.check_writable()
     finally:
@@ -156,13 +155,13 @@ def _check_database(url: str) -> None:
 
 
 def _check_blobs(url: str) -> None:
-    blobs = open_blobs(url)
+    segments = blobs.open_blobs(url)
     try:
         key = f"write-check.{uuid.uuid4().hex}"
-        blobs.put(key, [b""])
-        blobs.delete(key)
+        segments.put(key, [b""])
+        segments.delete(key)
     finally:
-        blobs.close()
+        segments.close()
 
 
 def _attempt(what: str, check: Callable[[], None]) -> None:

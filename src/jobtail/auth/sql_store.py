@@ -1,7 +1,7 @@
 """The identity store on the metadata database (SQLite or PostgreSQL), SQLAlchemy Core.
 
-It works on the engine pair the log store opened on that database (`jobtail.meta.database`), so
-a process holds one pair per database. Every lookup on the request path is one indexed query that
+It works on the engine pair the log store opened on that database (`SqlDatabase.writer` and
+`.reader`), so a process holds one pair per database. Every lookup on the request path is one indexed query that
 also fetches the caller's role in the requested project, so a revoked credential, a deleted user
 or a changed grant counts for the very next request, on every replica.
 """

@@ -1,1 +1,6 @@
-"""Blob backends holding sealed segments (local directory, memory)."""
+"""Blob backends holding sealed segments (local directory, S3, memory). `open_blobs(url)` opens
+the one a URL names; backend libraries are imported only then."""
+
+from jobtail.blobs.registry import open_blobs
+
+__all__ = ["open_blobs"]
