@@ -4,7 +4,7 @@ Appends go to the head (durable when acknowledged, with their arrival times); se
 head into immutable blob segments, each carrying its appends' arrival times in a trailer; reads
 fix an end offset first (a `LogState`) and then assemble bytes from whatever mix of segments and
 head holds them. The store makes its own decisions: an append that fills a head schedules its
-seal (`jobtail.core.sealer`), `start()` runs maintenance (idle seals, checkpoints, retention,
+seal (`jobtail.core.sealer`; the seal itself: `jobtail.core.sealing`), `start()` runs maintenance (idle seals, checkpoints, retention,
 sweeps), it owns the follow notifier and the cache of encoded previews. Its backends
 (`jobtail.core.log_records`, `.job_records`, `.blob_store`) are private to it.
 
@@ -15,14 +15,12 @@ snapshot however many calls it makes.
 from __future__ import annotations
 
 import dataclasses
-import errno
-import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
-from jobtail.core import ids, keys
-from jobtail.core.arrivals import ArrivalIndex, encode_trailer, to_microseconds
+from jobtail.core import ids
+from jobtail.core.arrivals import ArrivalIndex, to_microseconds
 from jobtail.core.blob_store import BlobStore
 from jobtail.core.errors import (
     JobNotFound,
@@ -30,8 +28,6 @@ from jobtail.core.errors import (
     LogNotGenerated,
     LogTooLarge,
     OffsetConflict,
-    StorageFull,
-    StorageNotWritable,
     TaskNotFound,
 )
 from jobtail.core.follow import Follower, Notifier
@@ -44,22 +40,20 @@ from jobtail.core.preview_cache import PreviewCache
 from jobtail.core.reader import Reader
 from jobtail.core.retention import Expired, RetentionParts, apply_retention
 from jobtail.core.sealer import Sealer
+from jobtail.core.sealing import Sealing
 from jobtail.core.search import Pattern, Searcher, SearchResult
 from jobtail.core.terminal import final_state
 from jobtail.core.types import (
     Arrival,
     DeletedJob,
     EncodedPreview,
-    HeadChunk,
     IndexPolicy,
     LogState,
     Preview,
-    Segment,
     TaskRef,
 )
 
 _APPEND_RACE_RETRIES = 64
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 PREVIEW_FORMAT = 1  # part of every preview's entity tag: bump when the same bytes preview differently
 
 PreviewEncoder = Callable[[Preview], bytes]
@@ -123,7 +117,7 @@ class LogStore:
         self._blobs = backends.blobs
         self.preview_bytes = preview_bytes
         self.seal_bytes = seal_bytes
-        self.segment_bytes = segment_bytes
+
         self._index_policy = index_policy
         self._clock = clock
         self._encode = preview_encoder
@@ -134,11 +128,9 @@ class LogStore:
         self._searcher = Searcher(self._reader, self._lines)
         self._notifier = Notifier(self._logs, self._jobs, follow_poll_seconds)
         self._failures = FailureLog()
-        self._sealer = Sealer(self._seal_full, self._failures)
+        self._seals = Sealing(self._logs, self._blobs, segment_bytes, clock)
+        self._sealer = Sealer(lambda log_id: self._seals.seal_log(log_id, self.seal_bytes, wait=False), self._failures)
         self._maintenance: Maintenance | None = None
-        self._sealing: dict[int, tuple[threading.Lock, int]] = {}  # log id -> (its seal lock, users)
-        self._writing: set[str] = set()  # segment keys written but perhaps not recorded yet
-        self._sealing_lock = threading.Lock()
 
     # -- the engine's life --------------------------------------------------------------------
 
@@ -416,86 +408,7 @@ class LogStore:
     def seal(self, ref: TaskRef) -> int:
         """Seal the whole head of one task log now (after a seal of it under way in this
         process); returns the number of segments written."""
-        return self._seal_log(self.state(ref).log_id, min_head_bytes=1, wait=True)
-
-    def _seal_full(self, log_id: int) -> int:
-        return self._seal_log(log_id, self.seal_bytes, wait=False)
-
-    def _seal_log(self, log_id: int, min_head_bytes: int, *, wait: bool) -> int:
-        """Seal the head into segments while it holds at least `min_head_bytes`. One seal per
-        log at a time in this process: with `wait` False, none when one is under way (it goes
-        on while the head stays large).
-
-        Safe to race with other sealers, in this process or another replica.
-        """
-        with self._sealing_lock:
-            lock, users = self._sealing.get(log_id) or (threading.Lock(), 0)
-            self._sealing[log_id] = (lock, users + 1)
-        try:
-            if not lock.acquire(blocking=wait):
-                return 0
-            try:
-                return self._seal_while(log_id, min_head_bytes)
-            finally:
-                lock.release()
-        finally:
-            with self._sealing_lock:
-                lock, users = self._sealing[log_id]
-                if users > 1:
-                    self._sealing[log_id] = (lock, users - 1)
-                else:
-                    del self._sealing[log_id]
-
-    def _seal_while(self, log_id: int, min_head_bytes: int) -> int:
-        written = 0
-        while True:
-            state = self._logs.log_state_by_id(log_id)
-            if state is None or state.head_bytes < max(min_head_bytes, 1):
-                return written
-            if not self._seal_once(log_id, state.sealed_offset):
-                return written
-            written += 1
-            self._logs.checkpoint()  # the sealed head rows' pages can now be folded and reused
-
-    def _seal_once(self, log_id: int, sealed_offset: int) -> bool:
-        chunks = self._logs.head_to_seal(log_id, sealed_offset, self.segment_bytes)
-        if not chunks:
-            return False
-        base, end = chunks[0].base_offset, chunks[-1].end_offset
-        key = keys.segment_key(*self._owner(log_id), base, end)
-        with self._sealing_lock:
-            self._writing.add(key)  # not an orphan, whatever the sweep sees meanwhile
-        try:
-            self._put_segment(key, chunks)
-            segment = Segment(base_offset=base, length=end - base, blob_key=key, created_at=self._clock())
-            if self._logs.record_segment(log_id, segment):
-                return True
-            # Lost the race: another sealer recorded this range. Our blob is an orphan unless the
-            # winner chose the very same extent (and so the same key).
-            if key not in self._logs.segment_keys(key):
-                self._blobs.delete(key)
-            return False
-        finally:
-            with self._sealing_lock:
-                self._writing.discard(key)
-
-    def _put_segment(self, key: str, chunks: list[HeadChunk]) -> None:
-        """Write the chunks' bytes and, after them, their arrival trailer (`jobtail.core.arrivals`)."""
-        trailer = encode_trailer(chunks[0].base_offset, [Arrival(c.base_offset, c.arrived_us) for c in chunks])
-        try:
-            self._blobs.put(key, [*(c.data for c in chunks), trailer])
-        except OSError as exc:  # a local directory's; the head keeps the bytes, a later seal retries
-            if exc.errno in _NO_SPACE:
-                raise StorageFull("segment store") from exc
-            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise StorageNotWritable("the segment store", exc.strerror or str(exc)) from exc
-            raise
-
-    def _owner(self, log_id: int) -> tuple[str, str]:
-        owner = self._logs.log_owner(log_id)
-        if owner is None:
-            raise JobNotFound(str(log_id))
-        return owner
+        return self._seals.seal_log(self.state(ref).log_id, min_head_bytes=1, wait=True)
 
     # -- maintenance (see jobtail.core.maintenance) ---------------------------------------------
 
@@ -503,7 +416,7 @@ class LogStore:
         """Seal every head idle for `idle_seconds` or at least `seal_bytes` large, then
         checkpoint the database; returns segments written."""
         due = self._logs.logs_to_seal(self._clock() - idle_seconds, self.seal_bytes)
-        written = sum(self._seal_log(log_id, min_head_bytes=1, wait=False) for log_id in due)
+        written = sum(self._seals.seal_log(log_id, min_head_bytes=1, wait=False) for log_id in due)
         self._logs.checkpoint()
         return written
 
@@ -519,22 +432,6 @@ class LogStore:
 
     def sweep_orphans(self, grace_seconds: float) -> list[str]:
         """Delete blobs that no segment record names, and what blob writes that never completed
-        left (`BlobStore.sweep_partial`), older than `grace_seconds`; returns their names.
-
-        Such blobs are left by a sealer that died between writing a blob and recording it, or
-        that lost a race; partial writes by a sealer killed mid-write. The grace period
-        protects seals in progress elsewhere.
-        """
-        cutoff = self._clock() - grace_seconds
-        # In this order, a seal of this process is never mistaken for an orphan, whatever the
-        # grace: a listed blob was put, so its seal is either still in `_writing` or recorded.
-        candidates = [blob for blob in self._blobs.list(keys.JOBS_PREFIX) if blob.modified < cutoff]
-        with self._sealing_lock:
-            writing = set(self._writing)
-        recorded = self._logs.segment_keys(keys.JOBS_PREFIX)
-        removed = []
-        for blob in candidates:
-            if blob.key not in recorded and blob.key not in writing:
-                self._blobs.delete(blob.key)
-                removed.append(blob.key)
-        return removed + self._blobs.sweep_partial(keys.JOBS_PREFIX, cutoff)
+        left (`BlobStore.sweep_partial`), older than `grace_seconds`; returns their names (see
+        `jobtail.core.sealing`)."""
+        return self._seals.sweep_orphans(self._clock() - grace_seconds)
