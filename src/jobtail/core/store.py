@@ -4,9 +4,10 @@ Appends go to the head (durable when acknowledged, with their arrival times); se
 head into immutable blob segments, each carrying its appends' arrival times in a trailer; reads
 fix an end offset first (a `LogState`) and then assemble bytes from whatever mix of segments and
 head holds them. The store makes its own decisions: an append that fills a head schedules its
-seal (`jobtail.core.sealer`; the seal itself: `jobtail.core.sealing`), `start()` runs maintenance (idle seals, checkpoints, retention,
-sweeps), it owns the follow notifier and the cache of encoded previews. Its backends
-(`jobtail.core.log_records`, `.job_records`, `.blob_store`) are private to it.
+seal (`jobtail.core.sealer`; the seal itself: `jobtail.core.sealing`), `start()` runs
+maintenance (idle seals, checkpoints, retention, sweeps), it owns the follow notifier and the
+cache of encoded previews. Its backends (`jobtail.core.log_records`, `.job_records`,
+`.blob_store`) are private to it.
 
 Read methods take the `LogState` that `state(ref)` returned, so that one request sees one
 snapshot however many calls it makes.
