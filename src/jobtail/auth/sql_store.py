@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from jobtail.auth.errors import IdentityExists, IdentityNotFound, InvalidIdentity
 from jobtail.auth.identity_cache import CHANNEL, NotifiedCache
 from jobtail.auth.records import Access, Credential, Login, Project, User, new_user_id
-from jobtail.auth.schema import credentials, grants, metadata, projects, tokens, users
+from jobtail.auth.schema import credentials, grants, projects, tokens, users
 
 _CREDENTIAL_ACCESS = (
     select(credentials.c.user_id, credentials.c.project_id, credentials.c.role, credentials.c.job_id, users.c.name,
@@ -51,15 +51,15 @@ class _Prepared:
 
 
 class SqlIdentityStore:
-    """`IdentityStore` over a (writer, reader) engine pair of the metadata database, creating its
-    tables. `cache`: for servers on PostgreSQL, answer request-path lookups from memory, kept
-    current by notifications (it starts a listener thread); SQLite lookups are local reads and
-    never cached. `close()` stops that thread; the engines belong to whoever made them."""
+    """`IdentityStore` over a (writer, reader) engine pair of the metadata database (whose schema,
+    these tables included, `jobtail.meta.open_database` keeps current). `cache`: for servers on
+    PostgreSQL, answer request-path lookups from memory, kept current by notifications (it starts
+    a listener thread); SQLite lookups are local reads and never cached. `close()` stops that
+    thread; the engines belong to whoever made them."""
 
     def __init__(self, writer: Engine, reader: Engine, *, cache: bool = False) -> None:
         self._writer = writer
         self._reader = reader
-        metadata.create_all(writer)
         self.local_reads = reader.dialect.name == "sqlite"
         # PostgreSQL: every write notifies; with `cache`, lookups are answered from memory and
         # invalidated by those notifications (see identity_cache).

@@ -15,6 +15,7 @@
     ├── LogTooLarge                   an append would take a task log past its size cap
     ├── StorageFull                   the database or segment store has no space left: nothing was stored
     ├── StorageNotWritable            the data directory, database or segment store refuses writes
+    ├── SchemaTooNew                  the metadata database was upgraded by a newer jobtail
     └── StorageError                  stored data is missing or inconsistent (not the caller's fault)
 
 The HTTP layer maps each class to a ModelArts error code in exactly one place
@@ -154,6 +155,17 @@ class StorageNotWritable(JobtailError):
         super().__init__(f"The log store cannot write to {what}: {reason}")
         self.what = what
         self.reason = reason
+
+
+class SchemaTooNew(JobtailError):
+    """The metadata database was upgraded by a newer jobtail: its schema revision `found` is
+    not one this build knows (its newest is `known`). Nothing was changed."""
+
+    def __init__(self, found: str, known: str) -> None:
+        super().__init__(f"The metadata database's schema is at revision {found}, newer than this jobtail knows "
+                         f"(its newest is {known}): run a jobtail at least as new as the one that upgraded it.")
+        self.found = found
+        self.known = known
 
 
 class StorageError(JobtailError):

@@ -2,18 +2,20 @@
 
 `open_database(url)` makes the (writer, reader) engine pair of the backend the URL names
 (`jobtail.meta.sqlite`, `jobtail.meta.postgres`; their driver libraries are imported only then),
-creates the tables, and offers the job records and the log records over those engines. Whatever
-else lives in the same database (the identity store) takes `writer` and `reader` from here, so
-one process holds one engine pair per database.
+brings its schema to this build's revision (`jobtail.meta.migrate`), and offers the job records
+and the log records over those engines. Whatever else lives in the same database (the identity
+store) takes `writer` and `reader` from here, so one process holds one engine pair per database.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from sqlalchemy import Engine, update
 
-from jobtail.meta.schema import metadata, task_logs
+from jobtail.meta import migrate
+from jobtail.meta.schema import task_logs
 from jobtail.meta.sql_jobs import SqlJobRecords
 from jobtail.meta.sql_logs import SqlLogRecords
 
@@ -32,10 +34,14 @@ def scheme_of(url: str) -> str:
 class SqlDatabase:
     """The engines of one database and the record stores over them; `close()` disposes of them."""
 
-    def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool) -> None:
+    def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool, schema_lock: Path | None = None) -> None:
         self.writer = writer
         self.reader = reader
-        metadata.create_all(writer)
+        try:
+            migrate.upgrade(writer, schema_lock)
+        except BaseException:  # a refused or failed upgrade: nothing stays connected
+            self.close()
+            raise
         self.jobs = SqlJobRecords(writer, reader)
         self.logs = SqlLogRecords(writer, reader, row_locks=row_locks)
 
@@ -58,7 +64,7 @@ class SqlDatabase:
 
 
 def open_database(url: str) -> SqlDatabase:
-    """Open (creating the tables if needed) the database named by `url`: `sqlite:///PATH` or
+    """Open (creating or upgrading its schema if needed) the database named by `url`: `sqlite:///PATH` or
     `postgresql://…`."""
     scheme = scheme_of(url)
     if scheme not in BACKENDS:

@@ -58,17 +58,22 @@ def _code(error: BaseException) -> int | None:
     return code & 0xFF if isinstance(code, int) else None
 
 
-def engines(url: str) -> tuple[Engine, Engine]:
-    """A (writer, reader) engine pair on the SQLite file named by `url`, creating its directory."""
+def _path(url: str) -> tuple[Path, bool]:
+    """The database file `url` names, and whether it is opened read-only (a `mode=ro` URI)."""
     parsed = make_url(url)
     database = parsed.database
     if not database or database == ":memory:":
         raise ValueError("the SQLite metadata backend needs a file: sqlite:///path/to/jobtail.db")
     if parsed.query.get("uri") == "true" and database.startswith("file:"):  # a SQLite URI filename
-        if parsed.query.get("mode") != "ro":  # a read-only one is opened as it is, never created
-            _private_file(Path(unquote(database.removeprefix("file:"))))
-    else:
-        _private_file(Path(database))
+        return Path(unquote(database.removeprefix("file:").partition("?")[0])), parsed.query.get("mode") == "ro"
+    return Path(database), False
+
+
+def engines(url: str) -> tuple[Engine, Engine]:
+    """A (writer, reader) engine pair on the SQLite file named by `url`, creating its directory."""
+    path, read_only = _path(url)
+    if not read_only:  # a read-only one is opened as it is, never created
+        _private_file(path)
     return _engine(url, "BEGIN IMMEDIATE"), _engine(url, "BEGIN")
 
 
@@ -96,4 +101,6 @@ def _private_file(path: Path) -> None:
 def open_database(url: str) -> SqlDatabase:
     """Open (creating if needed) the SQLite database named by `url`."""
     writer, reader = engines(url)
-    return SqlDatabase(writer, reader, row_locks=False)
+    path, _ = _path(url)
+    # Migrations of this file are serialised by an flock on a file beside it (`jobtail.meta.migrate`).
+    return SqlDatabase(writer, reader, row_locks=False, schema_lock=path.with_name(path.name + ".lock"))
