@@ -122,7 +122,8 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
         if settings.executor == "local":
             from jobtail.runner.local import LocalExecutor
 
-            local = LocalExecutor(jobs, store, settings)
+            shared = database.leases if database.dialect == "postgresql" else None  # replicas may share it
+            local = LocalExecutor(jobs, store, settings, shared)
             local.start()
             stack.callback(local.stop)
             executor = local

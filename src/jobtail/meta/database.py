@@ -17,6 +17,7 @@ from sqlalchemy import Engine, update
 from jobtail.meta import migrate
 from jobtail.meta.schema import task_logs
 from jobtail.meta.sql_jobs import SqlJobRecords
+from jobtail.meta.sql_leases import SqlExecutorLeases
 from jobtail.meta.sql_logs import SqlLogRecords
 
 BACKENDS = {
@@ -44,6 +45,7 @@ class SqlDatabase:
             raise
         self.jobs = SqlJobRecords(writer, reader)
         self.logs = SqlLogRecords(writer, reader, row_locks=row_locks)
+        self.leases = SqlExecutorLeases(writer)
 
     @property
     def dialect(self) -> str:

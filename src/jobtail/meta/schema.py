@@ -106,3 +106,15 @@ index_entries = Table(
     Index("index_entries_line", "log_id", "line"),
     Index("index_entries_time", "log_id", "appended_at"),
 )
+
+# The executor leases of replicas sharing the database (`jobtail.runner.leases`): each running
+# executor bumps `beats` every second or so; a row whose `beats` stands still for
+# `owner_lease_seconds` is a lost host, which a peer takes (beats = -1) and whose jobs it ends.
+executor_leases = Table(
+    "executor_leases",
+    metadata,
+    Column("owner", String(128), primary_key=True),  # jobtail.runner.owner.Owner, as in jobs.owner
+    Column("host", String(64), nullable=False),
+    Column("beats", BigInteger, nullable=False),
+    Column("renewed_at", Double, nullable=False),  # epoch seconds, for people: expiry never reads clocks across hosts
+)

@@ -11,7 +11,9 @@ first byte was read (not when the batch was appended), so `--timestamps` is exac
 
 Platform lines, `[ModelArts Service Log][LEVEL][time] …`, mark the start and the exit of the
 task, always at the start of a line. When the task has ended the head of the log is sealed.
-If the job is deleted meanwhile, output is read and dropped so the process never blocks.
+If the job is deleted meanwhile, output is read and dropped so the process never blocks. With a
+`Fence` (replicas sharing a database, `jobtail.runner.leases`), an append waits while the
+executor's lease is unsettled and is dropped once the lease is lost.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from datetime import datetime
 from jobtail.core.errors import JobNotFound, OffsetConflict, TaskNotFound
 from jobtail.core.store import LogStore
 from jobtail.core.types import TaskRef
+from jobtail.runner.leases import Fence
 
 log = logging.getLogger("jobtail.runner")
 
@@ -48,9 +51,10 @@ def platform_line(message: str, level: str = "INFO") -> bytes:
 class TaskCapture:
     """Reads the pipe whose write end (`write_fd`) a task's stdout and stderr go to."""
 
-    def __init__(self, store: LogStore, ref: TaskRef) -> None:
+    def __init__(self, store: LogStore, ref: TaskRef, fence: Fence | None = None) -> None:
         self.store = store
         self.ref = ref
+        self._fence = fence or Fence()
         self._offset = store.state(ref).end_offset
         self._read_fd, self.write_fd = os.pipe()
         try:
@@ -107,7 +111,7 @@ class TaskCapture:
             line = self._exit_line
             if line:
                 self._append(line if self._last_byte == b"\n" else b"\n" + line)
-            if not self._dropping:
+            if not self._dropping and self._fence.wait():
                 self.store.seal(self.ref)
         except (JobNotFound, TaskNotFound):
             pass
@@ -152,6 +156,9 @@ class TaskCapture:
     def _append(self, data: bytes, arrived_at: float | None = None) -> None:
         """Append at our offset (arrived at `arrived_at`, else now); retried until stored (or the job is gone)."""
         if self._dropping or not data:
+            return
+        if not self._fence.wait():  # the lease is lost: another replica ended the job
+            self._dropping = True
             return
         delay = 0.05
         while True:

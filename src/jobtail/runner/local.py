@@ -21,6 +21,10 @@ when `wake()` is called after an API request, it:
 
 `stop()` (server shutdown) stops every running job (SIGTERM, SIGKILL after
 `terminate_grace_seconds`) and marks it Abnormal; jobs still queued go back to Creating.
+
+Given `leases` (replicas sharing a PostgreSQL database), each round first renews this executor's
+lease and ends the jobs of peers that lost theirs (`jobtail.runner.leases`); an executor that
+finds its own lease lost stops its jobs without writing anything and carries on as a new owner.
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ from jobtail.runner import job_run
 from jobtail.runner.capture import TaskCapture, platform_line
 from jobtail.runner.environment import free_port, task_environment
 from jobtail.runner.job_run import JobRun
+from jobtail.runner.leases import ExecutorLeases, Fence, SharedLease
 from jobtail.runner.owner import Lease, Owner
 from jobtail.runner.process import TaskProcess
-from jobtail.runner.recovery import RunRecords, recover
+from jobtail.runner.recovery import RunRecords, mark_abnormal, recover, requeue
 from jobtail.runner.sandbox import Sandbox, WorkingDirRefused
 from jobtail.settings import Settings
 
@@ -73,7 +78,8 @@ _FINAL = {None: (COMPLETED, "Training job completed.", "Info"),
 class LocalExecutor:
     """See the module docstring. `start()`, `wake()` and `stop()` are safe from any thread."""
 
-    def __init__(self, jobs: JobService, logs: LogStore, settings: Settings) -> None:
+    def __init__(self, jobs: JobService, logs: LogStore, settings: Settings,
+                 leases: ExecutorLeases | None = None) -> None:
         self.jobs = jobs
         self.logs = logs
         self.cap = settings.max_running_tasks
@@ -81,6 +87,8 @@ class LocalExecutor:
         self.owner = Owner.current()
         self.lease = Lease(settings.data_dir / "runner" / "executor.lock")
         self.records = RunRecords(settings.data_dir / "runner")
+        self.shared = SharedLease(leases, settings.owner_lease_seconds) if leases is not None else None
+        self.fence = Fence()  # this owner's: always valid without shared leases
         self.sandbox: Sandbox | None = None
         if settings.executor_isolation == "bwrap":  # else every task runs as the server does
             self.sandbox = Sandbox.for_settings(settings)  # SandboxUnavailable: the server does not start
@@ -115,6 +123,9 @@ class LocalExecutor:
             if self._stopping.wait(LEASE_RETRY_SECONDS):
                 return
         try:
+            while self.shared is not None and not self._begin_shared():
+                if self._stopping.wait(LEASE_RETRY_SECONDS):
+                    return
             self._guarded(lambda: recover(self.jobs, self.logs, self.records))
             self._guarded(self._sweep_job_dirs)
             if self.sandbox is not None:
@@ -124,8 +135,19 @@ class LocalExecutor:
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
             self._guarded(self._shutdown)
+            if self.shared is not None:
+                self._guarded(self.shared.end)
         finally:
             self.lease.release()
+
+    def _begin_shared(self) -> bool:
+        assert self.shared is not None
+        try:
+            self.fence = self.shared.begin(str(self.owner), self.owner.host)
+        except Exception:
+            log.exception("could not register the executor lease; retrying")
+            return False
+        return True
 
     @staticmethod
     def _guarded(work: Callable[[], object]) -> None:
@@ -135,6 +157,8 @@ class LocalExecutor:
             log.exception("local executor round failed")
 
     def _tick(self) -> None:
+        if self.shared is not None and not self._shared_round():
+            return
         active = {job.id: job for job in self.jobs.in_phases(ACTIVE, "local")}
         for job in list(active.values()):
             if job.phase == CREATING:
@@ -146,6 +170,47 @@ class LocalExecutor:
         self._collect()
         self._start_queued()
         self.records.beat(self._runs)  # when each job was last known to run, should the server die
+
+    # -- shared leases (jobtail.runner.leases) -------------------------------------------------
+
+    def _shared_round(self) -> bool:
+        """Renew this executor's lease and end lost peers' jobs; False when this round must not
+        go on (the lease was lost, or is unsettled)."""
+        assert self.shared is not None
+        if not self.shared.renew():
+            self._lost_lease()
+            return False
+        if not self.fence.valid():
+            return False  # the database does not answer: write nothing until it does
+        for owner, host in self.shared.lost_peers():
+            for job in self.jobs.in_phases((PENDING, RUNNING, TERMINATING), "local"):
+                if job.owner == owner:
+                    self._lost_job(job, owner, host)
+            self.shared.ended(owner)
+        return True
+
+    def _lost_lease(self) -> None:
+        """A peer took this executor's jobs over: stop them without writing, start afresh."""
+        log.error("executor lease of %s lost: another replica ended its jobs; stopping %d of them without writing",
+                  self.owner, len(self._runs))
+        for run in self._runs.values():
+            run.stop(job_run.DELETED)  # drops their output; nothing is written for them any more
+        self._queue.clear()
+        self._waiting.clear()
+        self.owner = Owner.current()
+        self._begin_shared()  # (retried next round if the database does not answer)
+
+    def _lost_job(self, job: JobRecord, owner: str, host: str) -> None:
+        """A job of an executor that lost its lease (on `host`). The hook for restart policies:
+        today a queued job goes back to Creating and a started one becomes Abnormal."""
+        lost = Owner.parse(owner)
+        who = lost.describe() if lost is not None else owner
+        if job.phase == PENDING:
+            requeue(self.jobs, job, f"the jobtail server on host {host} that queued it lost its executor lease ({who})")
+            return
+        mark_abnormal(self.jobs, self.logs, job,
+                      f"The jobtail server running this job on host {host} ({who}) did not renew its executor lease "
+                      f"for {self.shared.seconds if self.shared else 0:g} s; the job was taken for lost.")
 
     def _watch(self, active: dict[str, JobRecord]) -> None:
         for run in self._runs.values():
@@ -171,12 +236,14 @@ class LocalExecutor:
                 self._finish(run)
 
     def _task_event(self, run: JobRun, task: job_run.TaskRun) -> None:
-        if run.writes and task.exit is not None:
+        if run.writes and task.exit is not None and self.fence.valid():
             verb = "stopped" if task.stopped else "finished"
             level = "Info" if task.exit.code == 0 else ("Warning" if task.stopped else "Error")
             self.jobs.event(run.job, f"[{task.name}] Training {verb}. Exit code {task.exit.code}.", level, "Task")
 
     def _finish(self, run: JobRun) -> None:
+        if run.writes and not self.fence.valid():
+            return  # the lease is unsettled (a stopped process resuming): the next round decides
         del self._runs[run.job.id]
         self.records.remove(run.job.id)
         if self.sandbox is not None:
@@ -229,7 +296,7 @@ class LocalExecutor:
     def _start_task(self, run: JobRun, index: int, command: str, cwd: str | None, port: int) -> bool:
         """Start task `index` of the run; False when it could not be started (the run then fails)."""
         job, task = run.job, run.job.tasks[index]
-        capture = TaskCapture(self.logs, TaskRef(job.project_id, job.id, task))
+        capture = TaskCapture(self.logs, TaskRef(job.project_id, job.id, task), self.fence)
         try:
             places = None
             if self.sandbox is not None:

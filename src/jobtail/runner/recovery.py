@@ -122,21 +122,34 @@ def recover(jobs: JobService, logs: LogStore, records: RunRecords) -> list[str]:
         if owner is None or not _dead_here(owner):
             continue
         if job.phase == PENDING:
-            requeued = jobs.transition(job, CREATING, owner=None)
-            if requeued is not None:
-                jobs.event(requeued, f"Training job is queued again: the jobtail server that queued it "
-                                     f"stopped ({owner.describe()}).", "Warning")
+            requeue(jobs, job, f"the jobtail server that queued it stopped ({owner.describe()})")
             continue
         message = f"The jobtail server running this job stopped ({owner.describe()}); its processes were stopped."
-        _note_in_logs(logs, job, message)  # first: a job that shows ended has all of its log
-        statuses = tuple(TaskStatus(task, -1, message) for task in job.tasks)
-        stopped = {"end_time": max(job.start_time, int(alive_at[job.id] * 1000))} if job.id in alive_at else {}
-        marked = jobs.transition(job, ABNORMAL, expected=(RUNNING, TERMINATING), task_statuses=statuses, **stopped)
-        if marked is None:
-            continue
-        jobs.event(marked, message, "Error")
-        abnormal.append(job.id)
+        end_time = max(job.start_time, int(alive_at[job.id] * 1000)) if job.id in alive_at else None
+        if mark_abnormal(jobs, logs, job, message, end_time):
+            abnormal.append(job.id)
     return abnormal
+
+
+def requeue(jobs: JobService, job: JobRecord, why: str) -> None:
+    """A queued job whose runner is gone goes back to Creating, so that an executor runs it."""
+    requeued = jobs.transition(job, CREATING, owner=None)
+    if requeued is not None:
+        jobs.event(requeued, f"Training job is queued again: {why}.", "Warning")
+
+
+def mark_abnormal(jobs: JobService, logs: LogStore, job: JobRecord, message: str, end_time: int | None = None) -> bool:
+    """A Running or Terminating job whose runner is gone becomes Abnormal: `message` ends each
+    task log, fills `task_statuses` (exit code -1: unknown) and is its event. False when the job
+    changed meanwhile (nothing is marked)."""
+    _note_in_logs(logs, job, message)  # first: a job that shows ended has all of its log
+    statuses = tuple(TaskStatus(task, -1, message) for task in job.tasks)
+    stopped = {"end_time": end_time} if end_time is not None else {}
+    marked = jobs.transition(job, ABNORMAL, expected=(RUNNING, TERMINATING), task_statuses=statuses, **stopped)
+    if marked is None:
+        return False
+    jobs.event(marked, message, "Error")
+    return True
 
 
 def _note_in_logs(logs: LogStore, job: JobRecord, message: str) -> None:
