@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     max_running_tasks: int = Field(8, ge=1, description="Local executor: tasks running at once; further jobs wait as Pending.")
     terminate_grace_seconds: float = Field(10.0, ge=0, description="Local executor: SIGTERM to SIGKILL delay when stopping a job.")
     owner_lease_seconds: float = Field(
-        30.0, ge=1, description="Local executor on a shared (PostgreSQL) database: a replica that has not renewed its executor "
+        30.0, ge=2, description="Local executor on a shared (PostgreSQL) database: a replica that has not renewed its executor "
         "lease for this long is taken for lost; another marks its jobs Abnormal, and it stops them without writing if it comes back."
     )
     executor_isolation: Literal["bwrap", "none"] = Field(

@@ -127,7 +127,14 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
             local.start()
             stack.callback(local.stop)
             executor = local
-        yield Services(store, jobs, link_key(master_key), Authenticator(identity, master_key), executor)
+        lockout = None
+        if database.dialect == "postgresql":  # replicas may share it: count failures there
+            from jobtail.auth.shared_lockout import SharedLockout
+
+            lockout = SharedLockout(database.writer)
+            stack.callback(lockout.close)
+        authenticator = Authenticator(identity, master_key, lockout=lockout)
+        yield Services(store, jobs, link_key(master_key), authenticator, executor)
 
 
 def check_writable(settings: Settings) -> None:

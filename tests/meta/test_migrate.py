@@ -31,7 +31,8 @@ from jobtail.wiring import open_identity, open_store
 
 FIRST_WAVE = Path(__file__).with_name("first_wave")
 # The log store's tables of the last build before migrations (fe146b6), which had revision 0002's schema.
-PRE_MIGRATION_TABLES = {"jobs", "job_events", "task_logs", "head_chunks", "segments", "index_entries"}
+PRE_MIGRATION_TABLES = {"jobs", "job_events", "task_logs", "head_chunks", "segments", "index_entries",
+                        "projects", "users", "grants", "credentials", "tokens"}
 
 
 def _schema() -> MetaData:
@@ -69,9 +70,9 @@ def test_database_made_before_migrations_is_stamped_and_kept(meta_url: str) -> N
     """A database the builds between the first release and migrations made (create_all of the
     same schema, no alembic_version) is adopted at its revision; its rows stay."""
     engine = create_engine(_sync_url(meta_url))
-    before = [table for table in meta_schema.metadata.sorted_tables if table.name in PRE_MIGRATION_TABLES]
-    meta_schema.metadata.create_all(engine, tables=before)
-    auth_schema.metadata.create_all(engine)
+    for schema in (meta_schema, auth_schema):
+        before = [table for table in schema.metadata.sorted_tables if table.name in PRE_MIGRATION_TABLES]
+        schema.metadata.create_all(engine, tables=before)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO projects (id, name, created_at) VALUES ('p1', 'kept', 1.0)"))
     open_database(meta_url).close()

@@ -22,7 +22,7 @@ from jobtail.client import Client, connect
 from jobtail.meta import open_database
 from jobtail.runner.leases import RENEW_SECONDS, SharedLease
 
-LEASE = 2.0
+LEASE = 3.0
 TICKER = (f"{PY} -c 'import os, time\nprint(\"pid=%d\" % os.getpid(), flush=True)\n"
           "for i in range(100000): print(\"tick\", i, flush=True); time.sleep(0.05)'")
 
@@ -135,7 +135,7 @@ def test_a_stopped_replica_loses_its_jobs_and_never_resumes_them(tmp_path: Path,
         assert status["phase"] == "Abnormal"
         message = status["task_statuses"][0]["message"]
         assert f"on host {os.uname().nodename[:64]} (process {owner.proc.pid} on " in message
-        assert "did not renew its executor lease for 2 s" in message
+        assert "did not renew its executor lease for 3 s" in message
         events = _get(watcher, f"{job_id}/events")["events"]
         assert (events[-1]["level"], events[-1]["message"]) == ("Error", message)
         log_then = _preview(watcher, job_id)

@@ -1,8 +1,9 @@
 """Lock out a credential from one client address after repeated failures, as API Gateway does.
 
 Counted per (key, client address): someone who guesses an access key but sends from another
-address cannot lock its owner out. State is in memory, per process: with N server processes or
-replicas an attacker gets up to N times the attempts, and a restart forgets every lock.
+address cannot lock its owner out. State is in memory, per process: with N server processes an
+attacker gets up to N times the attempts, and a restart forgets every lock. Replicas on a shared
+PostgreSQL database count in it instead (`jobtail.auth.shared_lockout`, a subclass).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ as SHA-256 digests and passwords as scrypt hashes (see jobtail.auth.secrets, .pa
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Double, ForeignKey, Index, MetaData, String, Table
+from sqlalchemy import Column, Double, ForeignKey, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -60,4 +60,17 @@ tokens = Table(
     Column("expires_at", Double, nullable=False),
     Column("created_at", Double, nullable=False),
     Index("tokens_user", "user_id", "expires_at"),
+)
+
+# Failed attempts per (access key or "password:USER", client address), for replicas that share
+# the database (`jobtail.auth.shared_lockout`): `locked_until` (epoch seconds) is set by the
+# failure that reaches the limit; rows whose last failure is older than a lockout period go.
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("address", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("locked_until", Double, nullable=False),  # 0: not locked
+    Column("failed_at", Double, nullable=False),
 )
