@@ -30,13 +30,15 @@ class Services:
     """`store`: the task logs; `jobs`: the job rules and records; `authenticator`: AK/SK
     signatures, tokens and logins, on the same database (None: an app without an identity
     store, whose guard is given); `link_key`: signs temporary log links; `executor`: the local
-    executor, when this process runs jobs."""
+    executor, when this process runs jobs; `ready`: what of the backends does not answer now
+    (blocking; [] when all do), for the readiness check."""
 
     store: LogStore
     jobs: JobService
     link_key: bytes
     authenticator: Authenticator | None = None
     executor: Executor | None = None
+    ready: Callable[[], list[str]] | None = None
 
 
 # Opens the services for `settings`, the store encoding previews with the given encoder; closing

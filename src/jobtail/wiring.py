@@ -8,6 +8,7 @@ blob store, the authenticator and the local executor.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import tempfile
 import uuid
@@ -20,6 +21,7 @@ from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.links import link_key
 from jobtail.auth.secrets import load_master_key
 from jobtail.auth.sql_store import SqlIdentityStore
+from jobtail.core.blob_store import BlobStore
 from jobtail.core.errors import JobtailError, StorageFull, StorageNotWritable
 from jobtail.core.jobs import JobService
 from jobtail.core.maintenance import MaintenancePolicy
@@ -28,11 +30,16 @@ from jobtail.core.store import Backends, LogStore, PreviewEncoder
 from jobtail.services import Executor, Services
 from jobtail.settings import Settings, redact_url
 
+log = logging.getLogger("jobtail.server")
+
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # full is not unwritable: the server starts and serves reads
 
 
-def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: PreviewEncoder | None) -> LogStore:
+def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: PreviewEncoder | None,
+           probes: list[Callable[[], list[str]]] | None = None) -> LogStore:
     segments = blobs.open_blobs(settings.blob_url)
+    if probes is not None:
+        probes.append(_readiness(database, segments))
 
     def close() -> None:
         segments.close()
@@ -46,6 +53,27 @@ def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: Prev
         preview_cache_bytes=settings.preview_cache_bytes,
         follow_poll_seconds=settings.follow_poll_seconds,
     )
+
+
+def _readiness(database: meta.SqlDatabase, segments: BlobStore) -> Callable[[], list[str]]:
+    """The readiness probe: one read of the database and one listing of the segment store. The
+    answer names which does not answer, never how (the details go to the server log)."""
+
+    def problems() -> list[str]:
+        found = []
+        try:
+            database.ping()
+        except Exception:
+            log.warning("readiness: the database does not answer", exc_info=True)
+            found.append("the database does not answer")
+        try:
+            next(iter(segments.list("readiness-probe/")), None)
+        except Exception:
+            log.warning("readiness: the segment store does not answer", exc_info=True)
+            found.append("the segment store does not answer")
+        return found
+
+    return problems
 
 
 def open_store(settings: Settings, preview_encoder: PreviewEncoder | None = None) -> LogStore:
@@ -111,7 +139,8 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
     with ExitStack() as stack:
         database = meta.open_database(settings.database_url)
         stack.callback(database.close)  # until the store owns it
-        store = _store(settings, database, preview_encoder)
+        probes: list[Callable[[], list[str]]] = []
+        store = _store(settings, database, preview_encoder, probes)
         stack.pop_all()
         stack.callback(store.close)  # closes the blob store and the database too
         identity = SqlIdentityStore(database.writer, database.reader, cache=True)
@@ -134,7 +163,7 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
             lockout = SharedLockout(database.writer)
             stack.callback(lockout.close)
         authenticator = Authenticator(identity, master_key, lockout=lockout)
-        yield Services(store, jobs, link_key(master_key), authenticator, executor)
+        yield Services(store, jobs, link_key(master_key), authenticator, executor, ready=probes[0])
 
 
 def check_writable(settings: Settings) -> None:

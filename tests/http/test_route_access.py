@@ -18,6 +18,7 @@ from jobtail.http import access
 
 PUBLIC = {
     ("GET", "/healthz"),
+    ("GET", "/healthz/ready"),  # for balancers and probes: says only which backend does not answer
     ("GET", "/openapi.json"),
     ("POST", "/v3/auth/tokens"),  # how a password becomes a token
     # A token's own projects, and ending it: they check the X-Auth-Token themselves and need no

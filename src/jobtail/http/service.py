@@ -1,18 +1,39 @@
-"""Service operations: health and the API description."""
+"""Service operations: liveness, readiness and the API description."""
 
 from __future__ import annotations
 
+import anyio
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from jobtail import __version__
 from jobtail.http.context import context
+from jobtail.http.errors import error_response
 from jobtail.http.routing import Operation
+
+READY_TIMEOUT = 5.0  # seconds: a backend slower than this to answer is as good as down
 
 
 async def healthz(request: Request) -> Response:
+    """Liveness: the process answers (no backend is asked, so it stays cheap)."""
     return Response(orjson.dumps({"status": "ok", "version": __version__}), media_type="application/json")
+
+
+async def healthz_ready(request: Request) -> Response:
+    """Readiness: the database and the segment store answer a read now (for a balancer or a
+    Kubernetes readiness probe: a replica that cannot reach them gets no traffic)."""
+    probe = context(request).services.ready
+    problems = ["the readiness check timed out"]
+    if probe is None:
+        problems = []
+    else:
+        with anyio.move_on_after(READY_TIMEOUT):
+            problems = await run_in_threadpool(probe)
+    if problems:
+        return error_response(request, 503, "Jobtail.0503", "Not ready: " + "; ".join(problems) + ".")
+    return Response(orjson.dumps({"status": "ready", "version": __version__}), media_type="application/json")
 
 
 async def openapi_json(request: Request) -> Response:
@@ -22,6 +43,9 @@ async def openapi_json(request: Request) -> Response:
 OPERATIONS = [
     Operation("GET", "/healthz", healthz, operation_id="Health", summary="Liveness check.", action=None,
               response={"type": "object", "properties": {"status": {"type": "string"}}}, tags=("service",)),
+    Operation("GET", "/healthz/ready", healthz_ready, operation_id="Ready",
+              summary="Readiness check: the database and the segment store answer (503 Jobtail.0503 when not).",
+              action=None, response={"type": "object", "properties": {"status": {"type": "string"}}}, tags=("service",)),
     Operation("GET", "/openapi.json", openapi_json, operation_id="OpenAPI", summary="This API description.",
               action=None, tags=("service",)),
 ]

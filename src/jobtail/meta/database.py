@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, text, update
 
 from jobtail.meta import migrate
 from jobtail.meta.schema import task_logs
@@ -58,6 +58,11 @@ class SqlDatabase:
         # as here, it matches no row.
         with self.writer.begin() as conn:
             conn.execute(update(task_logs).where(task_logs.c.id == -1).values(end_offset=task_logs.c.end_offset))
+
+    def ping(self) -> None:
+        """One round trip to the database (raises whatever the driver raises when it does not answer)."""
+        with self.reader.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def close(self) -> None:
         """Release every connection. Idempotent."""
