@@ -30,7 +30,7 @@ from huaweicloudsdkmodelarts.v1 import (
     Spec,
     SpecResource,
 )
-from support.nginx import Balancer
+from support.nginx import TEMPLATE, Balancer
 from support.postgres import PostgresServer
 from support.sdk import sdk_client
 from support.seaweedfs import SeaweedServer
@@ -372,3 +372,24 @@ def test_a_revoked_credential_is_refused_by_every_replica(fleet: Fleet) -> None:
     for replica in fleet.replicas:
         _eventually(lambda r=replica: code(r) != "ModelArts.2775", "a replica still admits the revoked key", 1.0)  # type: ignore[misc]
         assert code(replica) == "APIGW.0301"
+
+
+def test_the_deploy_guide_shows_the_nginx_file_the_test_runs() -> None:
+    guide = (TEMPLATE.parents[1] / "deploy.md").read_text()
+    assert f"```nginx\n{TEMPLATE.read_text()}```" in guide
+
+
+def test_the_deploy_guides_kubernetes_manifests_probe_liveness_and_readiness() -> None:
+    import re
+
+    import yaml
+
+    guide = (TEMPLATE.parents[1] / "deploy.md").read_text()
+    [manifests] = re.findall(r"```yaml\n(.*?)```", guide, re.S)
+    deployment, service = yaml.safe_load_all(manifests)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz/ready"
+    names = {variable["name"] for variable in container["env"]}
+    assert {"JOBTAIL_DATABASE_URL", "JOBTAIL_BLOB_URL", "JOBTAIL_MASTER_KEY_FILE"} <= names
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
