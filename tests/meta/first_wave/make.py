@@ -3,12 +3,13 @@
 Run with the first release's source (commit 72f3ba5) on the path, not this checkout's:
 
     git archive 72f3ba5 src | tar -x -C /tmp/fw
-    PYTHONPATH=/tmp/fw/src .venv/bin/python tests/meta/first_wave/make.py sqlite:///…/jobtail.db DIR
-    PYTHONPATH=/tmp/fw/src .venv/bin/python tests/meta/first_wave/make.py postgresql://… DIR
-    pg_dump --inserts --no-owner --no-privileges … > tests/meta/first_wave/postgres.sql
+    PYTHONPATH=/tmp/fw/src .venv/bin/python tests/meta/first_wave/make.py sqlite:///…/sqlite/jobtail.db …/sqlite
+    PYTHONPATH=/tmp/fw/src .venv/bin/python tests/meta/first_wave/make.py postgresql://… …/postgres
+    pg_dump --inserts --no-owner --no-privileges … | grep -v '^\\' > tests/meta/first_wave/postgres/postgres.sql
 
-It writes DIR/blobs (the sealed segments) and DIR/expected.json: what the upgraded database
-must show (each log's digest, size and line count; the identities).
+(the grep drops pg_dump's psql-only `\restrict` lines, so the dump runs as plain SQL). It writes
+DIR/blobs (the sealed segments) and DIR/expected.json: what the upgraded database must show
+(each log's digest, size and line count; the identities).
 """
 
 from __future__ import annotations
