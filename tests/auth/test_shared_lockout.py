@@ -72,7 +72,7 @@ def test_a_success_on_another_replica_resets_the_count(replicas: Callable[[], Sh
     a, b = replicas(), replicas()
     for _ in range(4):
         a.failed(AK, HERE)
-    _eventually(lambda: (AK, HERE) in b._entries, "failures were not shared")
+    _eventually(lambda: b._entries.get((AK, HERE), (0, 0.0))[0] == 4, "failures were not shared")
     b.succeeded(AK, HERE)
     _eventually(lambda: (AK, HERE) not in a._entries, "the reset was not shared")
     a.failed(AK, HERE)
