@@ -39,7 +39,7 @@ def test_a_failed_job_shows_its_tasks_events_and_logs(page: Page, running: Viewe
     events = page.locator(".events-table tbody")
     expect(events).to_contain_text("Training job is running.")
     expect(events).to_contain_text("[worker-1] Training finished. Exit code 3.")
-    expect(events).to_contain_text("Training job failed.")
+    expect(events).to_contain_text("Training job failed: worker-1 failed first: Exited with code 3.")
     shot(page, "job-page")
     tasks.nth(1).get_by_role("link", name="log").click()
     expect(page).to_have_url(re.compile(rf"/jobs/{job}/logs/worker-1$"))

@@ -19,6 +19,14 @@ when `wake()` is called after an API request, it:
    (`jobtail.runner.sandbox`) unless `executor_isolation` is "none". A sandboxed job that names
    no working directory gets one of its own, removed when the job is deleted.
 
+A job whose annotations ask for restarts (`jobtail.core.faults`) runs in attempts. When an
+attempt fails in a way that counts, its running record is closed with the first failure
+(`JobRun.first_failure`) and `end_recover` `job_reschedule`, a platform line in each task log
+says so, and after `backoff_seconds` every task starts again — same ranks, a new
+`MASTER_PORT`, `JOBTAIL_ATTEMPT` one higher, appending to the same task logs — while the phase
+stays Running. A job waiting for its restart keeps its task slots; terminating or deleting it
+meanwhile wins (it becomes Terminated, or nothing more is written).
+
 `stop()` (server shutdown) stops every running job (SIGTERM, SIGKILL after
 `terminate_grace_seconds`) and marks it Abnormal; jobs still queued go back to Creating.
 """
@@ -31,8 +39,10 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from jobtail.core.errors import JobNotFound
+from jobtail.core.faults import RESCHEDULED, Failure, backoff_seconds
 from jobtail.core.jobs import (
     ABNORMAL,
     ACTIVE,
@@ -46,7 +56,7 @@ from jobtail.core.jobs import (
     JobService,
 )
 from jobtail.core.store import LogStore
-from jobtail.core.types import JobRecord, TaskRef
+from jobtail.core.types import JobRecord, LogPosition, TaskRef, TaskStatus
 from jobtail.runner import job_run
 from jobtail.runner.capture import TaskCapture, platform_line
 from jobtail.runner.environment import free_port, task_environment
@@ -70,6 +80,16 @@ _FINAL = {None: (COMPLETED, "Training job completed.", "Info"),
                                        "its processes were stopped.", "Error")}
 
 
+@dataclass
+class PendingRestart:
+    """A job between two attempts: the attempt that failed, why, and when the next one starts."""
+
+    job: JobRecord
+    failure: Failure
+    statuses: tuple[TaskStatus, ...]
+    due: float  # time.monotonic()
+
+
 class LocalExecutor:
     """See the module docstring. `start()`, `wake()` and `stop()` are safe from any thread."""
 
@@ -86,6 +106,7 @@ class LocalExecutor:
             self.sandbox = Sandbox.for_settings(settings)  # SandboxUnavailable: the server does not start
             self.sandbox.check()
         self._runs: dict[str, JobRun] = {}
+        self._restarts: dict[str, PendingRestart] = {}
         self._queue: list[JobRecord] = []  # claimed, Pending, oldest first
         self._waiting: set[str] = set()  # queued jobs told they wait for task slots
         self._wake = threading.Event()
@@ -106,7 +127,8 @@ class LocalExecutor:
 
     @property
     def running_tasks(self) -> int:
-        return sum(len(run.job.tasks) for run in self._runs.values())
+        return (sum(len(run.job.tasks) for run in self._runs.values())
+                + sum(len(pending.job.tasks) for pending in self._restarts.values()))
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -144,6 +166,7 @@ class LocalExecutor:
                     active[job.id] = claimed
         self._watch(active)
         self._collect()
+        self._restart_due(active)
         self._start_queued()
         self.records.beat(self._runs)  # when each job was last known to run, should the server die
 
@@ -154,6 +177,14 @@ class LocalExecutor:
                 run.stop(job_run.DELETED)
             elif current.phase == TERMINATING:
                 run.stop(job_run.TERMINATE)
+        for job_id, pending in list(self._restarts.items()):
+            current = active.get(job_id)
+            if current is not None and current.owner == str(self.owner) and current.phase != TERMINATING:
+                continue
+            del self._restarts[job_id]
+            self._release(pending.job, deleted=current is None)
+            if current is not None and current.phase == TERMINATING:
+                self._end(current, job_run.TERMINATE, pending.statuses)
         for job in list(self._queue):
             current = active.get(job.id)
             if current is None or current.owner != str(self.owner) or current.phase != PENDING:
@@ -179,16 +210,58 @@ class LocalExecutor:
     def _finish(self, run: JobRun) -> None:
         del self._runs[run.job.id]
         self.records.remove(run.job.id)
-        if self.sandbox is not None:
-            self.sandbox.release(run.job.project_id, run.job.id, deleted=run.reason == job_run.DELETED)
         if not run.writes:
+            self._release(run.job, deleted=True)
             return
-        phase, message, level = _FINAL[run.reason]
-        final = self.jobs.transition(run.job, phase, expected=(RUNNING, TERMINATING), task_statuses=run.statuses())
+        failure = run.first_failure(self.logs)
+        policy = self.jobs.fault_policy(run.job)
+        if failure is not None and policy.restarts(failure.kind, run.attempt) and not self._stopping.is_set():
+            self._restart_later(run, failure, backoff_seconds(run.attempt))
+            return
+        self._release(run.job, deleted=False)
+        self._end(run.job, run.reason, run.statuses(), failure)
+
+    def _end(self, job: JobRecord, reason: str | None, statuses: tuple[TaskStatus, ...],
+             failure: Failure | None = None) -> None:
+        """Close the job's last attempt and give it its final phase for `reason`."""
+        phase, message, level = _FINAL[reason]
+        if failure is not None:
+            message = f"{message.removesuffix('.')}: {failure.because()}."
+        closed = self.jobs.end_attempt(job, time.time(), failure.reason if failure else phase,
+                                       failure.task if failure else "")
+        final = self.jobs.transition(closed or job, phase, expected=(RUNNING, TERMINATING), task_statuses=statuses)
         if final is None:
-            log.warning("job %s changed while it ended; not marking it %s", run.job.id, phase)
+            log.warning("job %s changed while it ended; not marking it %s", job.id, phase)
             return
         self.jobs.event(final, message, level)
+
+    def _release(self, job: JobRecord, *, deleted: bool) -> None:
+        if self.sandbox is not None:
+            self.sandbox.release(job.project_id, job.id, deleted=deleted)
+
+    # -- restarts -------------------------------------------------------------------------------
+
+    def _restart_later(self, run: JobRun, failure: Failure, delay: float) -> None:
+        """Close the failed attempt and schedule the next one `delay` seconds from now."""
+        closed = self.jobs.end_attempt(run.job, time.time(), failure.reason, failure.task, RESCHEDULED)
+        if closed is None:  # no longer ours
+            return
+        line = platform_line(f"attempt {run.attempt} ended: {failure.because()}; restarting in {delay:g}s", "WARN")
+        for task in run.job.tasks:
+            try:
+                self.logs.append_line(TaskRef(run.job.project_id, run.job.id, task), line)
+            except JobNotFound:
+                return
+        self._restarts[run.job.id] = PendingRestart(closed, failure, run.statuses(), time.monotonic() + delay)
+
+    def _restart_due(self, active: dict[str, JobRecord]) -> None:
+        now = time.monotonic()
+        for job_id, pending in list(self._restarts.items()):
+            if pending.due > now or self._stopping.is_set():
+                continue
+            del self._restarts[job_id]
+            current = active.get(job_id, pending.job)
+            self._start_attempt(current, because=pending.failure.because())
 
     def _start_queued(self) -> None:
         while self._queue and not self._stopping.is_set():
@@ -210,23 +283,42 @@ class LocalExecutor:
         if running is None:  # terminated or deleted since we looked: the next round sees it
             return
         self.jobs.event(running, "Training job is running.")
-        run = self._runs[job.id] = JobRun(running, self.grace)
-        algorithm = running.document.get("algorithm") or {}
+        self._start_attempt(running)
+
+    def _start_attempt(self, job: JobRecord, because: str = "") -> None:
+        """Start every task of the job's next attempt (`because` the last one failed so)."""
+        attempt = len(job.running_records) + 1
+        attempts = self.jobs.fault_policy(job).attempts
+        try:
+            states = {task: self.logs.state(TaskRef(job.project_id, job.id, task)) for task in job.tasks}
+            starts = {task: LogPosition(state.end_offset, state.line_count + 1) for task, state in states.items()}
+            started = self.jobs.begin_attempt(job, time.time(), starts)
+        except JobNotFound:
+            started = None
+        if started is None:  # deleted, or no longer ours: the next round sees it
+            self._release(job, deleted=True)
+            return
+        if because:
+            self.jobs.event(started, f"Training job restarted (attempt {attempt} of {attempts}) because {because}.",
+                            "Warning")
+        run = self._runs[job.id] = JobRun(started, self.grace, attempt, starts)
+        algorithm = started.document.get("algorithm") or {}
         command = str(algorithm.get("command") or "")
         cwd = algorithm.get("working_dir") or None
         port = free_port()
+        attempt_note = f", attempt {attempt} of {attempts}" if attempts > 1 else ""  # a job that may restart
         try:
-            for index in range(len(running.tasks)):
-                if not self._start_task(run, index, command, cwd, port):
+            for index in range(len(started.tasks)):
+                if not self._start_task(run, index, command, cwd, port, attempt_note):
                     break
         except JobNotFound:
             run.stop(job_run.DELETED)
         except Exception as exc:  # the database failed us mid-start: fail the job, stop what started
-            log.exception("starting job %s failed", running.id)
+            log.exception("starting job %s failed", started.id)
             run.stop(job_run.FAILED)
-            self.jobs.event(running, f"Could not start the job: {exc}", "Error")
+            self.jobs.event(started, f"Could not start the job: {exc}", "Error")
 
-    def _start_task(self, run: JobRun, index: int, command: str, cwd: str | None, port: int) -> bool:
+    def _start_task(self, run: JobRun, index: int, command: str, cwd: str | None, port: int, attempt: str) -> bool:
         """Start task `index` of the run; False when it could not be started (the run then fails)."""
         job, task = run.job, run.job.tasks[index]
         capture = TaskCapture(self.logs, TaskRef(job.project_id, job.id, task))
@@ -237,9 +329,9 @@ class LocalExecutor:
                     cwd = str(self.sandbox.working_dir(cwd))
                 places = self.sandbox.places(job.project_id, job.id, own_dir=not cwd)
                 cwd = str(places.own_dir or cwd)  # the job's own directory, for its tasks only
-            capture.write(platform_line(f"{task} started (RANK {index} of {len(job.tasks)}, MASTER_PORT {port}) "
-                                        f"in {cwd or os.getcwd()}: {command}"))
-            env = task_environment(job, index, port, sandboxed=self.sandbox is not None)
+            capture.write(platform_line(f"{task} started (RANK {index} of {len(job.tasks)}, MASTER_PORT {port}"
+                                        f"{attempt}) in {cwd or os.getcwd()}: {command}"))
+            env = task_environment(job, index, port, sandboxed=self.sandbox is not None, attempt=run.attempt)
             process = TaskProcess.spawn(command, env=env, cwd=cwd, output_fd=capture.write_fd, grace_seconds=self.grace,
                                         sandbox=self.sandbox, places=places)
         except (OSError, ValueError, WorkingDirRefused) as exc:  # a missing working_dir; a NUL the kernel or bwrap refuses
@@ -281,6 +373,10 @@ class LocalExecutor:
         for run in list(self._runs.values()):  # output still not in: record what is known
             run.abandon()
             self._guarded(lambda: self._finish(run))  # noqa: B023
+        for pending in self._restarts.values():
+            self._release(pending.job, deleted=False)
+            self._guarded(lambda: self._end(pending.job, job_run.SHUTDOWN, pending.statuses))  # noqa: B023
+        self._restarts.clear()
         for job in self._queue:
             requeued = self.jobs.transition(job, CREATING, owner=None)
             if requeued is not None:
