@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from support.engine import new_job
 
 from jobtail.core.errors import InvalidJob
-from jobtail.core.failures import MAX_REASON_CHARS, traceback_line
+from jobtail.core.failures import MAX_REASON_CHARS, TAIL_BYTES, traceback_line, traceback_reason
 from jobtail.core.faults import EXIT, HANG, LOST, SIGNAL, FaultPolicy, backoff_seconds, check_annotations, signal_kind
+from jobtail.core.store import LogStore
+from jobtail.core.types import LogState, TaskRef
 
 
 def test_only_failures_that_are_not_the_users_code_count_unless_unconditional() -> None:
@@ -49,3 +54,27 @@ def test_the_reason_is_the_last_tracebacks_final_line() -> None:
     assert traceback_line(b"no traceback here\n") is None
     long = traceback_line(b"Traceback (most recent call last):\nE: " + b"x" * 1000 + b"\n")
     assert long is not None and len(long) == MAX_REASON_CHARS and long.endswith("…")
+
+
+@pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
+def test_the_reason_costs_one_bounded_read_at_the_end_of_the_log(store: LogStore,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = TaskRef("proj-faults", new_job(store, "proj-faults", "big").id, "worker-0")
+    store.append(ref, b"Traceback (most recent call last):\nOldError: long ago\n" + b"noise\n" * 200_000)
+    store.seal(ref)
+    at = store.state(ref).end_offset
+    store.append(ref, b"Traceback (most recent call last):\n  File \"x\"\nKeyError: 'lr'\n", at)
+    read: list[tuple[int, int]] = []
+    real = store.read
+
+    def counted(state: LogState, start: int, end: int) -> Iterator[bytes]:
+        read.append((start, end))
+        return real(state, start, end)
+
+    monkeypatch.setattr(store, "read", counted)
+    state = store.state(ref)
+    assert traceback_reason(store, state, 0) == "KeyError: 'lr'"
+    assert read == [(state.end_offset - TAIL_BYTES, state.end_offset)]
+    assert traceback_reason(store, state, state.end_offset) is None  # nothing of the attempt yet
+    store.append(ref, b"noise\n" * 20_000, state.end_offset)
+    assert traceback_reason(store, store.state(ref), 0) is None  # none in the last TAIL_BYTES: not looked for before
