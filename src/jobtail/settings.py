@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     )
     hang_timeout_seconds: float = Field(
         1800.0, ge=0, description="Local executor: a running job none of whose tasks printed for this long is hung (an event, "
-        "a line in each log; restarted with the fault-tolerance/hang-retry annotation); a task silent this long while others print gets a warning (0: off)."
+        "a line in each log; restarted with the fault-tolerance/hang-retry annotation); a task silent this long "
+        "while others print gets a warning (0: off)."
     )
     export_roots: str = Field(
         "", description="Directories, separated by ':', under which a job's spec.log_export_path.host_path may lie "

@@ -27,6 +27,7 @@ from huaweicloudsdkmodelarts.v1 import (
 )
 from support.jobs import PY, events, wait_for_text
 from support.live import LiveServer
+from support.runners import Runners
 from support.sdk import sdk_client
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train.py"
@@ -182,3 +183,49 @@ def test_bad_fault_tolerance_and_export_options_are_refused_at_create(
         client.create_training_job(CreateTrainingJobRequest(body=body))
     assert refused.value.status_code == 400 and refused.value.error_code == "ModelArts.2788"
     assert field in refused.value.error_msg
+
+
+@pytest.fixture
+def hasty(runners: Runners) -> Iterator[ModelArtsClient]:
+    """A client of a server that finds a job hung after 2 s of silence."""
+    live = runners.start(hang_timeout_seconds=2.0)
+    sdk = sdk_client(live.url)
+    sdk.live = live  # type: ignore[attr-defined]
+    yield sdk
+    sdk.get_http_client().close()
+
+
+def test_a_hung_job_with_hang_retry_is_restarted(hasty: ModelArtsClient) -> None:
+    created = hasty.create_training_job(CreateTrainingJobRequest(body=job(
+        "hangs", f"{PY} {EXAMPLE} --epochs 2 --steps 4 --sleep 0.01 --hang-at 1", 1,
+        **{"fault-tolerance/job-retry-num": "1", "fault-tolerance/hang-retry": "true"})))
+    # Attempt 2 hangs too: no attempt is left, so the job fails.
+    status = finished(hasty, created.metadata.id).status  # type: ignore[attr-defined]
+    assert status.phase == "Failed"
+    first, second = status.running_records
+    assert (first.end_reason, first.end_related_task, first.end_recover) == ("no task printed for 2 s", "",
+                                                                             "job_reschedule")
+    assert (second.start_type, second.end_recover) == ("restarted", "")
+    log = log_of(hasty, created.metadata.id, "worker-0")
+    assert log.count("hanging on purpose") == 2
+    assert re.search(PLATFORM + "the job is hung: no task has printed for 2 s; stopping it to restart\n", log)
+    with hasty.live.client() as http:  # type: ignore[attr-defined]
+        said = events(http, created.metadata.id)
+    assert "Training job restarted (attempt 2 of 2) because no task printed for 2 s." in said
+    assert said[-1] == "Training job failed: no task printed for 2 s."
+
+
+def test_without_hang_retry_a_hang_is_only_reported_and_a_silent_rank_is_named(hasty: ModelArtsClient) -> None:
+    command = "if [ $RANK = 1 ]; then sleep 6; else for i in $(seq 30); do echo tick $i; sleep 0.2; done; fi"
+    two = hasty.create_training_job(CreateTrainingJobRequest(body=job("silent", command, 2)))
+    quiet = hasty.create_training_job(CreateTrainingJobRequest(body=job(
+        "quiet", "sleep 5", 1, **{"fault-tolerance/job-retry-num": "1"})))
+    with hasty.live.client() as http:  # type: ignore[attr-defined]
+        assert finished(hasty, quiet.metadata.id).status.phase == "Completed"  # type: ignore[attr-defined]
+        assert "Training job is hung: no task has printed for 2 s." in events(http, quiet.metadata.id)
+        assert re.search(PLATFORM + "the job is hung: no task has printed for 2 s\n",
+                         log_of(hasty, quiet.metadata.id, "worker-0"))
+        assert finished(hasty, two.metadata.id).status.phase == "Completed"  # type: ignore[attr-defined]
+        said = events(http, two.metadata.id)
+    assert "[worker-1] Has printed nothing for 2 s while other tasks still print (a stuck rank?)." in said
+    assert not any("worker-0] Has printed nothing" in e or "is hung" in e for e in said)

@@ -7,6 +7,7 @@ runner took over) overrides any other because nothing may be written for it any 
 |---|---|---|
 | none | every task exited 0 | Completed |
 | `failed` | a task exited non-zero (or could not start); the others are stopped | Failed |
+| `hang` | no task printed for `hang_timeout_seconds` and the job restarts on a hang | Failed (unless restarted) |
 | `terminate` | the job was terminated through the API | Terminated |
 | `shutdown` | the server is shutting down | Abnormal |
 | `deleted` | the job was deleted, or changed by someone else | (nothing is written) |
@@ -36,8 +37,9 @@ from jobtail.runner.process import Exit, TaskProcess, kill_marked
 
 KILL_SLACK = 5.0  # seconds past the grace period after which a shim that has not exited is killed
 
-FAILED, TERMINATE, SHUTDOWN, DELETED = "failed", "terminate", "shutdown", "deleted"
+FAILED, HANG, TERMINATE, SHUTDOWN, DELETED = "failed", "hang", "terminate", "shutdown", "deleted"
 _STOPPED_BECAUSE = {
+    HANG: "Stopped because the job hung",
     TERMINATE: "Stopped by a terminate request",
     SHUTDOWN: "Stopped because the jobtail server shut down",
 }
@@ -66,6 +68,10 @@ class JobRun:
         self.grace_seconds = grace_seconds
         self.attempt = attempt
         self.log_starts = log_starts or {}
+        self.started_at = time.time()
+        self.hung = False  # found hung (`jobtail.runner.hangs`)
+        self.silent: set[str] = set()  # tasks found silent while others print
+        self.failure: Failure | None = None  # why it stopped, when no task's exit says (a hang)
         self.tasks: list[TaskRun] = []
         self.reason: str | None = None
         self.cause: TaskRun | None = None
@@ -74,6 +80,11 @@ class JobRun:
     @property
     def ended(self) -> bool:
         return all(task.exit is not None for task in self.tasks)
+
+    @property
+    def ended_none(self) -> bool:
+        """No task has ended yet."""
+        return all(task.exit is None for task in self.tasks)
 
     @property
     def done(self) -> bool:
@@ -154,8 +165,8 @@ class JobRun:
     def first_failure(self, logs: LogStore) -> Failure | None:
         """The task of a failed run that exited first with a non-zero code, and why; None
         unless the run stopped because a task failed."""
-        if self.reason != FAILED:
-            return None
+        if self.failure is not None or self.reason != FAILED:
+            return self.failure
         failed = [t for t in self.tasks if t.exit is not None and t.exit.code != 0]
         if not failed:
             return None

@@ -25,7 +25,10 @@ attempt fails in a way that counts, its running record is closed with the first 
 says so, and after `backoff_seconds` every task starts again — same ranks, a new
 `MASTER_PORT`, `JOBTAIL_ATTEMPT` one higher, appending to the same task logs — while the phase
 stays Running. A job waiting for its restart keeps its task slots; terminating or deleting it
-meanwhile wins (it becomes Terminated, or nothing more is written).
+meanwhile wins (it becomes Terminated, or nothing more is written). A job none of whose tasks
+printed for `hang_timeout_seconds` is hung (`jobtail.runner.hangs`): an event and a line in each
+log say so, and with `fault-tolerance/hang-retry` it is stopped and restarted (Failed when no
+attempt is left); a task silent that long while the others print gets a warning event.
 
 `stop()` (server shutdown) stops every running job (SIGTERM, SIGKILL after
 `terminate_grace_seconds`) and marks it Abnormal; jobs still queued go back to Creating.
@@ -42,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from jobtail.core.errors import JobNotFound
-from jobtail.core.faults import RESCHEDULED, Failure, backoff_seconds
+from jobtail.core.faults import HANG, RESCHEDULED, Failure, backoff_seconds
 from jobtail.core.jobs import (
     ABNORMAL,
     ACTIVE,
@@ -60,6 +63,7 @@ from jobtail.core.types import JobRecord, LogPosition, TaskRef, TaskStatus
 from jobtail.runner import job_run
 from jobtail.runner.capture import TaskCapture, platform_line
 from jobtail.runner.environment import free_port, task_environment
+from jobtail.runner.hangs import HangWatch
 from jobtail.runner.job_run import JobRun
 from jobtail.runner.owner import Lease, Owner
 from jobtail.runner.process import TaskProcess
@@ -75,6 +79,7 @@ SHUTDOWN_SLACK = 10.0  # seconds past the grace period that shutdown waits for o
 
 _FINAL = {None: (COMPLETED, "Training job completed.", "Info"),
           job_run.FAILED: (FAILED, "Training job failed.", "Error"),
+          job_run.HANG: (FAILED, "Training job failed.", "Error"),
           job_run.TERMINATE: (TERMINATED, "Training job is terminated.", "Info"),
           job_run.SHUTDOWN: (ABNORMAL, "The jobtail server shut down while the job was running; "
                                        "its processes were stopped.", "Error")}
@@ -101,6 +106,7 @@ class LocalExecutor:
         self.owner = Owner.current()
         self.lease = Lease(settings.data_dir / "runner" / "executor.lock")
         self.records = RunRecords(settings.data_dir / "runner")
+        self.hangs = HangWatch(logs, settings.hang_timeout_seconds)
         self.sandbox: Sandbox | None = None
         if settings.executor_isolation == "bwrap":  # else every task runs as the server does
             self.sandbox = Sandbox.for_settings(settings)  # SandboxUnavailable: the server does not start
@@ -166,6 +172,9 @@ class LocalExecutor:
                     active[job.id] = claimed
         self._watch(active)
         self._collect()
+        if self.hangs.due():
+            for run in list(self._runs.values()):
+                self._check_hang(run)
         self._restart_due(active)
         self._start_queued()
         self.records.beat(self._runs)  # when each job was last known to run, should the server die
@@ -238,6 +247,25 @@ class LocalExecutor:
     def _release(self, job: JobRecord, *, deleted: bool) -> None:
         if self.sandbox is not None:
             self.sandbox.release(job.project_id, job.id, deleted=deleted)
+
+    def _check_hang(self, run: JobRun) -> None:
+        hung, silent = self.hangs.check(run)
+        timeout = f"{self.hangs.timeout:g}"
+        for task in silent:
+            self.jobs.event(run.job, f"[{task}] Has printed nothing for {timeout} s while other tasks still print "
+                                     "(a stuck rank?).", "Warning", "Task")
+        if not hung:
+            return
+        policy = self.jobs.fault_policy(run.job)
+        restarts = policy.restarts(HANG, run.attempt)
+        then = "; stopping it to restart" if restarts else ""
+        self.jobs.event(run.job, f"Training job is hung: no task has printed for {timeout} s{then}.", "Warning")
+        line = platform_line(f"the job is hung: no task has printed for {timeout} s{then}", "WARN")
+        for each in run.tasks:
+            self.logs.append_line(each.capture.ref, line)
+        if restarts or (policy.hang_retry and policy.retries):  # hang-retry, no attempt left: the job fails
+            run.failure = Failure(HANG, "", f"no task printed for {timeout} s")
+            run.stop(job_run.HANG)
 
     # -- restarts -------------------------------------------------------------------------------
 
