@@ -143,7 +143,7 @@ class LocalExecutor:
             if self._stopping.wait(LEASE_RETRY_SECONDS):
                 return
         try:
-            self._guarded(lambda: recover(self.jobs, self.logs, self.records))
+            self._guarded(lambda: recover(self.jobs, self.logs, self.records, self._adopt))
             self._guarded(self._sweep_job_dirs)
             if self.sandbox is not None:
                 self._guarded(self.sandbox.sweep_shm)
@@ -281,6 +281,16 @@ class LocalExecutor:
             except JobNotFound:
                 return
         self._restarts[run.job.id] = PendingRestart(closed, failure, run.statuses(), time.monotonic() + delay)
+
+    def _adopt(self, job: JobRecord, failure: Failure, ended_at: float) -> bool:
+        """Take over a Running job whose runner died (recovery) and schedule its next attempt."""
+        adopted = self.jobs.transition(job, RUNNING, expected=(RUNNING,), owner=str(self.owner))
+        if adopted is None:
+            return False
+        closed = self.jobs.end_attempt(adopted, ended_at, failure.reason, failure.task, RESCHEDULED) or adopted
+        delay = backoff_seconds(max(1, len(job.running_records)))
+        self._restarts[job.id] = PendingRestart(closed, failure, (), time.monotonic() + delay)
+        return True
 
     def _restart_due(self, active: dict[str, JobRecord]) -> None:
         now = time.monotonic()
