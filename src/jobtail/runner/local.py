@@ -30,6 +30,9 @@ printed for `hang_timeout_seconds` is hung (`jobtail.runner.hangs`): an event an
 log say so, and with `fault-tolerance/hang-retry` it is stopped and restarted (Failed when no
 attempt is left); a task silent that long while the others print gets a warning event.
 
+When a job has ended, its task logs are copied where `spec.log_export_path` asks
+(`jobtail.runner.export`).
+
 `stop()` (server shutdown) stops every running job (SIGTERM, SIGKILL after
 `terminate_grace_seconds`) and marks it Abnormal; jobs still queued go back to Creating.
 """
@@ -63,6 +66,7 @@ from jobtail.core.types import JobRecord, LogPosition, TaskRef, TaskStatus
 from jobtail.runner import job_run
 from jobtail.runner.capture import TaskCapture, platform_line
 from jobtail.runner.environment import free_port, task_environment
+from jobtail.runner.export import LogExporter, s3_endpoint_query
 from jobtail.runner.hangs import HangWatch
 from jobtail.runner.job_run import JobRun
 from jobtail.runner.owner import Lease, Owner
@@ -107,6 +111,8 @@ class LocalExecutor:
         self.lease = Lease(settings.data_dir / "runner" / "executor.lock")
         self.records = RunRecords(settings.data_dir / "runner")
         self.hangs = HangWatch(logs, settings.hang_timeout_seconds)
+        self.exporter = LogExporter(jobs, logs, settings.export_root_paths,
+                                    s3_endpoint_query(settings.export_s3_endpoint, settings.blob_url))
         self.sandbox: Sandbox | None = None
         if settings.executor_isolation == "bwrap":  # else every task runs as the server does
             self.sandbox = Sandbox.for_settings(settings)  # SandboxUnavailable: the server does not start
@@ -152,6 +158,7 @@ class LocalExecutor:
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
             self._guarded(self._shutdown)
+            self.exporter.close()
         finally:
             self.lease.release()
 
@@ -243,6 +250,7 @@ class LocalExecutor:
             log.warning("job %s changed while it ended; not marking it %s", job.id, phase)
             return
         self.jobs.event(final, message, level)
+        self.exporter.export(final)  # spec.log_export_path: every attempt's output, now that there is no more
 
     def _release(self, job: JobRecord, *, deleted: bool) -> None:
         if self.sandbox is not None:
