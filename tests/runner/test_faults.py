@@ -13,6 +13,7 @@ import pytest
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkmodelarts.v1 import (
     CreateTrainingJobRequest,
+    DeleteTrainingJobRequest,
     Job,
     JobActionType,
     JobAlgorithm,
@@ -25,7 +26,7 @@ from huaweicloudsdkmodelarts.v1 import (
     SpecResource,
     StopTrainingJobRequest,
 )
-from support.jobs import PY, events, wait_for_text
+from support.jobs import PY, events, task_pids, wait_for_text
 from support.live import LiveServer
 from support.runners import Runners
 from support.sdk import sdk_client
@@ -229,3 +230,17 @@ def test_without_hang_retry_a_hang_is_only_reported_and_a_silent_rank_is_named(h
         said = events(http, two.metadata.id)
     assert "[worker-1] Has printed nothing for 2 s while other tasks still print (a stuck rank?)." in said
     assert not any("worker-0] Has printed nothing" in e or "is hung" in e for e in said)
+
+
+def test_delete_wins_over_a_pending_restart(runner: LiveServer, client: ModelArtsClient) -> None:
+    created = client.create_training_job(CreateTrainingJobRequest(body=job(
+        "deleted", f"{PY} -c 'import os, time; time.sleep(0.3); os.kill(os.getpid(), 9)'", 1,
+        **{"fault-tolerance/job-retry-num": "5"})))
+    with runner.client() as http:
+        wait_for_text(http, created.metadata.id, "attempt 2 ended: .*restarting in 2s", timeout=30)
+    client.delete_training_job(DeleteTrainingJobRequest(training_job_id=created.metadata.id))
+    time.sleep(3)  # past the backoff
+    assert not task_pids(created.metadata.id)  # nothing started again
+    with pytest.raises(ClientRequestException) as gone:
+        client.show_training_job_details(ShowTrainingJobDetailsRequest(training_job_id=created.metadata.id))
+    assert gone.value.error_code == "ModelArts.2775"
