@@ -143,15 +143,25 @@ def test_terminate_wins_over_a_pending_restart(runner: LiveServer, client: Model
 
 def test_the_first_failure_names_the_rank_that_raised_not_the_timeouts(runner: LiveServer,
                                                                        client: ModelArtsClient) -> None:
-    script = ("import os, sys, time\n"
+    # Every rank starts, then rank 5 raises; the seven others notice (its flag file, in the job's
+    # shared directory) and each fails a few ms later with a fake NCCL timeout traceback of its own,
+    # mostly within the executor's same poll round, so only the exit times tell who was first.
+    script = ("import os, pathlib, signal, sys, time\n"
               "rank = int(os.environ['RANK'])\n"
+              "pathlib.Path(f'up-{rank}').touch()\n"
+              "while len(list(pathlib.Path().glob('up-*'))) < 8: time.sleep(0.01)\n"
               "if rank == 5:\n"
+              "    pathlib.Path('failed').touch()\n"
               "    raise RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB')\n"
-              "time.sleep(0.5)\n"
-              "print('Traceback (most recent call last):', file=sys.stderr)\n"
-              "print('  File \"dist.py\", line 1', file=sys.stderr)\n"
-              "print(f'torch.distributed.DistBackendError: NCCL timeout on rank {rank}', file=sys.stderr)\n"
-              "sys.exit(1)\n")
+              "def timeout(*_):\n"
+              "    print('Traceback (most recent call last):', file=sys.stderr)\n"
+              "    print('  File \"dist.py\", line 1, in <module>', file=sys.stderr)\n"
+              "    print(f'torch.distributed.DistBackendError: NCCL timeout on rank {rank}', file=sys.stderr)\n"
+              "    sys.exit(1)\n"
+              "signal.signal(signal.SIGTERM, timeout)\n"
+              "while not pathlib.Path('failed').exists(): time.sleep(0.005)\n"
+              "time.sleep(0.05)\n"
+              "timeout()\n")
     body = job("eight", f'{PY} -c "$SCRIPT"', 8)
     body.algorithm.environments = {"SCRIPT": script}
     created = client.create_training_job(CreateTrainingJobRequest(body=body))
@@ -160,6 +170,9 @@ def test_the_first_failure_names_the_rank_that_raised_not_the_timeouts(runner: L
     (record,) = status.running_records
     assert record.end_related_task == "worker-5"
     assert record.end_reason == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    timeouts = sum("NCCL timeout on rank" in log_of(client, created.metadata.id, f"worker-{rank}")
+                   for rank in range(8) if rank != 5)
+    assert timeouts == 7  # they all failed too
     with runner.client() as http:
         said = events(http, created.metadata.id)
     assert ("Training job failed: worker-5 failed first: RuntimeError: CUDA out of memory. "

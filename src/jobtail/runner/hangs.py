@@ -1,5 +1,6 @@
-"""Hang detection: a running job none of whose tasks printed for `hang_timeout_seconds` is hung,
-and a task silent that long while the others still print is a stuck rank.
+"""Hang detection: a running job none of whose running tasks printed for `hang_timeout_seconds`
+is hung, and a task silent that long while others still print is a stuck rank. Tasks that have
+ended (worker-0 finished, worker-1 hangs) do not count.
 
 "Printed" is the task log's last append (`LogState.last_append_at`: one state read per task per
 check, every `check_seconds`), or the attempt's start before its first output. What follows is
@@ -38,11 +39,12 @@ class HangWatch:
     def check(self, run: JobRun) -> tuple[bool, list[str]]:
         """(whether the run has just been found hung, the tasks just found silent while others
         print); each is reported once per run."""
-        if run.reason is not None or run.hung or not run.tasks or not run.ended_none:
+        running = [task for task in run.tasks if task.exit is None]
+        if run.reason is not None or run.hung or not running:
             return False, []
         now = time.time()
         quiet: dict[str, float] = {}
-        for task in run.tasks:
+        for task in running:
             try:
                 state = self.logs.state(TaskRef(run.job.project_id, run.job.id, task.name))
             except JobtailError:

@@ -82,11 +82,6 @@ class JobRun:
         return all(task.exit is not None for task in self.tasks)
 
     @property
-    def ended_none(self) -> bool:
-        """No task has ended yet."""
-        return all(task.exit is None for task in self.tasks)
-
-    @property
     def done(self) -> bool:
         """Every task has ended and its output is in the log."""
         return self.ended and all(task.capture.done.is_set() for task in self.tasks)
@@ -129,18 +124,17 @@ class JobRun:
             self._kill_at = time.monotonic() + self.grace_seconds + KILL_SLACK
 
     def poll(self) -> list[TaskRun]:
-        """Collect tasks that ended since the last call; a first failure stops the rest."""
+        """Collect tasks that ended since the last call, in the order they exited; a first
+        failure stops the rest."""
         ended = []
-        for task in self.tasks:
-            if task.exit is not None or task.process is None:
-                continue
-            exit = task.process.poll()
-            if exit is None:
-                continue
+        exits = [(task, task.process, task.process.poll()) for task in self.tasks
+                 if task.exit is None and task.process is not None]
+        for task, process, exit in sorted(((t, p, e) for t, p, e in exits if e is not None),
+                                          key=lambda found: found[2].exited_at):
             task.exit = exit
             ended.append(task)
             if exit.signal == signal.SIGKILL:  # perhaps the shim itself was killed: its task may live on
-                kill_marked({task.process.session}, f"{JOB_MARKER}={self.job.id}")
+                kill_marked({process.session}, f"{JOB_MARKER}={self.job.id}")
             if self.reason is None and exit.code != 0:
                 self.stop(FAILED, task)
             task.stopped = not (self.reason is None or self.cause is task)
