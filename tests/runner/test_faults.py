@@ -126,19 +126,21 @@ def test_an_exit_of_the_users_code_restarts_only_unconditionally(runner: LiveSer
 
 
 def test_terminate_wins_over_a_pending_restart(runner: LiveServer, client: ModelArtsClient) -> None:
-    # After the 3rd failure the backoff is 4 s: time enough to terminate while it waits.
+    # After the 4th failure the backoff is 8 s: time enough, even on a busy machine, to terminate
+    # while the job waits for its 5th attempt.
     created = client.create_training_job(CreateTrainingJobRequest(body=job(
         "terminated", "kill -9 $$", 1, **{"fault-tolerance/job-retry-num": "5"})))
     with runner.client() as http:
-        wait_for_text(http, created.metadata.id, "attempt 3 ended: .*restarting in 4s", timeout=30)
+        wait_for_text(http, created.metadata.id, "attempt 4 ended: .*restarting in 8s", timeout=60)
     client.stop_training_job(StopTrainingJobRequest(training_job_id=created.metadata.id,
                                                     body=JobActionType(action_type="terminate")))
     done = finished(client, created.metadata.id, timeout=20)
     assert done.status.phase == "Terminated"  # type: ignore[attr-defined]
-    time.sleep(5)  # past the backoff: nothing started again
-    again = finished(client, created.metadata.id)
-    assert len(again.status.running_records) == 3  # type: ignore[attr-defined]
-    assert "attempt 4 of 6" not in log_of(client, created.metadata.id, "worker-0")
+    time.sleep(9)  # past the backoff: nothing started again
+    records = finished(client, created.metadata.id).status.running_records  # type: ignore[attr-defined]
+    assert len(records) == 4 and records[-1].end_recover == "job_reschedule"  # it was waiting
+    assert "attempt 5 of 6" not in log_of(client, created.metadata.id, "worker-0")
+    assert not task_pids(created.metadata.id)
 
 
 def test_the_first_failure_names_the_rank_that_raised_not_the_timeouts(runner: LiveServer,

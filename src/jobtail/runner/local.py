@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobtail.core.errors import JobNotFound
+from jobtail.core.errors import JobNotFound, JobtailError
 from jobtail.core.faults import HANG, RESCHEDULED, Failure, backoff_seconds
 from jobtail.core.jobs import (
     ABNORMAL,
@@ -270,7 +270,10 @@ class LocalExecutor:
         self.jobs.event(run.job, f"Training job is hung: no task has printed for {timeout} s{then}.", "Warning")
         line = platform_line(f"the job is hung: no task has printed for {timeout} s{then}", "WARN")
         for each in run.tasks:
-            self.logs.append_line(each.capture.ref, line)
+            try:
+                self.logs.append_line(each.capture.ref, line)
+            except JobtailError:  # deleted meanwhile: the next round stops the run
+                log.warning("could not note the hang in %s", each.capture.ref)
         if restarts or (policy.hang_retry and policy.retries):  # hang-retry, no attempt left: the job fails
             run.failure = Failure(HANG, "", f"no task printed for {timeout} s")
             run.stop(job_run.HANG)
@@ -281,12 +284,14 @@ class LocalExecutor:
         """Close the failed attempt and schedule the next one `delay` seconds from now."""
         closed = self.jobs.end_attempt(run.job, time.time(), failure.reason, failure.task, RESCHEDULED)
         if closed is None:  # no longer ours
+            self._release(run.job, deleted=False)
             return
         line = platform_line(f"attempt {run.attempt} ended: {failure.because()}; restarting in {delay:g}s", "WARN")
         for task in run.job.tasks:
             try:
                 self.logs.append_line(TaskRef(run.job.project_id, run.job.id, task), line)
             except JobNotFound:
+                self._release(run.job, deleted=True)
                 return
         self._restarts[run.job.id] = PendingRestart(closed, failure, run.statuses(), time.monotonic() + delay)
 
