@@ -30,7 +30,7 @@ from jobtail.settings import Settings
 from jobtail.wiring import open_identity, open_store
 
 FIRST_WAVE = Path(__file__).with_name("first_wave")
-# The log store's tables of the last build before migrations (fe146b6), which had revision 0002's schema.
+# The tables of the last build before migrations (main with issue 11), which had revision 0003's schema.
 PRE_MIGRATION_TABLES = {"jobs", "job_events", "task_logs", "head_chunks", "segments", "index_entries",
                         "projects", "users", "grants", "credentials", "tokens"}
 

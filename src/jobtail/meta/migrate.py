@@ -76,10 +76,13 @@ def _known(found: str) -> bool:
 
 def _unversioned(conn: Connection) -> str | None:
     """The revision whose schema a database without `alembic_version` has: None for an empty
-    one, "0001" for the first release's, "0002" for the builds after it up to migrations."""
+    one, "0001" for the first release's, "0002" for the builds after it, "0003" for those with
+    running records (issue 11), the last before migrations."""
     inspector = inspect(conn)
     if not inspector.has_table("task_logs"):
         return None
+    if "running_records" in {column["name"] for column in inspector.get_columns("jobs")}:
+        return "0003"
     columns = {column["name"] for column in inspector.get_columns("head_chunks")}
     return "0002" if "arrived_us" in columns else "0001"
 
