@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     seal_bytes: int = Field(8 * MiB, ge=1, description="Seal a task log's head into a segment at this size.")
     seal_idle_seconds: float = Field(30.0, gt=0, description="Seal a head that has not grown for this long.")
     preview_cache_bytes: int = Field(256 * MiB, ge=0, description="Memory for encoded previews of unchanged logs, per process.")
+    segment_cache_bytes: int = Field(
+        1024 * MiB, ge=0, description="Local disk (DATA_DIR/segment-cache, shared by the workers) for copies of sealed "
+        "segments read from a remote blob store (s3://), least recently used evicted first (0: no cache)."
+    )
     orphan_grace_seconds: float = Field(3600.0, ge=0, description="Unrecorded blobs older than this are swept.")
     retention_days: float = Field(
         30.0, ge=0, description="Drop sealed log segments older than this many days, as ModelArts keeps history for 30 (0: keep forever)."

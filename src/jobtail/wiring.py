@@ -32,7 +32,8 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # full is not unwritable: the server s
 
 
 def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: PreviewEncoder | None) -> LogStore:
-    segments = blobs.open_blobs(settings.blob_url)
+    segments = blobs.open_cached_blobs(settings.blob_url, settings.data_dir / "segment-cache",
+                                       settings.segment_cache_bytes)
 
     def close() -> None:
         segments.close()
