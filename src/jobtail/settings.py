@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     max_streams_per_principal: int = Field(32, ge=1, description="Live follow streams one caller may hold open at once, per process.")
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="A follow stream with nothing to send sends a heartbeat comment this often.")
     follow_poll_seconds: float = Field(0.25, gt=0, le=60, description="How often each process looks for appends made by other processes, for its followers.")
+    metrics_access: Literal["loopback", "admin", "open"] = Field(
+        "loopback", description="Who may read /metrics: loopback (callers on this host that no proxy forwarded, and "
+        "admins), admin (a credential with the admin role in the project named by X-Project-Id) or open (anyone)."
+    )
     log_level: str = Field("info", description="Server log level: debug, info, warning, error.")
     executor: Literal["local", "none"] = Field(
         "local", description="Who runs created jobs: local (processes on this machine) or none (they run elsewhere and ship logs)."

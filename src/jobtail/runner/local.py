@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from jobtail import metrics
 from jobtail.core.errors import JobNotFound
 from jobtail.core.jobs import (
     ABNORMAL,
@@ -146,6 +147,7 @@ class LocalExecutor:
         self._collect()
         self._start_queued()
         self.records.beat(self._runs)  # when each job was last known to run, should the server die
+        metrics.executor_tasks(pending=sum(len(job.tasks) for job in self._queue), running=self.running_tasks)
 
     def _watch(self, active: dict[str, JobRecord]) -> None:
         for run in self._runs.values():
