@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from jobtail import blobs, meta
+from jobtail import blobs, meta, metrics
 from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.links import link_key
 from jobtail.auth.secrets import load_master_key
@@ -32,7 +32,8 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # full is not unwritable: the server s
 
 
 def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: PreviewEncoder | None) -> LogStore:
-    segments = blobs.open_blobs(settings.blob_url)
+    segments = blobs.open_cached_blobs(settings.blob_url, settings.data_dir / "segment-cache",
+                                       settings.segment_cache_bytes, metrics.segment_cache_lookup)
 
     def close() -> None:
         segments.close()
@@ -45,6 +46,7 @@ def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: Prev
         preview_encoder=preview_encoder,
         preview_cache_bytes=settings.preview_cache_bytes,
         follow_poll_seconds=settings.follow_poll_seconds,
+        observer=metrics.STORE,
     )
 
 

@@ -36,6 +36,7 @@ from jobtail.core.job_records import JobRecords
 from jobtail.core.lines import Line, LineFinder
 from jobtail.core.log_records import LogRecords
 from jobtail.core.maintenance import FailureLog, Maintenance, MaintenancePolicy
+from jobtail.core.observer import StoreObserver, Unobserved
 from jobtail.core.preview import PREVIEW_CAP, snap, window_start
 from jobtail.core.preview_cache import PreviewCache
 from jobtail.core.reader import Reader
@@ -95,8 +96,8 @@ class LogStore:
     `seal_bytes`: a head this large is sealed into a segment; `segment_bytes`: the most a single
     segment takes from the head; `preview_bytes`: the preview cap; `preview_encoder` turns a
     Preview into the bytes `encoded_preview` returns (and caches, in `preview_cache_bytes`);
-    `follow_poll_seconds`: how often followers learn of other processes' appends. All methods are
-    thread-safe.
+    `follow_poll_seconds`: how often followers learn of other processes' appends; `observer` hears
+    of appends, seals and preview cache lookups (for metrics). All methods are thread-safe.
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class LogStore:
         preview_cache_bytes: int = 256 * 1024 * 1024,
         follow_poll_seconds: float = 0.25,
         clock: Callable[[], float] = time.time,
+        observer: StoreObserver | None = None,
     ) -> None:
         self._backends = backends
         self._jobs = backends.jobs
@@ -121,6 +123,7 @@ class LogStore:
 
         self._index_policy = index_policy
         self._clock = clock
+        self._observer: StoreObserver = observer or Unobserved()
         self._encode = preview_encoder
         self._previews = PreviewCache(preview_cache_bytes)
         self._reader = Reader(self._logs, self._blobs)
@@ -129,7 +132,7 @@ class LogStore:
         self._searcher = Searcher(self._reader, self._lines)
         self._notifier = Notifier(self._logs, self._jobs, follow_poll_seconds)
         self._failures = FailureLog()
-        self._seals = Sealing(self._logs, self._blobs, segment_bytes, clock)
+        self._seals = Sealing(self._logs, self._blobs, segment_bytes, clock, self._observer)
         self._sealer = Sealer(lambda log_id: self._seals.seal_log(log_id, self.seal_bytes, wait=False), self._failures)
         self._maintenance: Maintenance | None = None
 
@@ -209,6 +212,7 @@ class LogStore:
         if etag in if_none_match:
             return EncodedPreview(None, etag)
         cached = self.cached_preview(ref, state)
+        self._observer.preview_cache(cached is not None)
         if cached is not None:
             return cached
         encoded = EncodedPreview(self._encode(self.preview(state)), etag)
@@ -375,6 +379,7 @@ class LogStore:
                 raise LogTooLarge(max_size, end)
             outcome = self._logs.append(state.log_id, end, chunk, arrived_us, self._index_policy)
             if outcome.stored:
+                self._observer.appended(len(chunk))
                 self._notifier.appended(state.log_id, outcome.end_offset)
                 if outcome.end_offset - state.sealed_offset >= self.seal_bytes:
                     self._sealer.schedule(state.log_id)

@@ -12,7 +12,22 @@ import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobtail.http import download, jobs, lines, logs, merged, otlp, search, service, sessions, stream, tokens, viewer
+from jobtail import metrics
+from jobtail.http import (
+    download,
+    jobs,
+    lines,
+    logs,
+    merged,
+    monitoring,
+    otlp,
+    search,
+    service,
+    sessions,
+    stream,
+    tokens,
+    viewer,
+)
 from jobtail.http.access import Guard
 from jobtail.http.bodies import UnverifiedReads
 from jobtail.http.context import AppContext
@@ -42,6 +57,7 @@ def operations() -> list[Operation]:
         *sessions.OPERATIONS,
         *otlp.OPERATIONS,
         *service.OPERATIONS,
+        *monitoring.OPERATIONS,
     ]
 
 
@@ -71,7 +87,7 @@ class JobtailApp(Starlette):
     """Starlette with `RequestIdMiddleware` outermost, so even a 500 carries `X-Request-Id`."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestIdMiddleware(super().build_middleware_stack())
+        return RequestIdMiddleware(monitoring.RequestMetrics(super().build_middleware_stack()))
 
 
 def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | None = None) -> Starlette:
@@ -105,6 +121,7 @@ def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | N
                 yield
             finally:
                 following.close()
+                metrics.process_exiting()
 
     app = JobtailApp(routes=[*build_routes(ops), *viewer.ROUTES], lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.router.redirect_slashes = False  # its redirect would be built from the request's untrusted Host

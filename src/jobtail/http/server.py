@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 import uvicorn.config
 
+from jobtail import metrics
 from jobtail.settings import Settings
 
 log = logging.getLogger("jobtail")
@@ -54,6 +55,10 @@ def serve(settings: Settings, factory: str) -> None:
     `factory` ("module:function"), with the settings in `JOBTAIL_*` variables."""
     for name, value in settings.model_dump().items():
         os.environ[f"JOBTAIL_{name.upper()}"] = str(value)
+    if settings.workers > 1:  # the workers share their metrics through files there
+        metrics.prepare_multiprocess(settings.data_dir / "metrics")
+    else:
+        os.environ.pop(metrics.MULTIPROC_ENV, None)
     uvicorn.run(
         factory,
         factory=True,
