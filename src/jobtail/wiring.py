@@ -39,7 +39,7 @@ def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: Prev
         database.close()
 
     return LogStore(
-        Backends(database.jobs, database.logs, segments, close),
+        Backends(database.jobs, database.logs, segments, close, local_reads=database.dialect == "sqlite"),
         preview_bytes=settings.preview_bytes,
         seal_bytes=settings.seal_bytes,
         preview_encoder=preview_encoder,

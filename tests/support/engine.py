@@ -65,7 +65,7 @@ def open_engine(database_url: str, blob_url: str, **options: Any) -> Engine:
         blobs.close()
         database.close()
 
-    backends = Backends(database.jobs, database.logs, blobs, close)
+    backends = Backends(database.jobs, database.logs, blobs, close, local_reads=database.dialect == "sqlite")
     store = LogStore(backends, **options)
     jobs = JobService(database.jobs, store)
     _JOBS[store], _BACKENDS[store] = jobs, backends

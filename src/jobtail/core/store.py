@@ -16,6 +16,7 @@ snapshot however many calls it makes.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class Backends:
     logs: LogRecords
     blobs: BlobStore
     close: Callable[[], None] = lambda: None
+    local_reads: bool = False  # the records are a local file (SQLite): a state read takes microseconds
 
 
 def readable(state: LogState) -> LogState:
@@ -96,7 +98,8 @@ class LogStore:
     segment takes from the head; `preview_bytes`: the preview cap; `preview_encoder` turns a
     Preview into the bytes `encoded_preview` returns (and caches, in `preview_cache_bytes`);
     `follow_poll_seconds`: how often followers learn of other processes' appends. All methods are
-    thread-safe.
+    thread-safe. `local_reads`: `state` is a local read of microseconds, so `state` and
+    `answered_preview` may run on an event loop; else they wait on the network.
     """
 
     def __init__(
@@ -118,11 +121,14 @@ class LogStore:
         self._blobs = backends.blobs
         self.preview_bytes = preview_bytes
         self.seal_bytes = seal_bytes
+        self.local_reads = backends.local_reads
 
         self._index_policy = index_policy
         self._clock = clock
         self._encode = preview_encoder
         self._previews = PreviewCache(preview_cache_bytes)
+        self._encoding: dict[TaskRef, threading.Event] = {}  # logs whose preview a thread is encoding
+        self._encoding_lock = threading.Lock()
         self._reader = Reader(self._logs, self._blobs)
         self._lines = LineFinder(self._logs, self._reader)
         self._arrivals = ArrivalIndex(self._logs, self._blobs)
@@ -194,26 +200,60 @@ class LogStore:
         return f'"{state.start_offset:x}.{state.end_offset:x}.{self.preview_bytes:x}.{PREVIEW_FORMAT}"'
 
     def cached_preview(self, ref: TaskRef, state: LogState) -> EncodedPreview | None:
-        """The encoded preview of `ref` as of `state` if it is in memory: no I/O, a dictionary
-        lookup (safe on an event loop)."""
+        """The encoded preview of `ref` as of `state` (or a later state) if it is in memory: no
+        I/O, a dictionary lookup (safe on an event loop)."""
         return self._previews.get(ref, state.start_offset, state.end_offset)
+
+    def answered_preview(self, ref: TaskRef, if_none_match: Collection[str] = ()) -> EncodedPreview | None:
+        """What `encoded_preview` answers, when that needs no encoding (the caller's copy is
+        current, or the encoded preview is in memory); None when it does. One state read."""
+        return self._answered(ref, readable(self.state(ref)), if_none_match)
+
+    def _answered(self, ref: TaskRef, state: LogState, if_none_match: Collection[str]) -> EncodedPreview | None:
+        etag = self.preview_etag(state)
+        if etag in if_none_match or "*" in if_none_match:
+            return EncodedPreview(None, etag)
+        cached = self.cached_preview(ref, state)
+        if cached is not None and cached.etag in if_none_match:
+            return EncodedPreview(None, cached.etag)
+        return cached
 
     def encoded_preview(self, ref: TaskRef, if_none_match: Collection[str] = ()) -> EncodedPreview:
         """The current preview of `ref`, encoded by the `preview_encoder`, from memory when the
-        log has not moved since it was last encoded. When its tag is among `if_none_match`, the
-        body is not made at all (`body` None): the caller's copy is current."""
+        log has not moved since it was last encoded. When its tag is among `if_none_match` (or
+        that holds `*`), the body is not made at all (`body` None): the caller's copy is current.
+
+        Single-flight per log and process: while one thread encodes a log's preview, others
+        asking for the same log wait for it and take its result when it covers the state they
+        read (it was made from a state read after theirs, or the same); otherwise one of them
+        encodes next. So a log that grows under many readers costs one encoding at a time, and
+        at most a few previews' buffers, not one per reader.
+        """
         if self._encode is None:
             raise RuntimeError("this LogStore was opened without a preview encoder")
-        state = self.state(ref)
-        etag = self.preview_etag(readable(state))
-        if etag in if_none_match:
-            return EncodedPreview(None, etag)
-        cached = self.cached_preview(ref, state)
-        if cached is not None:
-            return cached
-        encoded = EncodedPreview(self._encode(self.preview(state)), etag)
-        self._previews.put(ref, state.start_offset, state.end_offset, encoded)
-        return encoded
+        state, waited = readable(self.state(ref)), False
+        while True:
+            answered = self._answered(ref, state, if_none_match)
+            if answered is not None:
+                return answered
+            with self._encoding_lock:
+                busy = self._encoding.get(ref)
+                if busy is None:
+                    self._encoding[ref] = done = threading.Event()
+            if busy is not None:
+                busy.wait()
+                waited = True
+                continue
+            try:
+                if waited:  # read again: the freshest state serves the most of the readers waiting now
+                    state = readable(self.state(ref))
+                encoded = EncodedPreview(self._encode(self.preview(state)), self.preview_etag(state))
+                self._previews.put(ref, state.start_offset, state.end_offset, encoded)
+                return encoded
+            finally:
+                with self._encoding_lock:
+                    del self._encoding[ref]
+                done.set()
 
     def lines(
         self,
