@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -45,6 +47,26 @@ def operations() -> list[Operation]:
     ]
 
 
+class RequestIds:
+    """Request ids unique across processes and restarts: 64 random bits drawn when the process
+    starts (again in a forked child), then a 64-bit counter; 32 hex digits, as a uuid4's hex.
+    A counter costs a tenth of `uuid.uuid4()`, which took 5 % of a small request."""
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_REQUEST_IDS = RequestIds()
+
+
 class RequestIdMiddleware:
     """Give every request an id and every response an `X-Request-Id` header, errors included."""
 
@@ -55,7 +77,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = uuid.uuid4().hex
+        rid = _REQUEST_IDS.next()
         scope.setdefault("state", {})["request_id"] = rid
         header = (b"x-request-id", rid.encode())
 

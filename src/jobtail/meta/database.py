@@ -10,6 +10,7 @@ one process holds one engine pair per database.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from sqlalchemy import Engine, update
 
@@ -38,6 +39,7 @@ class SqlDatabase:
         metadata.create_all(writer)
         self.jobs = SqlJobRecords(writer, reader)
         self.logs = SqlLogRecords(writer, reader, row_locks=row_locks)
+        self.closing: list[Callable[[], None]] = []  # what a backend opened beside the engines
 
     @property
     def dialect(self) -> str:
@@ -53,6 +55,8 @@ class SqlDatabase:
 
     def close(self) -> None:
         """Release every connection. Idempotent."""
+        for close in self.closing:
+            close()
         self.writer.dispose()
         self.reader.dispose()
 
