@@ -57,6 +57,7 @@ from jobtail.core.types import (
 
 _APPEND_RACE_RETRIES = 64
 PREVIEW_FORMAT = 1  # part of every preview's entity tag: bump when the same bytes preview differently
+PREVIEW_ENCODERS = 2  # previews (of different logs) encoded at once per process: each holds ~5x the window
 
 PreviewEncoder = Callable[[Preview], bytes]
 DEFAULT_INDEX_POLICY = IndexPolicy()
@@ -129,6 +130,7 @@ class LogStore:
         self._previews = PreviewCache(preview_cache_bytes)
         self._encoding: dict[TaskRef, threading.Event] = {}  # logs whose preview a thread is encoding
         self._encoding_lock = threading.Lock()
+        self._encoders = threading.BoundedSemaphore(PREVIEW_ENCODERS)
         self._reader = Reader(self._logs, self._blobs)
         self._lines = LineFinder(self._logs, self._reader)
         self._arrivals = ArrivalIndex(self._logs, self._blobs)
@@ -187,9 +189,8 @@ class LogStore:
         begin = window_start(state.start_offset, state.end_offset, self.preview_bytes)
         window = self._reader.read(state.log_id, begin, state.end_offset)
         skip = snap(window, at_log_start=begin == state.start_offset)
-        content = window[skip:] if skip else window
         return Preview(
-            content=content.decode("utf-8", "replace"),
+            content=str(memoryview(window)[skip:], "utf-8", "replace"),  # no copy of the window for the cut
             current_size=len(window) - skip,
             full_size=state.end_offset,
         )
@@ -227,7 +228,8 @@ class LogStore:
         asking for the same log wait for it and take its result when it covers the state they
         read (it was made from a state read after theirs, or the same); otherwise one of them
         encodes next. So a log that grows under many readers costs one encoding at a time, and
-        at most a few previews' buffers, not one per reader.
+        at most a few previews' buffers, not one per reader; and at most PREVIEW_ENCODERS logs'
+        previews are encoded at once, so memory stays bounded however many logs are read.
         """
         if self._encode is None:
             raise RuntimeError("this LogStore was opened without a preview encoder")
@@ -247,7 +249,8 @@ class LogStore:
             try:
                 if waited:  # read again: the freshest state serves the most of the readers waiting now
                     state = readable(self.state(ref))
-                encoded = EncodedPreview(self._encode(self.preview(state)), self.preview_etag(state))
+                with self._encoders:
+                    encoded = EncodedPreview(self._encode(self.preview(state)), self.preview_etag(state))
                 self._previews.put(ref, state.start_offset, state.end_offset, encoded)
                 return encoded
             finally:
