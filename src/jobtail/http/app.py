@@ -8,10 +8,12 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import orjson
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobtail.http import download, jobs, lines, logs, merged, otlp, search, service, sessions, stream, tokens, viewer
@@ -89,6 +91,29 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class StaticFirstRouter(Router):
+    """Starlette's Router, except that a route whose path has no parameters is found by a dictionary
+    lookup instead of by trying every route's regular expression in turn (reaching `/healthz`, the
+    last of 23, took ~23 µs of a ~60 µs request). Anything but a full match falls back to the scan."""
+
+    def __init__(self, routes: list[BaseRoute], **options: Any) -> None:
+        super().__init__(routes, **options)
+        self._static = {route.path: route for route in self.routes if isinstance(route, Route) and "{" not in route.path}
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The path as sent: under a root_path it misses, and the scan below decides.
+        route = self._static.get(scope["path"]) if scope["type"] == "http" else None
+        if route is not None:
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                scope.setdefault("router", self)
+                scope["route"] = route
+                scope.update(child_scope)
+                await route.handle(scope, receive, send)
+                return
+        await super().app(scope, receive, send)
+
+
 class JobtailApp(Starlette):
     """Starlette with `RequestIdMiddleware` outermost, so even a 500 carries `X-Request-Id`."""
 
@@ -128,6 +153,7 @@ def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | N
             finally:
                 following.close()
 
-    app = JobtailApp(routes=[*build_routes(ops), *viewer.ROUTES], lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
-    app.router.redirect_slashes = False  # its redirect would be built from the request's untrusted Host
+    app = JobtailApp(lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    # No slash redirects: their URL would be built from the request's untrusted Host.
+    app.router = StaticFirstRouter([*build_routes(ops), *viewer.ROUTES], lifespan=lifespan, redirect_slashes=False)
     return app
