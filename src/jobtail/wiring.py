@@ -114,7 +114,7 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
         store = _store(settings, database, preview_encoder)
         stack.pop_all()
         stack.callback(store.close)  # closes the blob store and the database too
-        identity = SqlIdentityStore(database.writer, database.reader, cache=True)
+        identity = SqlIdentityStore(database.writer, database.reader, cache=True, local_fetch=database.local_fetch)
         stack.callback(identity.close)
         jobs = JobService(database.jobs, store)
         store.start(maintenance_policy(settings))
