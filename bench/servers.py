@@ -24,9 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 from _harness import Jobtail, Server, _http_ok, ensure_tools, exit_on_sigterm, free_port, median, run_wrk, say
-from preview import SizeResult, build_logs, log_in, provision
-
 from jobtail.cli.server import FACTORY
+from preview import SizeResult, build_logs, log_in, provision
 
 
 class Granian(Server):
