@@ -6,6 +6,7 @@ setting; the CLI builds its flags from the fields below (see `jobtail.cli.option
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -80,6 +81,19 @@ class Settings(BaseSettings):
         "", description="Local executor, bwrap: host directories (separated by ':') every task sees read-write, e.g. code or "
         "data sets; a job's algorithm.working_dir must lie in one [default: none; a job runs in a directory of its own]"
     )
+    hang_timeout_seconds: float = Field(
+        1800.0, ge=0, description="Local executor: a running job none of whose tasks printed for this long is hung (an event, "
+        "a line in each log; restarted with the fault-tolerance/hang-retry annotation); a task silent this long "
+        "while others print gets a warning (0: off)."
+    )
+    export_roots: str = Field(
+        "", description="Directories, separated by ':', under which a job's spec.log_export_path.host_path may lie "
+        "(its task logs are copied there when it ends) [default: none; host_path is refused]"
+    )
+    export_s3_endpoint: str = Field(
+        "", description="S3 endpoint for spec.log_export_path.obs_url exports (obs:// or s3://), credentials from boto3's "
+        "chain as for segments [default: --blob-url's endpoint and region when it is s3://…, else AWS S3]"
+    )
 
     @model_validator(mode="after")
     def _fill_urls(self) -> Settings:
@@ -90,4 +104,14 @@ class Settings(BaseSettings):
             self.blob_url = (self.data_dir.resolve() / "blobs").as_uri()
         if not self.master_key_file:
             self.master_key_file = str(self.data_dir / "master.key")
+        data_dir = Path(os.path.abspath(self.data_dir))
+        for root in self.export_root_paths:
+            if root == Path("/") or root == data_dir or data_dir in root.parents or root in data_dir.parents:
+                raise ValueError(f"export root {root} may not be / nor hold or lie in the data directory")
         return self
+
+    @property
+    def export_root_paths(self) -> tuple[Path, ...]:
+        """`export_roots` as absolute, normalised paths (as written: symlinks are resolved when writing)."""
+        entries = (entry.strip() for entry in self.export_roots.split(os.pathsep))
+        return tuple(Path(os.path.normpath(os.path.abspath(os.path.expanduser(e)))) for e in entries if e)

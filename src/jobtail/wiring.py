@@ -71,7 +71,7 @@ def open_jobs(settings: Settings) -> Iterator[tuple[JobService, LogStore]]:
         database.close()
         raise
     try:
-        yield JobService(database.jobs, store), store
+        yield JobService(database.jobs, store, export_roots=settings.export_root_paths), store
     finally:
         store.close()
 
@@ -116,7 +116,7 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
         stack.callback(store.close)  # closes the blob store and the database too
         identity = SqlIdentityStore(database.writer, database.reader, cache=True, local_fetch=database.local_fetch)
         stack.callback(identity.close)
-        jobs = JobService(database.jobs, store)
+        jobs = JobService(database.jobs, store, export_roots=settings.export_root_paths)
         store.start(maintenance_policy(settings))
         executor: Executor | None = None
         if settings.executor == "local":
