@@ -40,7 +40,7 @@ def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: Prev
         database.close()
 
     return LogStore(
-        Backends(database.jobs, database.logs, segments, close),
+        Backends(database.jobs, database.logs, segments, close, local_reads=database.dialect == "sqlite"),
         preview_bytes=settings.preview_bytes,
         seal_bytes=settings.seal_bytes,
         preview_encoder=preview_encoder,
@@ -116,7 +116,7 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
         store = _store(settings, database, preview_encoder)
         stack.pop_all()
         stack.callback(store.close)  # closes the blob store and the database too
-        identity = SqlIdentityStore(database.writer, database.reader, cache=True)
+        identity = SqlIdentityStore(database.writer, database.reader, cache=True, local_fetch=database.local_fetch)
         stack.callback(identity.close)
         jobs = JobService(database.jobs, store, export_roots=settings.export_root_paths)
         store.start(maintenance_policy(settings))
