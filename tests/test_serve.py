@@ -33,7 +33,12 @@ def test_serve_appends_previews_and_seals_idle_heads(tmp_path: Path) -> None:
         # First start: a default project and an admin credential, in a file only its owner reads.
         credentials = tmp_path / "credentials.json"
         assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
-        project = json.loads(credentials.read_text())["project_id"]
+        first = json.loads(credentials.read_text())
+        project = first["project_id"]
+        # ...and the admin's password there signs in to the viewer at once.
+        signed_in = httpx.post(url + "/v3/auth/tokens", json={"auth": {"identity": {
+            "methods": ["password"], "password": {"user": {"name": first["user"], "password": first["password"]}}}}})
+        assert signed_in.status_code == 201 and signed_in.headers["X-Subject-Token"]
         created = subprocess.run(
             [sys.executable, "-m", "jobtail", "admin", "job", "create", "--project", project, "--name", "e2e"],
             env=env, capture_output=True, text=True, check=True,
@@ -57,7 +62,8 @@ def test_serve_appends_previews_and_seals_idle_heads(tmp_path: Path) -> None:
     assert server.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
     assert f"http://127.0.0.1:{port}" in output
-    assert f"its secret is in {tmp_path / 'credentials.json'}" in output
+    assert f"(for the viewer's sign-in) are in {tmp_path / 'credentials.json'}" in output
+    assert first["password"] not in output  # a secret is never logged
     assert (tmp_path / "jobtail.db").exists()
 
 

@@ -23,13 +23,13 @@ def test_bootstrap_once_on_an_empty_store(meta_url: str, tmp_path: Path) -> None
         assert done is not None and done.path == tmp_path / "credentials.json"
         assert stat.S_IMODE(done.path.stat().st_mode) == 0o600
         data = json.loads(done.path.read_text())
-        assert set(data) == {"endpoint", "project_id", "access_key", "secret_key"}
+        assert set(data) == {"endpoint", "project_id", "access_key", "secret_key", "user", "password"}
         assert data["endpoint"] == "http://127.0.0.1:8080" and data["project_id"] == done.project_id
         assert data["secret_key"] == secret_key_for(MASTER, data["access_key"])
         [project] = identity.projects()
         assert (project.id, project.name) == (done.project_id, "default")
         [admin] = identity.users()
-        assert admin.name == "admin" and admin.grants == ((project.id, "admin"),) and not admin.has_password
+        assert admin.name == "admin" and admin.grants == ((project.id, "admin"),) and admin.has_password
         access = identity.credential_access(data["access_key"], project.id)
         assert access is not None and access.role == "admin"
 

@@ -72,7 +72,8 @@ def _bootstrap(settings: Settings) -> None:
         done = bootstrap(identity, master_key, settings.data_dir, endpoint_url(settings.host, settings.port))
     if done is not None:
         click.echo(f"jobtail: first start: created project 'default' ({done.project_id}) and an admin "
-                   f"credential (AK {done.access_key}); its secret is in {done.path} (mode 600)", err=True)
+                   f"credential (AK {done.access_key}); its secret and the password of user 'admin' (for the "
+                   f"viewer's sign-in) are in {done.path} (mode 600)", err=True)
 
 
 main.add_command(admin)
