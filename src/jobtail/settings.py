@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     seal_bytes: int = Field(8 * MiB, ge=1, description="Seal a task log's head into a segment at this size.")
     seal_idle_seconds: float = Field(30.0, gt=0, description="Seal a head that has not grown for this long.")
     preview_cache_bytes: int = Field(256 * MiB, ge=0, description="Memory for encoded previews of unchanged logs, per process.")
+    segment_cache_bytes: int = Field(
+        1024 * MiB, ge=0, description="Local disk (DATA_DIR/segment-cache, shared by the workers) for copies of sealed "
+        "segments read from a remote blob store (s3://), least recently used evicted first (0: no cache)."
+    )
     orphan_grace_seconds: float = Field(3600.0, ge=0, description="Unrecorded blobs older than this are swept.")
     retention_days: float = Field(
         30.0, ge=0, description="Drop sealed log segments older than this many days, as ModelArts keeps history for 30 (0: keep forever)."
@@ -67,6 +71,10 @@ class Settings(BaseSettings):
     max_streams_per_principal: int = Field(32, ge=1, description="Live follow streams one caller may hold open at once, per process.")
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="A follow stream with nothing to send sends a heartbeat comment this often.")
     follow_poll_seconds: float = Field(0.25, gt=0, le=60, description="How often each process looks for appends made by other processes, for its followers.")
+    metrics_access: Literal["loopback", "admin", "open"] = Field(
+        "loopback", description="Who may read /metrics: loopback (callers on this host that no proxy forwarded, and "
+        "admins), admin (a credential with the admin role in the project named by X-Project-Id) or open (anyone)."
+    )
     log_level: str = Field("info", description="Server log level: debug, info, warning, error.")
     executor: Literal["local", "none"] = Field(
         "local", description="Who runs created jobs: local (processes on this machine) or none (they run elsewhere and ship logs)."

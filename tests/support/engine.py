@@ -67,7 +67,7 @@ def open_engine(database_url: str, blob_url: str, *, export_roots: tuple[Path, .
         blobs.close()
         database.close()
 
-    backends = Backends(database.jobs, database.logs, blobs, close)
+    backends = Backends(database.jobs, database.logs, blobs, close, local_reads=database.dialect == "sqlite")
     store = LogStore(backends, **options)
     jobs = JobService(database.jobs, store, export_roots=export_roots)
     _JOBS[store], _BACKENDS[store] = jobs, backends

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections.abc import Callable
 
 from jobtail.core import keys
@@ -19,6 +20,7 @@ from jobtail.core.arrivals import encode_trailer
 from jobtail.core.blob_store import BlobStore
 from jobtail.core.errors import JobNotFound, StorageFull, StorageNotWritable
 from jobtail.core.log_records import LogRecords
+from jobtail.core.observer import StoreObserver
 from jobtail.core.types import Arrival, HeadChunk, Segment
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -27,8 +29,10 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 class Sealing:
     """The seals of one LogStore (see the module docstring). Thread-safe."""
 
-    def __init__(self, logs: LogRecords, blobs: BlobStore, segment_bytes: int, clock: Callable[[], float]) -> None:
+    def __init__(self, logs: LogRecords, blobs: BlobStore, segment_bytes: int, clock: Callable[[], float],
+                 observer: StoreObserver) -> None:
         self._logs = logs
+        self._observer = observer
         self._blobs = blobs
         self._segment_bytes = segment_bytes
         self._clock = clock
@@ -81,9 +85,11 @@ class Sealing:
         with self._lock:
             self._writing.add(key)  # not an orphan, whatever the sweep sees meanwhile
         try:
+            started = time.perf_counter()
             self._put_segment(key, chunks)
             segment = Segment(base_offset=base, length=end - base, blob_key=key, created_at=self._clock())
             if self._logs.record_segment(log_id, segment):
+                self._observer.sealed(end - base, time.perf_counter() - started)
                 return True
             # Lost the race: another sealer recorded this range. Our blob is an orphan unless the
             # winner chose the very same extent (and so the same key).

@@ -10,7 +10,9 @@ store) takes `writer` and `reader` from here, so one process holds one engine pa
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, text, update
 
@@ -46,6 +48,9 @@ class SqlDatabase:
         self.jobs = SqlJobRecords(writer, reader)
         self.logs = SqlLogRecords(writer, reader, row_locks=row_locks)
         self.leases = SqlExecutorLeases(writer)
+        self.closing: list[Callable[[], None]] = []  # what a backend opened beside the engines
+        # (sql, parameters) -> first row, without SQLAlchemy: for the identity lookups (SQLite)
+        self.local_fetch: Callable[[str, Sequence[Any]], Sequence[Any] | None] | None = None
 
     @property
     def dialect(self) -> str:
@@ -66,6 +71,8 @@ class SqlDatabase:
 
     def close(self) -> None:
         """Release every connection. Idempotent."""
+        for close in self.closing:
+            close()
         self.writer.dispose()
         self.reader.dispose()
 

@@ -2,12 +2,14 @@
 
 A task writes stdout and stderr into one pipe (so their order is kept); a thread reads it and
 appends to the task log with explicit offsets (`LogStore.append(ref, data, offset)`), which makes
-a retried append after a transient database error idempotent. Reads are batched: whatever is
-already in the pipe, up to `BATCH_BYTES`, is appended together, and no byte waits longer than
-`BATCH_SECONDS` after it was read — so a partial line (a progress bar, a prompt) reaches the
-preview within a fraction of a second, and a process writing faster than the log is read is
-slowed down by the full pipe rather than losing output. Each batch's arrival time is when its
-first byte was read (not when the batch was appended), so `--timestamps` is exact to the batch.
+a retried append after a transient database error idempotent. Appends are paced by how busy the
+task is (`Pacer`): a quiet task's output (a line now and then, a progress bar, a prompt) is
+appended as soon as it is read; a busy task's is batched, the gap between its appends growing
+with the rate its output arrives at, up to `MAX_GAP_SECONDS`, so each append carries more bytes
+and a chatty task costs the store no more appends per second than a fixed 100 ms window did. A
+batch never exceeds `BATCH_BYTES`, and a process writing faster than the log is read is slowed
+down by the full pipe rather than losing output. Each batch's arrival time is when its first
+byte was read (not when the batch was appended), so `--timestamps` is exact to the batch.
 
 Platform lines, `[ModelArts Service Log][LEVEL][time] …`, mark the start and the exit of the
 task, always at the start of a line. When the task has ended the head of the log is sealed.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import select
 import threading
@@ -34,7 +37,9 @@ from jobtail.runner.leases import Fence
 log = logging.getLogger("jobtail.runner")
 
 BATCH_BYTES = 1024 * 1024
-BATCH_SECONDS = 0.1
+MAX_GAP_SECONDS = 0.1  # the longest a read byte waits for its append (a task at or over FULL_RATE)
+FULL_RATE = 100.0  # arrivals per second (reads that found output) at which the gap reaches its maximum
+RATE_SECONDS = 1.0  # the time constant of the arrival-rate estimate
 DRAIN_SECONDS = 1.0  # after the task ended: how long output may still trickle in (a leaked pipe)
 LEAK_SECONDS = 10.0  # ... and how long a process that escaped the task may keep writing into it
 PIPE_BYTES = 1024 * 1024
@@ -46,6 +51,44 @@ def platform_line(message: str, level: str = "INFO") -> bytes:
     now = datetime.now()
     stamp = now.strftime("%Y/%m/%d %H:%M:%S") + f",{now.microsecond // 1000:03d}"
     return f"[ModelArts Service Log][{level}][{stamp}] {message}\n".encode()
+
+
+class Pacer:
+    """When the next append may go out, from how often output has been arriving.
+
+    The arrival rate is an exponentially decayed count of reads that found output (time
+    constant `RATE_SECONDS`): `rate = count / RATE_SECONDS`. Appends are kept at least
+    `gap = MAX_GAP_SECONDS × min(1, rate / FULL_RATE)` apart. So a task writing a line now and
+    then (or the first line after a pause) is appended at once; one writing `r` times a second
+    gets `min(r, 1/gap)` appends a second: never more than sqrt(FULL_RATE / MAX_GAP_SECONDS)
+    (≈ 32), and 1 / MAX_GAP_SECONDS (10) once it writes FULL_RATE times a second or more, each
+    append carrying everything read since the last. Times are `time.monotonic()` seconds.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0.0
+        self._counted_at = 0.0
+        self._appended_at = -math.inf
+
+    def arrived(self, now: float) -> None:
+        """Output was read at `now`."""
+        self._count = self._decayed(now) + 1.0
+        self._counted_at = now
+
+    def appended(self, now: float) -> None:
+        self._appended_at = now
+
+    def gap(self, now: float) -> float:
+        """The least time between two appends at the current arrival rate."""
+        rate = self._decayed(now) / RATE_SECONDS
+        return MAX_GAP_SECONDS * min(1.0, rate / FULL_RATE)
+
+    def due(self, now: float) -> float:
+        """When buffered output may be appended (≤ `now`: at once)."""
+        return self._appended_at + self.gap(now)
+
+    def _decayed(self, now: float) -> float:
+        return self._count * math.exp(-max(0.0, now - self._counted_at) / RATE_SECONDS)
 
 
 class TaskCapture:
@@ -127,26 +170,30 @@ class TaskCapture:
         (a process that escaped the task may hold the pipe open), and never past LEAK_SECONDS."""
         poller = select.poll()
         poller.register(self._read_fd, select.POLLIN)
+        pacer = Pacer()
         buffer = bytearray()
-        first_at = 0.0
         arrived = 0.0  # wall-clock time of the buffer's first byte
         while True:
             now = time.monotonic()
             finishing = self._finishing.is_set()
             if buffer:  # noqa: SIM108 (three cases read better as branches)
-                wait = max(0.0, first_at + BATCH_SECONDS - now)
+                wait = max(0.0, pacer.due(now) - now)
             else:
                 wait = max(0.0, self._finish_by - now) if finishing else 0.25
             chunk = None
             if poller.poll(wait * 1000):
                 chunk = os.read(self._read_fd, BATCH_BYTES - len(buffer))
-                if chunk and not buffer:
-                    first_at, arrived = time.monotonic(), time.time()
+                if chunk:
+                    pacer.arrived(time.monotonic())
+                    if not buffer:
+                        arrived = time.time()
                 buffer += chunk
             elif finishing and not buffer and time.monotonic() >= self._finish_by:
                 return
-            if buffer and (chunk == b"" or len(buffer) >= BATCH_BYTES or time.monotonic() - first_at >= BATCH_SECONDS):
+            now = time.monotonic()
+            if buffer and (chunk == b"" or len(buffer) >= BATCH_BYTES or now >= pacer.due(now)):
                 self._append(bytes(buffer), arrived)
+                pacer.appended(time.monotonic())
                 buffer.clear()
             if chunk == b"" or (finishing and now > self._finish_by + LEAK_SECONDS):
                 if buffer:

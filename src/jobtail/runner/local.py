@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from jobtail import metrics
 from jobtail.core.errors import JobNotFound, JobtailError
 from jobtail.core.faults import HANG, LOST, RESCHEDULED, Failure, backoff_seconds
 from jobtail.core.jobs import (
@@ -209,6 +210,7 @@ class LocalExecutor:
         self._restart_due(active)
         self._start_queued()
         self.records.beat(self._runs)  # when each job was last known to run, should the server die
+        metrics.executor_tasks(pending=sum(len(job.tasks) for job in self._queue), running=self.running_tasks)
 
     # -- shared leases (jobtail.runner.leases) -------------------------------------------------
 
