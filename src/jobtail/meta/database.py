@@ -40,6 +40,7 @@ class SqlDatabase:
     def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool, schema_lock: Path | None = None) -> None:
         self.writer = writer
         self.reader = reader
+        self.closing: list[Callable[[], None]] = []  # what a backend opened beside the engines
         try:
             migrate.upgrade(writer, schema_lock)
         except BaseException:  # a refused or failed upgrade: nothing stays connected
@@ -48,7 +49,6 @@ class SqlDatabase:
         self.jobs = SqlJobRecords(writer, reader)
         self.logs = SqlLogRecords(writer, reader, row_locks=row_locks)
         self.leases = SqlExecutorLeases(writer)
-        self.closing: list[Callable[[], None]] = []  # what a backend opened beside the engines
         # (sql, parameters) -> first row, without SQLAlchemy: for the identity lookups (SQLite)
         self.local_fetch: Callable[[str, Sequence[Any]], Sequence[Any] | None] | None = None
 
