@@ -10,6 +10,7 @@ one process holds one engine pair per database.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from sqlalchemy import Engine, update
 
@@ -32,12 +33,13 @@ def scheme_of(url: str) -> str:
 class SqlDatabase:
     """The engines of one database and the record stores over them; `close()` disposes of them."""
 
-    def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool) -> None:
+    def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool,
+                 logs: Callable[[Engine, Engine], SqlLogRecords] | None = None) -> None:
         self.writer = writer
         self.reader = reader
         metadata.create_all(writer)
         self.jobs = SqlJobRecords(writer, reader)
-        self.logs = SqlLogRecords(writer, reader, row_locks=row_locks)
+        self.logs = logs(writer, reader) if logs else SqlLogRecords(writer, reader, row_locks=row_locks)
 
     @property
     def dialect(self) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from jobtail.meta.database import SqlDatabase
+from jobtail.meta.file_head import FileHeadLogRecords
 from jobtail.meta.sql_logs import raise_storage_errors
 
 BUSY_TIMEOUT_MS = 30_000
@@ -94,6 +95,19 @@ def _private_file(path: Path) -> None:
 
 
 def open_database(url: str) -> SqlDatabase:
-    """Open (creating if needed) the SQLite database named by `url`."""
+    """Open (creating if needed) the SQLite database named by `url`.
+
+    The head is chosen here, by the URL: head files beside the database (`PATH.heads/`, see
+    `jobtail.meta.file_head`) by default, or rows in the database with `?head=database`."""
+    parsed = make_url(url)
+    head = parsed.query.get("head", "file")
+    if head not in ("file", "database"):
+        raise ValueError(f"unknown head {head!r} in {url!r}: use ?head=file (the default) or ?head=database")
+    url = parsed.difference_update_query(["head"]).render_as_string(hide_password=False)
     writer, reader = engines(url)
-    return SqlDatabase(writer, reader, row_locks=False)
+    if head == "database":
+        return SqlDatabase(writer, reader, row_locks=False)
+    path = Path(unquote(str(make_url(url).database).removeprefix("file:")))
+    heads_dir = path.with_name(path.name + ".heads")
+    return SqlDatabase(writer, reader, row_locks=False,
+                       logs=lambda w, r: FileHeadLogRecords(w, r, heads_dir=heads_dir))
