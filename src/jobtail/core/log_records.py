@@ -6,8 +6,9 @@ Two narrow protocols, each with its conformance suite (`tests/meta/test_log_head
 `jobtail.meta.sql_logs` (SQLite, PostgreSQL):
 
 - `LogHeads`: a task log's offsets and its **head**, the acknowledged bytes not yet sealed, each
-  append with its arrival time. A different head (an append-only file per task, say) implements
-  this protocol and passes its suite.
+  append with its arrival time. `jobtail.meta.file_head` (SQLite's default: the bytes in an
+  append-only file per task log, the database keeping their offsets) implements it too and
+  passes the same suite.
 - `LogSegments`: the sealed **segments** (their blobs hold the bytes), the sparse **index**
   (line number ↔ offset, and a coarse arrival time per entry) and **retention**.
 
