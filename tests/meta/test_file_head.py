@@ -224,3 +224,29 @@ def test_database_head_by_url_and_reading_its_rows_after_switching(tmp_path: Pat
     assert b"".join(store.read(store.state(ref), 0, state.end_offset)) == b"in the database\nin a file\n"
     with pytest.raises(ValueError, match="unknown head"):
         open_engine(database + "?head=tape", blobs)
+
+
+def test_a_seal_links_the_head_file_as_the_segment(urls: tuple[str, str], opened: list[Engine]) -> None:
+    store = engine_on(urls, opened, seal_bytes=1 << 40).store
+    ref = TaskRef(PROJECT, new_job(store, PROJECT, "link").id, "worker-0")
+    store.append(ref, b"one\n", 0, arrived_at=1_700_000_000.0)
+    store.append(ref, b"two\n", 4, arrived_at=1_700_000_001.0)
+    log_id = store.state(ref).log_id
+    head = heads_of(store).heads_dir / str(log_id) / f"{0:020d}.head"
+    inode = head.stat().st_ino
+    assert store.seal(ref) == 1
+    state = store.state(ref)
+    assert state.sealed_offset == 8
+    blob = Path(urls[1].removeprefix("file://")) / state_key(store, state.log_id)
+    assert blob.stat().st_ino == inode, "the head file became the segment: no copy"
+    assert b"".join(store.read(state, 0, 8)) == b"one\ntwo\n"
+    assert store.arrivals(state, 0, 8) == [Arrival(0, 1_700_000_000_000_000), Arrival(4, 1_700_000_001_000_000)]
+    store.append(ref, b"three\n", 8)  # into a new head file
+    assert not head.exists(), "the sealed head file's name is gone; the segment keeps the inode"
+    assert blob.stat().st_nlink == 1
+    assert b"".join(store.read(store.state(ref), 0, 14)) == b"one\ntwo\nthree\n"
+
+
+def state_key(store: LogStore, log_id: int) -> str:
+    (segment,) = backends_of(store).logs.segments(log_id)
+    return segment.blob_key

@@ -62,6 +62,13 @@ class LogHeads(Protocol):
         """Head chunks from offset `start` on, in order, stopping once `max_bytes` are collected
         (at least one chunk when any exists). `start` must be a chunk boundary."""
 
+    def head_as_segment(self, log_id: int, start: int, max_bytes: int) -> tuple[str, int] | None:
+        """For a seal without a copy: a local file `(path, end)` that holds exactly the head's
+        bytes `[start, end)` (`start` a chunk boundary, `end` a later one, at most `max_bytes`
+        on), followed by their arrival trailer (`jobtail.core.arrivals.encode_trailer`), durable,
+        and that nothing changes again; None when the head has no such file (a database head
+        never has; the caller then seals from `head_to_seal`). Never waits for appends."""
+
     def head_arrivals(self, log_id: int, start: int, end: int) -> list[Arrival]:
         """(offset, arrival) of the head chunks overlapping `[start, end)`, in offset order,
         without their bytes."""

@@ -15,12 +15,15 @@ An append is idempotent by offset exactly as with the database head, because the
 compares the expected end.
 
 Appends to one log are serialised by an exclusive `flock` on `heads_dir/<log id>/lock` (across
-threads and processes: `--workers` share the files). A seal never takes that lock to read or
-write bytes: it reads committed rows, writes the segment and commits. The next append after a
-seal starts a new head file (at the log's end) when the current one is partly sealed or holds
-`rotate_bytes`, so a file never changes once its bytes are all sealed; such files are deleted
-after the seal that covered them (with the lock if it is free at once, else by the next append,
-which holds it anyway). A reader that finds a file gone re-reads the sealed offset: the bytes
+threads and processes: `--workers` share the files). A seal never waits for that lock. It seals
+a head file in place (`head_as_segment`: the arrival trailer written after the file's bytes, the
+file then linked as the segment blob by `BlobStore.adopt`) once no append will write to it
+again: a later file exists, or the seal starts one at the log's end, taking the lock only if it
+is free at that instant. Otherwise it copies committed rows' bytes (`head_to_seal`). The next
+append after a seal starts a new head file when the current one is partly sealed or holds
+`rotate_bytes`, so a file never changes once its bytes are all sealed; such files lose their
+name after the seal that covered them (with the lock if it is free at once, else by the next
+append, which holds it anyway). A reader that finds a file gone re-reads the sealed offset: the bytes
 were sealed, and the engine reads them from the segment (the head is asked first, then the
 segments). Directories of deleted logs (ids are never reused) go in the periodic `checkpoint()`.
 """
@@ -38,10 +41,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
+from jobtail.core.arrivals import encode_trailer
 from jobtail.core.errors import JobNotFound, StorageError, StorageFull, StorageNotWritable
-from jobtail.core.types import AppendOutcome, HeadChunk, IndexPolicy, LogState, Segment
+from jobtail.core.types import AppendOutcome, Arrival, HeadChunk, IndexPolicy, LogState, Segment
 from jobtail.meta.schema import head_chunks
 from jobtail.meta.sql_logs import _HEAD_OVERLAPPING, SqlLogRecords
 
@@ -232,6 +236,65 @@ class FileHeadLogRecords(SqlLogRecords):
         return chunks if chunks and chunks[0].base_offset == start else []
 
     # -- sealing ------------------------------------------------------------------------------
+
+    def head_as_segment(self, log_id: int, start: int, max_bytes: int) -> tuple[str, int] | None:
+        """The head file starting at `start`, its arrival trailer written after its bytes. The
+        current file (the one appends go to) qualifies only once a new one is started, which
+        happens here if the appenders' lock is free at this instant (else None: copy instead)."""
+        bases = self._bases(log_id)
+        if start not in bases:
+            return None
+        later = [b for b in bases if b > start]
+        if later:
+            end = later[0]
+        else:
+            with self._append_lock(log_id, wait=False) as locked:
+                state = self.log_state_by_id(log_id) if locked else None
+                if state is None or state.end_offset <= start or state.end_offset - start > max_bytes:
+                    return None
+                end = state.end_offset
+                self._create(log_id, end)  # appends go there from now on: this file is done
+        if end - start > max_bytes:
+            return None
+        with self._read() as conn:
+            rows = conn.execute(
+                select(head_chunks.c.base_offset, head_chunks.c.length, head_chunks.c.arrived_us,
+                       func.length(head_chunks.c.data).label("stored"))
+                .where(head_chunks.c.log_id == log_id, head_chunks.c.base_offset >= start,
+                       head_chunks.c.base_offset < end)
+                .order_by(head_chunks.c.base_offset)
+            ).all()
+        if not rows or rows[0].base_offset != start or any(r.stored for r in rows) \
+                or sum(r.length for r in rows) != end - start:
+            return None  # sealed meanwhile, or bytes in rows (from a database head): copy
+        trailer = encode_trailer(start, [Arrival(r.base_offset, r.arrived_us) for r in rows])
+        path = self._path(log_id, start)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return None  # sealed and removed meanwhile
+        try:
+            size = end - start + len(trailer)
+            # Written already (a seal that lost a race may share the inode with a recorded
+            # segment): leave it. Otherwise cut what an earlier attempt or a crashed append left.
+            if os.fstat(fd).st_size != size or os.pread(fd, len(trailer), end - start) != trailer:
+                os.ftruncate(fd, end - start)
+                os.pwrite(fd, trailer, end - start)
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+        finally:
+            os.close(fd)
+        return str(path), end
+
+    def _create(self, log_id: int, base: int) -> None:
+        """An empty head file at `base`, its directory entry durable; with the appenders' lock."""
+        os.close(os.open(self._path(log_id, base), os.O_WRONLY | os.O_CREAT, 0o600))
+        dir_fd = os.open(self._dir(log_id), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def record_segment(self, log_id: int, segment: Segment) -> bool:
         recorded = super().record_segment(log_id, segment)

@@ -223,6 +223,9 @@ class SqlLogRecords:
             rows = conn.execute(_HEAD_OVERLAPPING, {"log_id": log_id, "start": start, "end": end}).all()
         return [HeadChunk(r.base_offset, bytes(r.data), r.arrived_us) for r in rows]
 
+    def head_as_segment(self, log_id: int, start: int, max_bytes: int) -> tuple[str, int] | None:
+        return None  # the bytes are in rows: a seal copies them
+
     def head_arrivals(self, log_id: int, start: int, end: int) -> list[Arrival]:
         with self._read() as conn:
             rows = conn.execute(_HEAD_ARRIVALS, {"log_id": log_id, "start": start, "end": end}).all()
