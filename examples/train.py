@@ -2,12 +2,17 @@
 
     jobtail submit --workers 2 -- python examples/train.py --epochs 3
     python examples/train.py --fail-at 2          # rank 0 raises in epoch 2 (see --fail-rank)
+    python examples/train.py --crash-once         # rank 0 SIGKILLs itself in epoch 1 of attempt 1
+    python examples/train.py --hang-at 2          # rank 0 stops printing (sleeps) in epoch 2
 
 It reads what a distributed PyTorch launcher or ModelArts sets — `RANK`, `WORLD_SIZE`,
 `MASTER_ADDR`, `MASTER_PORT`, `VC_TASK_INDEX` — and prints: a banner, per-epoch progress bars
 redrawn with carriage returns (like tqdm, on stderr), ANSI-coloured metrics, a line in Chinese,
 a warning through `warnings` (stderr), rank-dependent lines, and a traceback with `--fail-at`.
 Only rank 0 prints the validation summary and saves "checkpoints", as real scripts do.
+`--crash-once` knows its attempt from `JOBTAIL_ATTEMPT`, which jobtail's local executor sets
+(1, then 2 after the first restart; unset counts as 1), so a job restarted by the
+`fault-tolerance/job-retry-num` annotation dies only the first time.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import math
 import os
 import random
+import signal
 import sys
 import time
 import warnings
@@ -34,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sleep", type=float, default=0.02, help="seconds per step (default 0.02)")
     parser.add_argument("--fail-at", type=int, metavar="EPOCH", help="raise an exception in this epoch (1-based)")
     parser.add_argument("--fail-rank", type=int, default=0, help="the rank that fails with --fail-at (default 0)")
+    parser.add_argument("--crash-once", action="store_true",
+                        help="the --fail-rank rank kills itself with SIGKILL in epoch 1, on attempt 1 only (JOBTAIL_ATTEMPT)")
+    parser.add_argument("--hang-at", type=int, metavar="EPOCH",
+                        help="the --fail-rank rank stops printing in this epoch (sleeps for an hour)")
     parser.add_argument("--seed", type=int, default=1234)
     return parser.parse_args(argv)
 
@@ -68,6 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         for step in range(1, args.steps + 1):
             time.sleep(args.sleep)
             loss = max(0.01, loss * (0.985 + rng.random() * 0.01))
+            chosen = rank == args.fail_rank and step == args.steps // 2
+            if chosen and args.crash_once and epoch == 1 and os.environ.get("JOBTAIL_ATTEMPT", "1") == "1":
+                sys.stderr.write("\n")
+                print(f"[rank {rank}] crashing on purpose (--crash-once)", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            if chosen and args.hang_at == epoch:
+                sys.stderr.write("\n")
+                print(f"[rank {rank}] hanging on purpose (--hang-at {epoch})", flush=True)
+                time.sleep(3600)
             if args.fail_at == epoch and rank == args.fail_rank and step == args.steps // 2:
                 sys.stderr.write("\n")
                 raise DivergenceError(f"loss is inf at epoch {epoch}, step {step} (rank {rank})")

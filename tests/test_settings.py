@@ -36,6 +36,15 @@ def test_invalid_settings_are_usage_errors(tmp_path: Path) -> None:
     assert "preview_bytes" in result.output
 
 
+@pytest.mark.parametrize("roots", ["/", "{data}", "{data}/logs", "{parent}"])
+def test_an_export_root_may_not_be_slash_nor_touch_the_data_directory(tmp_path: Path, roots: str) -> None:
+    data = tmp_path / "data"
+    with pytest.raises(ValueError, match="export root"):
+        Settings(data_dir=data, export_roots=f"/srv/ok:{roots.format(data=data, parent=tmp_path)}")
+    assert Settings(data_dir=data, export_roots=f"/srv/ok:{tmp_path}/exports").export_root_paths == (
+        Path("/srv/ok"), tmp_path / "exports")
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [

@@ -6,6 +6,7 @@ setting; the CLI builds its flags from the fields below (see `jobtail.cli.option
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -59,6 +60,10 @@ class Settings(BaseSettings):
     seal_bytes: int = Field(8 * MiB, ge=1, description="Seal a task log's head into a segment at this size.")
     seal_idle_seconds: float = Field(30.0, gt=0, description="Seal a head that has not grown for this long.")
     preview_cache_bytes: int = Field(256 * MiB, ge=0, description="Memory for encoded previews of unchanged logs, per process.")
+    segment_cache_bytes: int = Field(
+        1024 * MiB, ge=0, description="Local disk (DATA_DIR/segment-cache, shared by the workers) for copies of sealed "
+        "segments read from a remote blob store (s3://), least recently used evicted first (0: no cache)."
+    )
     orphan_grace_seconds: float = Field(3600.0, ge=0, description="Unrecorded blobs older than this are swept.")
     retention_days: float = Field(
         30.0, ge=0, description="Drop sealed log segments older than this many days, as ModelArts keeps history for 30 (0: keep forever)."
@@ -66,6 +71,10 @@ class Settings(BaseSettings):
     max_streams_per_principal: int = Field(32, ge=1, description="Live follow streams one caller may hold open at once, per process.")
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="A follow stream with nothing to send sends a heartbeat comment this often.")
     follow_poll_seconds: float = Field(0.25, gt=0, le=60, description="How often each process looks for appends made by other processes, for its followers.")
+    metrics_access: Literal["loopback", "admin", "open"] = Field(
+        "loopback", description="Who may read /metrics: loopback (callers on this host that no proxy forwarded, and "
+        "admins), admin (a credential with the admin role in the project named by X-Project-Id) or open (anyone)."
+    )
     log_level: str = Field("info", description="Server log level: debug, info, warning, error.")
     executor: Literal["local", "none"] = Field(
         "local", description="Who runs created jobs: local (processes on this machine) or none (they run elsewhere and ship logs)."
@@ -80,6 +89,19 @@ class Settings(BaseSettings):
         "", description="Local executor, bwrap: host directories (separated by ':') every task sees read-write, e.g. code or "
         "data sets; a job's algorithm.working_dir must lie in one [default: none; a job runs in a directory of its own]"
     )
+    hang_timeout_seconds: float = Field(
+        1800.0, ge=0, description="Local executor: a running job none of whose tasks printed for this long is hung (an event, "
+        "a line in each log; restarted with the fault-tolerance/hang-retry annotation); a task silent this long "
+        "while others print gets a warning (0: off)."
+    )
+    export_roots: str = Field(
+        "", description="Directories, separated by ':', under which a job's spec.log_export_path.host_path may lie "
+        "(its task logs are copied there when it ends) [default: none; host_path is refused]"
+    )
+    export_s3_endpoint: str = Field(
+        "", description="S3 endpoint for spec.log_export_path.obs_url exports (obs:// or s3://), credentials from boto3's "
+        "chain as for segments [default: --blob-url's endpoint and region when it is s3://…, else AWS S3]"
+    )
 
     @model_validator(mode="after")
     def _fill_urls(self) -> Settings:
@@ -90,4 +112,14 @@ class Settings(BaseSettings):
             self.blob_url = (self.data_dir.resolve() / "blobs").as_uri()
         if not self.master_key_file:
             self.master_key_file = str(self.data_dir / "master.key")
+        data_dir = Path(os.path.abspath(self.data_dir))
+        for root in self.export_root_paths:
+            if root == Path("/") or root == data_dir or data_dir in root.parents or root in data_dir.parents:
+                raise ValueError(f"export root {root} may not be / nor hold or lie in the data directory")
         return self
+
+    @property
+    def export_root_paths(self) -> tuple[Path, ...]:
+        """`export_roots` as absolute, normalised paths (as written: symlinks are resolved when writing)."""
+        entries = (entry.strip() for entry in self.export_roots.split(os.pathsep))
+        return tuple(Path(os.path.normpath(os.path.abspath(os.path.expanduser(e)))) for e in entries if e)

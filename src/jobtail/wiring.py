@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from jobtail import blobs, meta
+from jobtail import blobs, meta, metrics
 from jobtail.auth.authenticator import Authenticator
 from jobtail.auth.links import link_key
 from jobtail.auth.secrets import load_master_key
@@ -32,19 +32,21 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # full is not unwritable: the server s
 
 
 def _store(settings: Settings, database: meta.SqlDatabase, preview_encoder: PreviewEncoder | None) -> LogStore:
-    segments = blobs.open_blobs(settings.blob_url)
+    segments = blobs.open_cached_blobs(settings.blob_url, settings.data_dir / "segment-cache",
+                                       settings.segment_cache_bytes, metrics.segment_cache_lookup)
 
     def close() -> None:
         segments.close()
         database.close()
 
     return LogStore(
-        Backends(database.jobs, database.logs, segments, close),
+        Backends(database.jobs, database.logs, segments, close, local_reads=database.dialect == "sqlite"),
         preview_bytes=settings.preview_bytes,
         seal_bytes=settings.seal_bytes,
         preview_encoder=preview_encoder,
         preview_cache_bytes=settings.preview_cache_bytes,
         follow_poll_seconds=settings.follow_poll_seconds,
+        observer=metrics.STORE,
     )
 
 
@@ -71,7 +73,7 @@ def open_jobs(settings: Settings) -> Iterator[tuple[JobService, LogStore]]:
         database.close()
         raise
     try:
-        yield JobService(database.jobs, store), store
+        yield JobService(database.jobs, store, export_roots=settings.export_root_paths), store
     finally:
         store.close()
 
@@ -114,9 +116,9 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
         store = _store(settings, database, preview_encoder)
         stack.pop_all()
         stack.callback(store.close)  # closes the blob store and the database too
-        identity = SqlIdentityStore(database.writer, database.reader, cache=True)
+        identity = SqlIdentityStore(database.writer, database.reader, cache=True, local_fetch=database.local_fetch)
         stack.callback(identity.close)
-        jobs = JobService(database.jobs, store)
+        jobs = JobService(database.jobs, store, export_roots=settings.export_root_paths)
         store.start(maintenance_policy(settings))
         executor: Executor | None = None
         if settings.executor == "local":

@@ -105,3 +105,24 @@ def test_connection_problems_are_one_line_errors(cli: Cli, tmp_path: Path) -> No
 def test_a_job_exit_code_is_that_of_the_task_that_failed(phase: str, statuses: list[dict[str, object]],
                                                         code: int) -> None:
     assert job_exit_code({"status": {"phase": phase, "task_statuses": statuses}}) == code
+
+
+@sqlite_only
+def test_a_restarted_job_shows_its_attempts_and_logs_prints_each_attempt(cli: Cli) -> None:
+    command = 'echo "attempt $JOBTAIL_ATTEMPT of rank $RANK"; [ "$JOBTAIL_ATTEMPT" = 2 ] || kill -9 $$'
+    job_id = cli("submit", "-w", "2", "-a", "fault-tolerance/job-retry-num=1", "-a", "team=x", "--", command).stdout.strip()
+    job = cli.wait(job_id)
+    assert job["status"]["phase"] == "Completed" and job["metadata"]["annotations"]["team"] == "x"
+    shown = cli("jobs", "show", job_id).stdout
+    assert re.search(r"attempt 1  .* - .*  Killed by signal 9 \(SIGKILL\) \(worker-\d failed first\), restarted\n", shown)
+    assert re.search(r"attempt 2  .* - .*  Completed\n", shown)
+    first = cli("logs", job_id, "-t", "worker-1", "--attempt", "1").stdout
+    second = cli("logs", job_id, "-t", "worker-1", "--attempt", "2").stdout
+    assert "\nattempt 1 of rank 1\n" in first and "attempt 2" not in first.replace("attempt 2 of 2", "")
+    assert first.startswith("[ModelArts Service Log]") and "attempt 1 ended: worker-" in first
+    assert second.startswith("[ModelArts Service Log]") and "\nattempt 2 of rank 1\n" in second
+    assert "attempt 1 of rank" not in second
+    whole = b"".join(cli.live.store.read(cli.live.store.state(TaskRef(cli.project, job_id, "worker-1")), 0, 1 << 20))
+    assert (first + second).encode() == whole  # the attempts split the log, each byte once
+    refused = cli("logs", job_id, "--attempt", "3", code=1).stderr
+    assert "there is no attempt 3" in refused

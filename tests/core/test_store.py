@@ -4,8 +4,10 @@ covered by the read, line and retention suites)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from support.engine import Engine, new_job
@@ -13,7 +15,7 @@ from support.sealing import kill_a_seal, temporaries
 
 from jobtail.core.jobs import JobService
 from jobtail.core.store import Backends, LogStore
-from jobtail.core.types import JobSpec, TaskRef
+from jobtail.core.types import JobSpec, Preview, TaskRef
 
 PROJECT = "proj-sweep"
 
@@ -80,3 +82,54 @@ def test_a_sweep_without_grace_never_takes_a_segment_this_process_is_sealing(met
         assert store.sweep_orphans(grace_seconds=-1) == []
     finally:
         store.close()
+
+
+def test_concurrent_previews_of_one_log_share_one_encoding(store_factory: Callable[..., LogStore]) -> None:
+    encoded: list[int] = []
+    release = threading.Event()
+
+    def slow_encoder(preview: Preview) -> bytes:
+        encoded.append(preview.full_size)
+        release.wait(timeout=30)  # every reader arrives while this one encodes
+        return preview.content.encode()
+
+    store = store_factory(preview_encoder=slow_encoder, preview_bytes=64)
+    ref = _log(store, "flight", b"one\ntwo\nthree\n")
+    with ThreadPoolExecutor(8) as pool:
+        answers = [pool.submit(store.encoded_preview, ref) for _ in range(8)]
+        deadline = time.monotonic() + 30
+        while not encoded and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the other seven are waiting (or have not started: then they hit the cache)
+        release.set()
+        bodies = {future.result(timeout=60).body for future in answers}
+    assert bodies == {b"one\ntwo\nthree\n"}
+    assert encoded == [14]
+
+
+def test_a_preview_waited_for_is_never_older_than_the_state_its_reader_saw(store_factory: Callable[..., LogStore]) -> None:
+    """A reader that arrives after an append while an older preview is being encoded does not take
+    that older preview: it encodes (or waits for) one that covers the append."""
+    entered, release = threading.Event(), threading.Event()
+
+    def encoder(preview: Preview) -> bytes:
+        if not entered.is_set():
+            entered.set()
+            release.wait(timeout=30)
+        return str(preview.full_size).encode()
+
+    store = store_factory(preview_encoder=encoder, preview_bytes=64)
+    ref = _log(store, "fresh", b"a\n")
+    with ThreadPoolExecutor(2) as pool:
+        old = pool.submit(store.encoded_preview, ref)
+        assert entered.wait(timeout=30)
+        store.append(ref, b"b\n")
+        new = pool.submit(store.encoded_preview, ref)
+        time.sleep(0.2)
+        release.set()
+        assert old.result(timeout=60).body == b"2"
+        assert new.result(timeout=60).body == b"4"
+    assert store.encoded_preview(ref).body == b"4"  # and the newer one is what stays cached
+    etag = store.encoded_preview(ref).etag
+    assert store.encoded_preview(ref, {etag}).body is None
+    assert store.answered_preview(ref, {"*"}) == store.encoded_preview(ref, {etag})

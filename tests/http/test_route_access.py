@@ -27,6 +27,9 @@ PUBLIC = {
     # The temporary link from .../logs/url: its own HMAC signature and expiry are the credential
     # (CONTRACT §10.3); getting the link needs the usual credentials.
     ("GET", "/v2/{project_id}/training-jobs/{training_job_id}/tasks/{task_id}/logs/download"),
+    # Loopback callers, or an admin of the project in X-Project-Id, as `metrics_access` says
+    # (tests/http/test_monitoring.py has its 401s and 403s).
+    ("GET", "/metrics"),
 }
 
 

@@ -28,7 +28,7 @@ from support.meta_records import (
 )
 
 from jobtail.core.errors import DuplicateJobName
-from jobtail.core.types import JobEvent, JobQuery, JobRecord, LogState, TaskStatus
+from jobtail.core.types import JobEvent, JobQuery, JobRecord, LogPosition, LogState, RunningRecord, TaskStatus
 
 
 def test_create_job_stores_job_and_empty_task_logs(meta: Meta) -> None:
@@ -301,3 +301,19 @@ def test_job_events_in_time_order_with_filters(meta: Meta) -> None:
     assert meta.jobs.job_events(job.id, offset=0, limit=10, descending=False, start=2, end=3)[0] == 1
     meta.jobs.delete_job("proj-a", job.id)
     assert meta.jobs.job_events(job.id, offset=0, limit=10, descending=False) == (0, [])
+
+
+def test_running_records_are_written_by_the_owner_only_and_survive_phase_changes(meta: Meta) -> None:
+    job = dataclasses.replace(make_job(name="attempts"), phase="Running", owner="host/1")
+    meta.jobs.create_job(job)
+    first = RunningRecord(start_at=1_700_000_000, start_type="init_or_rescheduled", end_at=1_700_000_009,
+                          end_reason="Killed by signal 9 (SIGKILL)", end_related_task="worker-0",
+                          end_recover="job_reschedule", log_starts={"worker-0": LogPosition(0, 1)})
+    second = RunningRecord(start_at=1_700_000_010, start_type="restarted",
+                           log_starts={"worker-0": LogPosition(1234, 57)})
+    assert meta.jobs.set_running_records(job.id, "host/1", (first, second))
+    assert not meta.jobs.set_running_records(job.id, "host/2", ())  # not the owner: nothing written
+    assert meta.jobs.get_job("proj-a", job.id).running_records == (first, second)  # type: ignore[union-attr]
+    assert meta.jobs.update_job(dataclasses.replace(job, phase="Completed", running_records=()), ("Running",))
+    stored = meta.jobs.get_job("proj-a", job.id)
+    assert stored is not None and stored.phase == "Completed" and stored.running_records == (first, second)

@@ -58,8 +58,9 @@ def test_environment_layers_without_a_server() -> None:
     assert env["PATH"] == "/bin" and env["X"] == "y" and env["PYTHONUNBUFFERED"] == "1"
     assert env["MASTER_ADDR"] == "127.0.0.1"  # jobtail owns the rendezvous variables
     assert (env["RANK"], env["WORLD_SIZE"], env["MASTER_PORT"]) == ("2", "3", "29500")
-    assert not any(k.startswith("JOBTAIL_") and k not in ("JOBTAIL_JOB_ID", "JOBTAIL_TASK_ID", "JOBTAIL_PROJECT_ID")
-                   for k in env)
+    assert env["JOBTAIL_ATTEMPT"] == "1"
+    owned = ("JOBTAIL_JOB_ID", "JOBTAIL_TASK_ID", "JOBTAIL_PROJECT_ID", "JOBTAIL_ATTEMPT")
+    assert not any(k.startswith("JOBTAIL_") and k not in owned for k in env)
 
 
 def test_a_sandboxed_task_gets_none_of_the_credentials_the_server_s_backends_read() -> None:

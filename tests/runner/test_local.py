@@ -108,10 +108,10 @@ def test_a_failing_rank_fails_the_job_and_the_other_rank_is_stopped(runner: Live
         assert all_gone(survivor, timeout=0.5)
         assert re.search(PLATFORM + "exit with 3\n$", preview(http, job_id, "worker-1"))
         assert re.search(PLATFORM + "stopped because worker-1 failed; exit with 143\n$", preview(http, job_id))
-        messages = events_until(http, job_id, "Training job failed.")
+        messages = events_until(http, job_id, "Training job failed: worker-1 failed first: Exited with code 3.")
     assert "[worker-1] Training finished. Exit code 3." in messages
     assert "[worker-0] Training stopped. Exit code 143." in messages
-    assert messages[-1] == "Training job failed."
+    assert messages[-1] == "Training job failed: worker-1 failed first: Exited with code 3."
 
 
 @sqlite_only

@@ -154,3 +154,27 @@ def test_an_abnormal_jobs_duration_ends_when_the_server_died_not_when_it_came_ba
     assert ended_at <= killed_at + 0.5, "the duration ran on after the server died"
     assert ended_at >= killed_at - 5, "the job ran until the server died"  # last heartbeat: ~1 s before
     assert restarted_at - killed_at >= 6
+
+
+def test_a_job_whose_annotations_allow_it_is_restarted_after_the_server_died(tmp_path: Path) -> None:
+    port = free_port()
+    url, credentials = f"http://127.0.0.1:{port}", tmp_path / "credentials.json"
+    command = '[ "$JOBTAIL_ATTEMPT" = 2 ] && echo second attempt && exit 0; echo "pgid=$$"; sleep 120'
+    body = {"kind": "job", "metadata": {"name": "again", "annotations": {"fault-tolerance/job-retry-num": "1"}},
+            "algorithm": {"command": command}, "spec": {"resource": {"node_count": 1}}}
+    with serving(tmp_path, port, "bwrap") as server, connect(url, credentials_file=credentials) as client:
+        job_id = str(client.json("POST", "/v2/{project_id}/training-jobs", json=body)["metadata"]["id"])
+        pgid_of(client, job_id, "worker-0")
+        server.kill()
+        server.wait()
+    with serving(tmp_path, port, "bwrap"), connect(url, credentials_file=credentials) as client:
+        job = wait_ended(client, job_id)
+        assert job["status"]["phase"] == "Completed"
+        first, second = job["status"]["running_records"]
+        assert first["end_recover"] == "job_reschedule" and second["start_type"] == "restarted"
+        assert first["end_reason"].startswith(f"the jobtail server running it stopped (process {server.pid} on ")
+        log = client.json("GET", f"/v2/{{project_id}}/training-jobs/{job_id}/tasks/worker-0/logs/preview")["content"]
+        assert re.search(r"its processes were stopped; restarting the job\.\n.*\n.*second attempt\n", log)
+        events = [e["message"] for e in client.json("GET", f"/v2/{{project_id}}/training-jobs/{job_id}/events")["events"]]
+        assert any(e.startswith("Training job restarted (attempt 2 of 2) because the jobtail server running it "
+                                "stopped (process ") for e in events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobtail.auth.sql_store import SqlIdentityStore
@@ -56,8 +57,9 @@ def create_job(jobs: JobService, project_id: str, name: str, *, node_count: int 
     return jobs.create(project_id, JobSpec(name, node_count=node_count, document=document or {}), executor="none")
 
 
-def open_engine(database_url: str, blob_url: str, **options: Any) -> Engine:
-    """The engine on the given backends (LogStore keyword arguments in `options`)."""
+def open_engine(database_url: str, blob_url: str, *, export_roots: tuple[Path, ...] = (), **options: Any) -> Engine:
+    """The engine on the given backends (LogStore keyword arguments in `options`; `export_roots`
+    the JobService's)."""
     database = open_database(database_url)
     blobs = open_blobs(blob_url)
 
@@ -65,9 +67,9 @@ def open_engine(database_url: str, blob_url: str, **options: Any) -> Engine:
         blobs.close()
         database.close()
 
-    backends = Backends(database.jobs, database.logs, blobs, close)
+    backends = Backends(database.jobs, database.logs, blobs, close, local_reads=database.dialect == "sqlite")
     store = LogStore(backends, **options)
-    jobs = JobService(database.jobs, store)
+    jobs = JobService(database.jobs, store, export_roots=export_roots)
     _JOBS[store], _BACKENDS[store] = jobs, backends
     return Engine(store, jobs, database)
 

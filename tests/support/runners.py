@@ -38,7 +38,8 @@ class Runners:
         config = Settings(**options)  # type: ignore[arg-type]
         def make(encoder: PreviewEncoder) -> Engine:
             return self._engine_factory(seal_bytes=config.seal_bytes, preview_bytes=config.preview_bytes,
-                                        preview_encoder=encoder, follow_poll_seconds=config.follow_poll_seconds)
+                                        preview_encoder=encoder, follow_poll_seconds=config.follow_poll_seconds,
+                                        export_roots=config.export_root_paths)
 
         server, thread, url, engine = run_server(config, make, guard or OpenGuard(), authenticator)
         self._running[url] = (server, thread)

@@ -39,7 +39,7 @@ def test_a_failed_job_shows_its_tasks_events_and_logs(page: Page, running: Viewe
     events = page.locator(".events-table tbody")
     expect(events).to_contain_text("Training job is running.")
     expect(events).to_contain_text("[worker-1] Training finished. Exit code 3.")
-    expect(events).to_contain_text("Training job failed.")
+    expect(events).to_contain_text("Training job failed: worker-1 failed first: Exited with code 3.")
     shot(page, "job-page")
     tasks.nth(1).get_by_role("link", name="log").click()
     expect(page).to_have_url(re.compile(rf"/jobs/{job}/logs/worker-1$"))
@@ -60,3 +60,21 @@ def test_phases_update_without_a_reload(page: Page, running: ViewerServer) -> No
     page.get_by_role("button", name="Stop? Click again").click()
     expect(page.locator(".job-head .phase")).to_have_text("Terminated", timeout=30_000)
     expect(page.locator(".tasks-table tbody")).to_contain_text("Stopped by a terminate request")
+
+
+def test_a_restarted_job_lists_its_attempts_with_links_to_where_each_began(page: Page, running: ViewerServer) -> None:
+    command = 'echo "attempt $JOBTAIL_ATTEMPT here"; [ "$JOBTAIL_ATTEMPT" = 2 ] || kill -9 $$'
+    body = {"kind": "job", "metadata": {"name": "restarted", "annotations": {"fault-tolerance/job-retry-num": "1"}},
+            "algorithm": {"command": command}, "spec": {"resource": {"node_count": 1}}}
+    job = running.admin.json("POST", "/v2/{project_id}/training-jobs", json=body)["metadata"]["id"]
+    wait_for(lambda: running.admin.json("GET", f"/v2/{{project_id}}/training-jobs/{job}")["status"]["phase"]
+             == "Completed", message="the job never completed")
+    open_page(page, running, f"/p/{running.project}/jobs/{job}")
+    rows = page.locator(".attempts-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("Killed by signal 9 (SIGKILL) (worker-0 failed first) — restarted")
+    expect(rows.nth(1)).to_contain_text("Completed")
+    rows.nth(1).get_by_role("link", name="worker-0").click()
+    expect(page).to_have_url(re.compile(rf"/jobs/{job}/logs/worker-0#L\d+$"))
+    expect(page.locator(".vp .row.hl .tx")).to_contain_text("worker-0 started (RANK 0 of 1, MASTER_PORT")
+    expect(page.locator(".vp .row.hl .tx")).to_contain_text("attempt 2 of 2")

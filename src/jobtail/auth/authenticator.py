@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from jobtail import metrics
 from jobtail.auth import roles
 from jobtail.auth.lockout import Lockout
 from jobtail.auth.records import Access, is_access_key
@@ -209,7 +210,8 @@ class Authenticator:
         client address) pair out."""
         secret_key = secret_key_for(self._master_key, signature.access_key)
         if not verify(facts.method, facts.raw_path, facts.query_string, facts.headers, payload, signature, secret_key):
-            self.lockout.failed(signature.access_key, facts.address)
+            if self.lockout.failed(signature.access_key, facts.address):
+                metrics.locked_out("access_key")
             raise AuthFailed(BAD_SIGNATURE)
         self.lockout.succeeded(signature.access_key, facts.address)
 
@@ -247,8 +249,8 @@ class Authenticator:
             issued = password_login(self.identity, name, password, time.time(), project_id=project_id,
                                     project_name=project_name)
         except LoginFailed as exc:
-            if exc.reason == WRONG_PASSWORD:
-                self.lockout.failed(lock_key, address)
+            if exc.reason == WRONG_PASSWORD and self.lockout.failed(lock_key, address):
+                metrics.locked_out("password")
             raise AuthFailed(exc.reason) from None
         self.lockout.succeeded(lock_key, address)
         return issued

@@ -8,7 +8,7 @@ or a changed grant counts for the very next request, on every replica.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,9 +56,11 @@ class SqlIdentityStore:
     current by notifications (it starts a listener thread); SQLite lookups are local reads and
     never cached. `close()` stops that thread; the engines belong to whoever made them."""
 
-    def __init__(self, writer: Engine, reader: Engine, *, cache: bool = False) -> None:
+    def __init__(self, writer: Engine, reader: Engine, *, cache: bool = False,
+                 local_fetch: Callable[[str, Sequence[Any]], Sequence[Any] | None] | None = None) -> None:
         self._writer = writer
         self._reader = reader
+        self._local_fetch = local_fetch  # the request-path lookups without a pool checkout (SQLite)
         metadata.create_all(writer)
         self.local_reads = reader.dialect.name == "sqlite"
         # PostgreSQL: every write notifies; with `cache`, lookups are answered from memory and
@@ -92,11 +94,14 @@ class SqlIdentityStore:
     # SELECT is consistent on its own, so no explicit transaction is needed.
 
     def _fetch(self, query: _Prepared, **values: str) -> Sequence[Any] | None:
+        parameters = query.parameters(values)
+        if self._local_fetch is not None and isinstance(parameters, tuple):
+            return self._local_fetch(query.sql, parameters)
         conn = self._reader.raw_connection()
         try:
             cursor = conn.cursor()
             try:
-                cursor.execute(query.sql, query.parameters(values))
+                cursor.execute(query.sql, parameters)
                 row: Sequence[Any] | None = cursor.fetchone()
             finally:
                 cursor.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from pathlib import Path
 
 from jobtail.core.blob_store import BlobStore
 
@@ -13,6 +15,9 @@ BACKENDS = {
 }
 
 
+REMOTE = frozenset({"s3"})  # schemes whose reads cross a network: worth a local cache
+
+
 def open_blobs(url: str) -> BlobStore:
     """Open the blob store named by `url` (`file:///DIR`, `s3://BUCKET/PREFIX?endpoint=...` or `memory://`)."""
     scheme = url.split(":", 1)[0].lower()
@@ -21,3 +26,19 @@ def open_blobs(url: str) -> BlobStore:
     module, _, name = BACKENDS[scheme].partition(":")
     store: BlobStore = getattr(importlib.import_module(module), name)(url)
     return store
+
+
+def open_cached_blobs(url: str, cache_dir: Path, cache_bytes: int,
+                      on_lookup: Callable[[bool, int], None] | None = None) -> BlobStore:
+    """`open_blobs(url)`, behind a read cache of at most `cache_bytes` in `cache_dir` when the
+    store is remote and `cache_bytes` > 0 (see `jobtail.blobs.cache`)."""
+    store = open_blobs(url)
+    if cache_bytes <= 0 or url.split(":", 1)[0].lower() not in REMOTE:
+        return store
+    from jobtail.blobs.cache import CachedBlobStore
+
+    try:
+        return CachedBlobStore(store, cache_dir, cache_bytes, namespace=url, on_lookup=on_lookup)
+    except BaseException:
+        store.close()
+        raise

@@ -2,7 +2,8 @@
 
 `submit` sends a ModelArts CreateTrainingJob body: `algorithm.command` is the command after
 `--` (one argument is taken as a shell command line as is; several are quoted and joined),
-`algorithm.working_dir` the current directory, `algorithm.environments` the `--env` pairs and
+`algorithm.working_dir` the current directory, `algorithm.environments` the `--env` pairs,
+`metadata.annotations` the `--annotation` pairs (fault tolerance: `jobtail.core.faults`) and
 `spec.resource.node_count` `--workers`. It prints the job id. With `--follow` it prints the id
 on stderr, streams worker-0's log to stdout, byte for byte, through the live stream
 (`…/logs/stream`, `jobtail.client.LogFollow`) until the job ends, and exits with the job's exit
@@ -83,17 +84,19 @@ def _duration(ms: int) -> str:
               help="Tasks worker-0 … worker-N-1, one process each.")
 @click.option("--env", "-e", "environments", multiple=True, metavar="NAME=VALUE", callback=_env_pair,
               help="An environment variable for every task (repeatable).")
+@click.option("--annotation", "-a", "annotations", multiple=True, metavar="NAME=VALUE", callback=_env_pair,
+              help="A metadata annotation, e.g. fault-tolerance/job-retry-num=2 (repeatable).")
 @click.option("--follow", "-f", is_flag=True, help="Stream worker-0's log until the job ends; exit with its exit code.")
 @click.option("--json", "as_json", is_flag=True, help="Print the created job as JSON.")
 @click.argument("command", nargs=-1, required=True)
 @connection_options
-def submit(name: str | None, workers: int, environments: dict[str, str], follow: bool, as_json: bool,
-           command: tuple[str, ...], **params: Any) -> None:
+def submit(name: str | None, workers: int, environments: dict[str, str], annotations: dict[str, str], follow: bool,
+           as_json: bool, command: tuple[str, ...], **params: Any) -> None:
     """Run COMMAND as a training job: `jobtail submit --workers 2 -- python train.py`."""
     body = {
         "kind": "job",
         "metadata": {"name": name or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}",
-                     "description": "submitted with jobtail submit"},
+                     "description": "submitted with jobtail submit", "annotations": annotations},
         "algorithm": {"command": command[0] if len(command) == 1 else shlex.join(command),
                       "working_dir": os.getcwd(), "environments": environments},
         "spec": {"resource": {"node_count": workers}},
@@ -157,7 +160,7 @@ def jobs_list(limit: int, page: int, phases: tuple[str, ...], name: str | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print the ShowTrainingJobDetails response as JSON.")
 @connection_options
 def jobs_show(job_id: str, as_json: bool, **params: Any) -> None:
-    """Show a job: phase, command, tasks and how they ended, events."""
+    """Show a job: phase, command, tasks and how they ended, its attempts, events."""
     with open_client(params) as client:
         job = client.json("GET", job_path(job_id))
         events = [] if as_json else client.json("GET", job_path(job_id) + "/events", params={"limit": 100})["events"]
@@ -176,6 +179,13 @@ def jobs_show(job_id: str, as_json: bool, **params: Any) -> None:
     for task in status["tasks"]:
         how = f"exit code {ended[task]['exit_code']}: {ended[task]['message']}" if task in ended else "-"
         click.echo(f"  {task:<10}{how}")
+    records = status.get("running_records") or []
+    for number, record in enumerate(records, 1):
+        ended_at = _when(record["end_at"] * 1000) if record["end_at"] else "running"
+        why = record["end_reason"] + (f" ({record['end_related_task']} failed first)"
+                                      if record["end_related_task"] else "")
+        again = ", restarted" if record["end_recover"] else ""
+        click.echo(f"  attempt {number}  {_when(record['start_at'] * 1000)} - {ended_at}  {why}{again}".rstrip())
     for event in events:
         click.echo(f"  {event['time']}  {event['level']:<7}  {event['message']}")
 

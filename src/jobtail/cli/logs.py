@@ -4,7 +4,9 @@ Without options it prints the ModelArts preview (the newest 5 MiB) as stored: ca
 ANSI colours and all. `--tail`, `--since`, `--timestamps` and `--grep` page through the whole log
 with the line API and search; `-f` follows it live and resumes exactly after network errors;
 `--all-tasks` merges every task's lines by arrival time with a coloured `[worker-N]` prefix;
-`--download` saves the whole log through a temporary link, with a progress bar.
+`--download` saves the whole log through a temporary link, with a progress bar; `--attempt N`
+prints the part of the log that attempt N of a restarted job wrote (from the attempt offsets in
+its running records).
 """
 
 from __future__ import annotations
@@ -39,11 +41,17 @@ _COLOURS = ["cyan", "green", "yellow", "magenta", "blue", "red"]
 @click.option("--grep", "pattern", help="Only lines matching this regular expression.")
 @click.option("--download", type=click.Path(path_type=Path, dir_okay=False),
               help="Save the whole log to this file (progress on stderr).")
+@click.option("--attempt", type=click.IntRange(min=1), help="Only what attempt N (1 = the first) of a restarted job printed.")
 @connection_options
 def logs(job_id: str, task: str, all_tasks: bool, follow: bool, tail: int | None, since: str | None,
-         timestamps: bool, pattern: str | None, download: Path | None, **params: Any) -> None:
+         timestamps: bool, pattern: str | None, download: Path | None, attempt: int | None, **params: Any) -> None:
     """Print a task's log (by default its newest 5 MiB: the ModelArts preview)."""
+    if attempt is not None and (follow or all_tasks or tail is not None or since or pattern or download):
+        raise click.UsageError("--attempt goes with --task and --timestamps only.")
     with open_client(params) as client:
+        if attempt is not None:
+            _attempt(client, job_id, task, attempt, timestamps, binary_stdout())
+            return
         if download is not None:
             _download(client, job_id, task, download)
             return
@@ -126,6 +134,31 @@ def _history(client: Any, job_id: str, task: str, tail: int | None, since: str |
         for line in page["content"].split("\n"):
             yield line.split(" ", 1)[0], task, line
         base = page["end_line"]
+
+
+def _attempt(client: Any, job_id: str, task: str, attempt: int, timestamps: bool, out: IO[bytes]) -> None:
+    """The lines of the task log from where attempt `attempt` began to where the next began."""
+    records = client.json("GET", job_path(job_id))["status"].get("running_records") or []
+    if attempt > len(records):
+        raise click.ClickException(f"The job has {len(records)} attempt(s); there is no attempt {attempt}.")
+    start = records[attempt - 1].get("log_starts", {}).get(task)
+    if start is None:
+        raise click.ClickException(f"{task} has no log position for attempt {attempt}.")
+    after = records[attempt].get("log_starts", {}).get(task) if attempt < len(records) else None
+    last = int(after["line"]) - 1 if after else None  # the last line of this attempt
+    path = f"/v2/{{project_id}}/training-jobs/{job_id}/logs/{task}"
+    base = int(start["line"]) - 1
+    while last is None or base < last:
+        page = client.json("GET", path, params={"order": "asc", "lines": PAGE, "timestamps": str(timestamps).lower(),
+                                                **({"base_line": base} if base else {})})
+        if not page["lines"]:
+            return
+        for number, text in enumerate(page["content"].split("\n"), int(page["start_line"])):
+            if last is not None and number > last:
+                return
+            out.write(text.encode() + b"\n")
+        out.flush()
+        base = int(page["end_line"])
 
 
 def _grep(client: Any, job_id: str, task: str, pattern: str, since: str | None, out: IO[bytes], prefix: bytes) -> None:

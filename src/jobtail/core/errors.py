@@ -45,7 +45,8 @@ class InvalidId(JobtailError):
 
 class InvalidJob(JobtailError):
     """A job specification breaks a job rule. `field` names the `JobSpec` field ("name",
-    "node_count", "command", "working_dir", "environments"); `reason` says why (may be "")."""
+    "node_count", "command", "working_dir", "environments", "annotations",
+    "log_export_path.host_path", "log_export_path.obs_url"); `reason` says why (may be "")."""
 
     def __init__(self, field: str, reason: str = "") -> None:
         super().__init__(f"Invalid job {field}." + (f" {reason}" if reason else ""))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from jobtail.core.types import DeletedJob, JobEvent, JobQuery, JobRecord
+from jobtail.core.types import DeletedJob, JobEvent, JobQuery, JobRecord, RunningRecord
 
 
 class JobRecords(Protocol):
@@ -23,7 +23,11 @@ class JobRecords(Protocol):
         """The job, or None when it does not exist in *this* project."""
 
     def update_job(self, job: JobRecord, expected_phases: tuple[str, ...]) -> bool:
-        """Store `job`'s status fields if the stored phase is one of `expected_phases`; False otherwise."""
+        """Store `job`'s status fields if the stored phase is one of `expected_phases`; False
+        otherwise. The running records are not among them (`set_running_records`)."""
+
+    def set_running_records(self, job_id: str, owner: str, records: tuple[RunningRecord, ...]) -> bool:
+        """Store the job's running records if `owner` is still its owner; False otherwise."""
 
     def jobs_in_phases(self, phases: tuple[str, ...], executor: str) -> list[JobRecord]:
         """Jobs of any project in one of `phases` that `executor` runs, oldest first."""

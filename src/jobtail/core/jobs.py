@@ -9,20 +9,27 @@ Phases follow ModelArts: Creating → Pending → Running → Completed | Failed
 Terminating in between on a stop, and Abnormal for a job whose runner vanished. Every change
 is a compare-and-set on the stored phase, so an executor and an API call that race (a task
 exits just as someone terminates the job) cannot both win.
+
+A job may run several times (attempts: `jobtail.core.faults`); the phase stays Running across
+restarts, and each attempt is a `RunningRecord`, which only the job's owner writes
+(`begin_attempt`, `end_attempt`) — never through a phase change, so neither overwrites the other.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from jobtail.core import ids
 from jobtail.core.errors import InvalidJob, JobNotFound, JobNotTerminable
+from jobtail.core.faults import FIRST_START, RESTARTED, FaultPolicy, check_annotations
 from jobtail.core.job_records import JobRecords
+from jobtail.core.log_export import check_log_export
 from jobtail.core.store import LogStore
-from jobtail.core.types import JobEvent, JobQuery, JobRecord, JobSpec
+from jobtail.core.types import JobEvent, JobQuery, JobRecord, JobSpec, LogExport, LogPosition, RunningRecord
 
 CREATING, PENDING, RUNNING = "Creating", "Pending", "Running"
 TERMINATING, TERMINATED = "Terminating", "Terminated"
@@ -64,14 +71,26 @@ def check_startable(spec: JobSpec) -> None:
             raise InvalidJob("environments", f"The variable {shown} is longer than {MAX_ARG_BYTES} bytes (NAME=value).")
 
 
+def _mapping(document: dict[str, Any], *path: str) -> dict[str, Any]:
+    """The object at `path` in a stored job body (as `jobtail.http.job_views.parse_job` read it
+    at create), or an empty one."""
+    for key in path:
+        value = document.get(key) if isinstance(document, dict) else None
+        document = value if isinstance(value, dict) else {}
+    return document
+
+
 class JobService:
     """Job lifecycle over the job records, with their task logs in `logs`. Thread-safe; every
-    method is a few database calls."""
+    method is a few database calls. `export_roots` are the directories under which a job may ask
+    for its logs to be exported (`jobtail.core.log_export`)."""
 
-    def __init__(self, records: JobRecords, logs: LogStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, records: JobRecords, logs: LogStore, clock: Callable[[], float] = time.time, *,
+                 export_roots: Sequence[Path] = ()) -> None:
         self._records = records
         self._logs = logs
         self._clock = clock
+        self._export_roots = tuple(export_roots)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -89,6 +108,8 @@ class JobService:
         if executor == "local" and spec.command is None:
             raise InvalidJob("command", "The local executor needs a command to run.")
         check_startable(spec)
+        check_annotations(spec.annotations)
+        check_log_export(spec.log_export, self._export_roots)
         job = JobRecord(
             id=ids.new_job_id(),
             project_id=project_id,
@@ -162,6 +183,44 @@ class JobService:
 
     def in_phases(self, phases: tuple[str, ...], executor: str) -> list[JobRecord]:
         return self._records.jobs_in_phases(phases, executor)
+
+    def fault_policy(self, job: JobRecord) -> FaultPolicy:
+        """What the job's annotations ask for when it fails (`jobtail.core.faults`)."""
+        annotations = _mapping(job.document, "metadata", "annotations")
+        try:
+            return FaultPolicy.from_annotations({str(k): str(v) for k, v in annotations.items()})
+        except InvalidJob:  # stored before the rule: as if it asked for nothing
+            return FaultPolicy()
+
+    def log_export(self, job: JobRecord) -> LogExport:
+        """Where the job asked its logs to be exported when it ends (checked at create)."""
+        export = _mapping(job.document, "spec", "log_export_path")
+        host_path, obs_url = export.get("host_path"), export.get("obs_url")
+        return LogExport(host_path if isinstance(host_path, str) else "", obs_url if isinstance(obs_url, str) else "")
+
+    def begin_attempt(self, job: JobRecord, started_at: float, log_starts: dict[str, LogPosition]) -> JobRecord | None:
+        """Record a new attempt of `job` that started at `started_at` (epoch seconds), with where
+        it begins in each task log; None when `job.owner` no longer owns the job."""
+        record = RunningRecord(start_at=int(started_at), start_type=RESTARTED if job.running_records else FIRST_START,
+                               log_starts=dict(log_starts))
+        return self._set_records(job, (*job.running_records, record))
+
+    def end_attempt(self, job: JobRecord, ended_at: float, reason: str, task: str = "",
+                    recover: str = "") -> JobRecord | None:
+        """Close the job's running attempt: when it ended (epoch seconds), why, the task whose
+        failure ended it, and what was done about it (`job_reschedule`, or ""). The job as it
+        was when no attempt is open; None when `job.owner` no longer owns the job."""
+        if not job.running_records or job.running_records[-1].ended:
+            return job
+        last = job.running_records[-1]
+        ended = dataclasses.replace(last, end_at=max(int(ended_at), last.start_at, 1), end_reason=reason,
+                                    end_related_task=task, end_recover=recover)
+        return self._set_records(job, (*job.running_records[:-1], ended))
+
+    def _set_records(self, job: JobRecord, records: tuple[RunningRecord, ...]) -> JobRecord | None:
+        if job.owner is None or not self._records.set_running_records(job.id, job.owner, records):
+            return None
+        return dataclasses.replace(job, running_records=records)
 
     def _with_phase(self, job: JobRecord, phase: str) -> JobRecord:
         now = self._now_ms()

@@ -2,9 +2,11 @@
 
 Decoding and JSON-encoding 5 MiB costs far more than reading or sending it (see the README's
 architecture notes), and a log that has not grown has the same preview. Entries are keyed by
-task log and valid for exactly one `(start_offset, end_offset)`: a log's bytes below its end
-offset never change, so an entry can only become stale by the log moving, which the key catches.
-`get` is a dictionary lookup under a lock: cheap enough to answer on an event loop.
+task log and made for one `(start_offset, end_offset)`: a log's bytes below its end offset never
+change, so an entry can only become stale by the log moving, which the offsets catch. An entry
+made for a later state than a reader's serves that reader too (it holds every byte the reader's
+state does, and its own ETag). `get` is a dictionary lookup under a lock: cheap enough to answer
+on an event loop.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ class PreviewCache:
         self._lock = threading.Lock()
 
     def get(self, ref: TaskRef, start: int, end: int) -> EncodedPreview | None:
-        """The entry of `ref` if it was made for exactly `[start, end)`."""
+        """The entry of `ref` if it was made for `[start, end)` or a later state of the log
+        (offsets at or past these)."""
         with self._lock:
             entry = self._entries.get(ref)
-            if entry is None or entry[0] != start or entry[1] != end:
+            if entry is None or entry[0] < start or entry[1] < end:
                 return None
             self._entries.move_to_end(ref)
             return entry[2]

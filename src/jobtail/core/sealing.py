@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections.abc import Callable
 
 from jobtail.core import keys
@@ -21,6 +22,7 @@ from jobtail.core.arrivals import encode_trailer
 from jobtail.core.blob_store import BlobStore
 from jobtail.core.errors import JobNotFound, StorageFull, StorageNotWritable
 from jobtail.core.log_records import LogRecords
+from jobtail.core.observer import StoreObserver
 from jobtail.core.types import Arrival, HeadChunk, Segment
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -38,8 +40,10 @@ def _storage_error(exc: OSError) -> Exception:
 class Sealing:
     """The seals of one LogStore (see the module docstring). Thread-safe."""
 
-    def __init__(self, logs: LogRecords, blobs: BlobStore, segment_bytes: int, clock: Callable[[], float]) -> None:
+    def __init__(self, logs: LogRecords, blobs: BlobStore, segment_bytes: int, clock: Callable[[], float],
+                 observer: StoreObserver) -> None:
         self._logs = logs
+        self._observer = observer
         self._blobs = blobs
         self._segment_bytes = segment_bytes
         self._clock = clock
@@ -91,8 +95,9 @@ class Sealing:
             with self._lock:
                 self._writing.add(key)
             try:
+                started = time.perf_counter()
                 if self._adopt(key, path):
-                    return self._record(log_id, key, sealed_offset, end)
+                    return self._record(log_id, key, sealed_offset, end, started)
             finally:
                 with self._lock:
                     self._writing.discard(key)
@@ -104,15 +109,19 @@ class Sealing:
         with self._lock:
             self._writing.add(key)  # not an orphan, whatever the sweep sees meanwhile
         try:
+            started = time.perf_counter()
             self._put_segment(key, chunks)
-            return self._record(log_id, key, base, end)
+            return self._record(log_id, key, base, end, started)
         finally:
             with self._lock:
                 self._writing.discard(key)
 
-    def _record(self, log_id: int, key: str, base: int, end: int) -> bool:
+    def _record(self, log_id: int, key: str, base: int, end: int, started: float) -> bool:
+        """Record the written blob `key` as the segment [base, end); False (and the blob deleted
+        unless the winner chose the same key) when another sealer recorded that range first."""
         segment = Segment(base_offset=base, length=end - base, blob_key=key, created_at=self._clock())
         if self._logs.record_segment(log_id, segment):
+            self._observer.sealed(end - base, time.perf_counter() - started)
             return True
         # Lost the race: another sealer recorded this range. Our blob is an orphan unless the
         # winner chose the very same extent (and so the same key).

@@ -16,6 +16,7 @@ snapshot however many calls it makes.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from jobtail.core.job_records import JobRecords
 from jobtail.core.lines import Line, LineFinder
 from jobtail.core.log_records import LogRecords
 from jobtail.core.maintenance import FailureLog, Maintenance, MaintenancePolicy
+from jobtail.core.observer import StoreObserver, Unobserved
 from jobtail.core.preview import PREVIEW_CAP, snap, window_start
 from jobtail.core.preview_cache import PreviewCache
 from jobtail.core.reader import Reader
@@ -56,6 +58,7 @@ from jobtail.core.types import (
 
 _APPEND_RACE_RETRIES = 64
 PREVIEW_FORMAT = 1  # part of every preview's entity tag: bump when the same bytes preview differently
+PREVIEW_ENCODERS = 2  # previews (of different logs) encoded at once per process: each holds ~5x the window
 
 PreviewEncoder = Callable[[Preview], bytes]
 DEFAULT_INDEX_POLICY = IndexPolicy()
@@ -77,6 +80,7 @@ class Backends:
     logs: LogRecords
     blobs: BlobStore
     close: Callable[[], None] = lambda: None
+    local_reads: bool = False  # the records are a local file (SQLite): a state read takes microseconds
 
 
 def readable(state: LogState) -> LogState:
@@ -95,8 +99,10 @@ class LogStore:
     `seal_bytes`: a head this large is sealed into a segment; `segment_bytes`: the most a single
     segment takes from the head; `preview_bytes`: the preview cap; `preview_encoder` turns a
     Preview into the bytes `encoded_preview` returns (and caches, in `preview_cache_bytes`);
-    `follow_poll_seconds`: how often followers learn of other processes' appends. All methods are
-    thread-safe.
+    `follow_poll_seconds`: how often followers learn of other processes' appends; `observer` hears
+    of appends, seals and preview cache lookups (for metrics). All methods are thread-safe.
+    `local_reads`: `state` is a local read of microseconds, so `state` and `answered_preview` may
+    run on an event loop; else they wait on the network.
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class LogStore:
         preview_cache_bytes: int = 256 * 1024 * 1024,
         follow_poll_seconds: float = 0.25,
         clock: Callable[[], float] = time.time,
+        observer: StoreObserver | None = None,
     ) -> None:
         self._backends = backends
         self._jobs = backends.jobs
@@ -118,18 +125,23 @@ class LogStore:
         self._blobs = backends.blobs
         self.preview_bytes = preview_bytes
         self.seal_bytes = seal_bytes
+        self.local_reads = backends.local_reads
 
         self._index_policy = index_policy
         self._clock = clock
+        self._observer: StoreObserver = observer or Unobserved()
         self._encode = preview_encoder
         self._previews = PreviewCache(preview_cache_bytes)
+        self._encoding: dict[TaskRef, threading.Event] = {}  # logs whose preview a thread is encoding
+        self._encoding_lock = threading.Lock()
+        self._encoders = threading.BoundedSemaphore(PREVIEW_ENCODERS)
         self._reader = Reader(self._logs, self._blobs)
         self._lines = LineFinder(self._logs, self._reader)
         self._arrivals = ArrivalIndex(self._logs, self._blobs)
         self._searcher = Searcher(self._reader, self._lines)
         self._notifier = Notifier(self._logs, self._jobs, follow_poll_seconds)
         self._failures = FailureLog()
-        self._seals = Sealing(self._logs, self._blobs, segment_bytes, clock)
+        self._seals = Sealing(self._logs, self._blobs, segment_bytes, clock, self._observer)
         self._sealer = Sealer(lambda log_id: self._seals.seal_log(log_id, self.seal_bytes, wait=False), self._failures)
         self._maintenance: Maintenance | None = None
 
@@ -181,9 +193,8 @@ class LogStore:
         begin = window_start(state.start_offset, state.end_offset, self.preview_bytes)
         window = self._reader.read(state.log_id, begin, state.end_offset)
         skip = snap(window, at_log_start=begin == state.start_offset)
-        content = window[skip:] if skip else window
         return Preview(
-            content=content.decode("utf-8", "replace"),
+            content=str(memoryview(window)[skip:], "utf-8", "replace"),  # no copy of the window for the cut
             current_size=len(window) - skip,
             full_size=state.end_offset,
         )
@@ -194,26 +205,65 @@ class LogStore:
         return f'"{state.start_offset:x}.{state.end_offset:x}.{self.preview_bytes:x}.{PREVIEW_FORMAT}"'
 
     def cached_preview(self, ref: TaskRef, state: LogState) -> EncodedPreview | None:
-        """The encoded preview of `ref` as of `state` if it is in memory: no I/O, a dictionary
-        lookup (safe on an event loop)."""
+        """The encoded preview of `ref` as of `state` (or a later state) if it is in memory: no
+        I/O, a dictionary lookup (safe on an event loop)."""
         return self._previews.get(ref, state.start_offset, state.end_offset)
+
+    def answered_preview(self, ref: TaskRef, if_none_match: Collection[str] = ()) -> EncodedPreview | None:
+        """What `encoded_preview` answers, when that needs no encoding (the caller's copy is
+        current, or the encoded preview is in memory); None when it does. One state read."""
+        return self._answered(ref, readable(self.state(ref)), if_none_match)
+
+    def _answered(self, ref: TaskRef, state: LogState, if_none_match: Collection[str]) -> EncodedPreview | None:
+        etag = self.preview_etag(state)
+        if etag in if_none_match or "*" in if_none_match:
+            return EncodedPreview(None, etag)
+        cached = self.cached_preview(ref, state)
+        if cached is not None and cached.etag in if_none_match:
+            return EncodedPreview(None, cached.etag)
+        if cached is not None:
+            self._observer.preview_cache(True)
+        return cached
 
     def encoded_preview(self, ref: TaskRef, if_none_match: Collection[str] = ()) -> EncodedPreview:
         """The current preview of `ref`, encoded by the `preview_encoder`, from memory when the
-        log has not moved since it was last encoded. When its tag is among `if_none_match`, the
-        body is not made at all (`body` None): the caller's copy is current."""
+        log has not moved since it was last encoded. When its tag is among `if_none_match` (or
+        that holds `*`), the body is not made at all (`body` None): the caller's copy is current.
+
+        Single-flight per log and process: while one thread encodes a log's preview, others
+        asking for the same log wait for it and take its result when it covers the state they
+        read (it was made from a state read after theirs, or the same); otherwise one of them
+        encodes next. So a log that grows under many readers costs one encoding at a time, and
+        at most a few previews' buffers, not one per reader; and at most PREVIEW_ENCODERS logs'
+        previews are encoded at once, so memory stays bounded however many logs are read.
+        """
         if self._encode is None:
             raise RuntimeError("this LogStore was opened without a preview encoder")
-        state = self.state(ref)
-        etag = self.preview_etag(readable(state))
-        if etag in if_none_match:
-            return EncodedPreview(None, etag)
-        cached = self.cached_preview(ref, state)
-        if cached is not None:
-            return cached
-        encoded = EncodedPreview(self._encode(self.preview(state)), etag)
-        self._previews.put(ref, state.start_offset, state.end_offset, encoded)
-        return encoded
+        state, waited = readable(self.state(ref)), False
+        while True:
+            answered = self._answered(ref, state, if_none_match)
+            if answered is not None:
+                return answered
+            with self._encoding_lock:
+                busy = self._encoding.get(ref)
+                if busy is None:
+                    self._encoding[ref] = done = threading.Event()
+            if busy is not None:
+                busy.wait()
+                waited = True
+                continue
+            try:
+                if waited:  # read again: the freshest state serves the most of the readers waiting now
+                    state = readable(self.state(ref))
+                self._observer.preview_cache(False)
+                with self._encoders:
+                    encoded = EncodedPreview(self._encode(self.preview(state)), self.preview_etag(state))
+                self._previews.put(ref, state.start_offset, state.end_offset, encoded)
+                return encoded
+            finally:
+                with self._encoding_lock:
+                    del self._encoding[ref]
+                done.set()
 
     def lines(
         self,
@@ -375,6 +425,7 @@ class LogStore:
                 raise LogTooLarge(max_size, end)
             outcome = self._logs.append(state.log_id, end, chunk, arrived_us, self._index_policy)
             if outcome.stored:
+                self._observer.appended(len(chunk))
                 self._notifier.appended(state.log_id, outcome.end_offset)
                 if outcome.end_offset - state.sealed_offset >= self.seal_bytes:
                     self._sealer.schedule(state.log_id)

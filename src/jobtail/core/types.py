@@ -25,12 +25,53 @@ class TaskStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class LogPosition:
+    """Where something begins in a task log: the byte `offset` and the (1-based) `line` there."""
+
+    offset: int
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRecord:
+    """One attempt of a job (ModelArts `status.running_records`): times in epoch *seconds*, as
+    the SDK documents; `end_at` 0 while it runs. `start_type` is `init_or_rescheduled` for the
+    first attempt, `restarted` after; `end_related_task` names the task whose failure ended it
+    (or ""); `end_recover` is `job_reschedule` when jobtail restarted the job after it, else "".
+    `log_starts` (a jobtail extension) says where the attempt begins in each task's log."""
+
+    start_at: int
+    start_type: str
+    end_at: int = 0
+    end_reason: str = ""
+    end_related_task: str = ""
+    end_recover: str = ""
+    log_starts: dict[str, LogPosition] = field(default_factory=dict)
+
+    @property
+    def ended(self) -> bool:
+        return self.end_at > 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogExport:
+    """Where a job's task logs are copied when it ends (ModelArts `spec.log_export_path`):
+    `host_path`, a directory on the server's machine, and/or `obs_url`, `obs://` or `s3://
+    BUCKET/PREFIX`; "" for none."""
+
+    host_path: str = ""
+    obs_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
     """A training job as stored. `document` keeps the caller's job body (unknown fields included).
 
     Times are epoch milliseconds, as ModelArts reports them; 0 means "not yet". `executor` names
     what runs the job (`local`, or `none` when it runs elsewhere and only ships its logs);
     `owner` identifies the server process running it, for recovery after a crash.
+    `running_records` has one entry per attempt (see `RunningRecord`); only the job's owner
+    writes them (`JobService.begin_attempt`, `end_attempt`).
     """
 
     id: str
@@ -46,6 +87,7 @@ class JobRecord:
     task_statuses: tuple[TaskStatus, ...] = ()
     executor: str = "none"
     owner: str | None = None
+    running_records: tuple[RunningRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +184,9 @@ class DeletedJob:
 class JobSpec:
     """What a caller asks for when creating a job, in the engine's terms (the API layer parses
     its wire format into this). `document` is the request as given, kept and shown back;
-    `command`, `working_dir` and `environments` are what the local executor runs."""
+    `command`, `working_dir` and `environments` are what the local executor runs; `annotations`
+    (ModelArts `metadata.annotations`) carry the fault-tolerance options (`jobtail.core.faults`),
+    `log_export` where the logs go when the job ends."""
 
     name: str
     node_count: int = 1
@@ -150,6 +194,8 @@ class JobSpec:
     working_dir: str | None = None
     environments: dict[str, str] = field(default_factory=dict)
     document: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    log_export: LogExport = field(default_factory=LogExport)
 
 
 @dataclass(frozen=True, slots=True)

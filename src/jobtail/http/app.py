@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import orjson
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobtail.http import download, jobs, lines, logs, merged, otlp, search, service, sessions, stream, tokens, viewer
+from jobtail import metrics
+from jobtail.http import (
+    download,
+    jobs,
+    lines,
+    logs,
+    merged,
+    monitoring,
+    otlp,
+    search,
+    service,
+    sessions,
+    stream,
+    tokens,
+    viewer,
+)
 from jobtail.http.access import Guard
 from jobtail.http.bodies import UnverifiedReads
 from jobtail.http.context import AppContext
@@ -42,7 +61,28 @@ def operations() -> list[Operation]:
         *sessions.OPERATIONS,
         *otlp.OPERATIONS,
         *service.OPERATIONS,
+        *monitoring.OPERATIONS,
     ]
+
+
+class RequestIds:
+    """Request ids unique across processes and restarts: 64 random bits drawn when the process
+    starts (again in a forked child), then a 64-bit counter; 32 hex digits, as a uuid4's hex.
+    A counter costs a tenth of `uuid.uuid4()`, which took 5 % of a small request."""
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_REQUEST_IDS = RequestIds()
 
 
 class RequestIdMiddleware:
@@ -55,7 +95,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = uuid.uuid4().hex
+        rid = _REQUEST_IDS.next()
         scope.setdefault("state", {})["request_id"] = rid
         header = (b"x-request-id", rid.encode())
 
@@ -67,11 +107,34 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class StaticFirstRouter(Router):
+    """Starlette's Router, except that a route whose path has no parameters is found by a dictionary
+    lookup instead of by trying every route's regular expression in turn (reaching `/healthz`, the
+    last of 23, took ~23 µs of a ~60 µs request). Anything but a full match falls back to the scan."""
+
+    def __init__(self, routes: list[BaseRoute], **options: Any) -> None:
+        super().__init__(routes, **options)
+        self._static = {route.path: route for route in self.routes if isinstance(route, Route) and "{" not in route.path}
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The path as sent: under a root_path it misses, and the scan below decides.
+        route = self._static.get(scope["path"]) if scope["type"] == "http" else None
+        if route is not None:
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                scope.setdefault("router", self)
+                scope["route"] = route
+                scope.update(child_scope)
+                await route.handle(scope, receive, send)
+                return
+        await super().app(scope, receive, send)
+
+
 class JobtailApp(Starlette):
     """Starlette with `RequestIdMiddleware` outermost, so even a 500 carries `X-Request-Id`."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestIdMiddleware(super().build_middleware_stack())
+        return RequestIdMiddleware(monitoring.RequestMetrics(super().build_middleware_stack()))
 
 
 def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | None = None) -> Starlette:
@@ -105,7 +168,9 @@ def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | N
                 yield
             finally:
                 following.close()
+                metrics.process_exiting()
 
-    app = JobtailApp(routes=[*build_routes(ops), *viewer.ROUTES], lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
-    app.router.redirect_slashes = False  # its redirect would be built from the request's untrusted Host
+    app = JobtailApp(lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    # No slash redirects: their URL would be built from the request's untrusted Host.
+    app.router = StaticFirstRouter([*build_routes(ops), *viewer.ROUTES], lifespan=lifespan, redirect_slashes=False)
     return app

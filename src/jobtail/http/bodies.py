@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 
 from starlette.requests import Request
 
+from jobtail import metrics
 from jobtail.http.errors import ApiError, PayloadTooLarge
 from jobtail.http.limits import THROTTLED
 
@@ -61,6 +62,7 @@ class UnverifiedReads:
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the `cap` slots while the body is read; raise the 429 ApiError when none is free."""
         if self.active >= self.cap:
+            metrics.refused("bodies")
             raise ApiError(429, "APIGW.0308", THROTTLED, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         self.active += 1
         try:

@@ -72,7 +72,9 @@ class PayloadTooLarge(ApiError):
 # The API's names for what domain errors are about.
 ID_PARAMETERS = {"project": "project_id", "job": "training_job_id", "task": "task_id"}
 JOB_FIELDS = {"name": "metadata.name", "node_count": "spec.resource.node_count", "command": "algorithm.command",
-              "working_dir": "algorithm.working_dir", "environments": "algorithm.environments"}
+              "working_dir": "algorithm.working_dir", "environments": "algorithm.environments",
+              "annotations": "metadata.annotations", "log_export_path.host_path": "spec.log_export_path.host_path",
+              "log_export_path.obs_url": "spec.log_export_path.obs_url"}
 _AUTH_PREFIX = "Incorrect IAM authentication information: "
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from jobtail import metrics
 from jobtail.core.store import LogStore
 from jobtail.settings import Settings
 
@@ -72,11 +73,14 @@ class StreamSlots:
     def acquire(self, key: str) -> bool:
         with self._lock:
             if self._open.get(key, 0) >= self.cap:
+                metrics.refused("streams")
                 return False
             self._open[key] = self._open.get(key, 0) + 1
+            metrics.follow_stream_opened()
             return True
 
     def release(self, key: str) -> None:
+        metrics.follow_stream_closed()
         with self._lock:
             left = self._open.get(key, 0) - 1
             if left > 0:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobtail.core.jobs import ALL_PHASES
-from jobtail.core.types import JobEvent, JobQuery, JobRecord, JobSpec
+from jobtail.core.types import JobEvent, JobQuery, JobRecord, JobSpec, LogExport, RunningRecord
 from jobtail.http.errors import ApiError, InvalidParameter, InvalidQueryParameter
 from jobtail.http.params import query_choice, query_int
 
@@ -28,6 +28,11 @@ def parse_job(document: dict[str, Any]) -> JobSpec:
     metadata = document.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
         raise InvalidParameter("metadata.name")
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise InvalidParameter("metadata.annotations", "It must map strings to strings.")
     algorithm = document.get("algorithm") or {}
     if not isinstance(algorithm, dict):
         raise InvalidParameter("algorithm")
@@ -52,7 +57,28 @@ def parse_job(document: dict[str, Any]) -> JobSpec:
         working_dir=working_dir or None,
         environments=dict(environments),
         document=document,
+        annotations=dict(annotations),
+        log_export=_log_export(spec),
     )
+
+
+def _log_export(spec: Any) -> LogExport:
+    export = (spec.get("log_export_path") if isinstance(spec, dict) else None) or {}
+    if not isinstance(export, dict):
+        raise InvalidParameter("spec.log_export_path")
+    for key in ("host_path", "obs_url"):
+        if not isinstance(export.get(key) or "", str):
+            raise InvalidParameter(f"spec.log_export_path.{key}", "It must be a string.")
+    return LogExport(host_path=export.get("host_path") or "", obs_url=export.get("obs_url") or "")
+
+
+def render_record(record: RunningRecord) -> dict[str, Any]:
+    """A ModelArts RunningRecord, with jobtail's `log_starts`: where the attempt begins in each
+    task log (`{"worker-0": {"offset": 0, "line": 1}}`)."""
+    return {"start_at": record.start_at, "end_at": record.end_at, "start_type": record.start_type,
+            "end_reason": record.end_reason, "end_related_task": record.end_related_task,
+            "end_recover": record.end_recover,
+            "log_starts": {task: {"offset": p.offset, "line": p.line} for task, p in record.log_starts.items()}}
 
 
 def _mapping(document: dict[str, Any], key: str) -> dict[str, Any]:
@@ -87,6 +113,7 @@ def render_job(job: JobRecord, now_ms: int | None = None) -> dict[str, Any]:
         "tasks": list(job.tasks),
         "start_time": job.start_time,
         "task_statuses": [{"task": t.task, "exit_code": t.exit_code, "message": t.message} for t in job.task_statuses],
+        "running_records": [render_record(r) for r in job.running_records],
     }
     return {**doc, "kind": doc.get("kind", "job"), "metadata": metadata, "algorithm": algorithm, "spec": spec,
             "status": status}

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 
+from jobtail import metrics
 from jobtail.http.access import Principal
 from jobtail.http.errors import ApiError
 
@@ -42,6 +43,7 @@ class RateLimiter:
         if tokens < 1.0:
             self._buckets[principal.name] = (tokens, now)
             wait = max(1, math.ceil((1.0 - tokens) / self.rate))
+            metrics.refused("requests")
             raise ApiError(429, "APIGW.0308", THROTTLED, headers={"Retry-After": str(wait)})
         if len(self._buckets) >= _MAX_BUCKETS and principal.name not in self._buckets:
             self._forget_full(now)

@@ -65,6 +65,7 @@ def _endpoint(op: Operation) -> Handler:
     project_in_body = op.project is not None and "{project_id}" not in op.path
 
     async def endpoint(request: Request) -> Response:
+        request.scope["operation"] = op.operation_id  # the metrics' label (jobtail.http.monitoring)
         project_id = request.path_params.get("project_id")
         if project_id is not None:
             ids.check_project_id(project_id)

@@ -10,7 +10,8 @@ one process holds one engine pair per database.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Engine, update
 
@@ -40,6 +41,9 @@ class SqlDatabase:
         metadata.create_all(writer)
         self.jobs = SqlJobRecords(writer, reader)
         self.logs = logs(writer, reader) if logs else SqlLogRecords(writer, reader, row_locks=row_locks)
+        self.closing: list[Callable[[], None]] = []  # what a backend opened beside the engines
+        # (sql, parameters) -> first row, without SQLAlchemy: for the identity lookups (SQLite)
+        self.local_fetch: Callable[[str, Sequence[Any]], Sequence[Any] | None] | None = None
 
     @property
     def dialect(self) -> str:
@@ -55,6 +59,8 @@ class SqlDatabase:
 
     def close(self) -> None:
         """Release every connection. Idempotent."""
+        for close in self.closing:
+            close()
         self.writer.dispose()
         self.reader.dispose()
 

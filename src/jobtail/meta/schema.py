@@ -35,6 +35,9 @@ jobs = Table(
     Column("task_statuses", JSON, nullable=False),
     Column("executor", String(16), nullable=False),
     Column("owner", String(128), nullable=True),
+    # One object per attempt (jobtail.core.types.RunningRecord), written only by the job's owner
+    # (SqlJobRecords.set_running_records), never by a phase change; NULL reads as none (issue 11).
+    Column("running_records", JSON, nullable=True),
     UniqueConstraint("project_id", "name", name="jobs_project_name"),
     Index("jobs_project_created", "project_id", "created_at"),
     Index("jobs_phase", "phase"),

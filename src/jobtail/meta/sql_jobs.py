@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert,
 from sqlalchemy.exc import IntegrityError
 
 from jobtail.core.errors import DuplicateJobName
-from jobtail.core.types import DeletedJob, JobEvent, JobQuery, JobRecord, TaskStatus
+from jobtail.core.types import DeletedJob, JobEvent, JobQuery, JobRecord, LogPosition, RunningRecord, TaskStatus
 from jobtail.meta.schema import head_chunks, index_entries, job_events, jobs, segments, task_logs
 from jobtail.meta.sql_logs import IDS_PER_QUERY
 
@@ -35,7 +35,23 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         task_statuses=tuple(TaskStatus(**t) for t in row.task_statuses),
         executor=row.executor,
         owner=row.owner,
+        running_records=tuple(_record_from_json(r) for r in row.running_records or ()),
     )
+
+
+def _record_from_json(data: dict[str, Any]) -> RunningRecord:
+    starts = {task: LogPosition(int(p["offset"]), int(p["line"])) for task, p in (data.get("log_starts") or {}).items()}
+    return RunningRecord(start_at=int(data["start_at"]), start_type=str(data["start_type"]),
+                         end_at=int(data.get("end_at") or 0), end_reason=str(data.get("end_reason") or ""),
+                         end_related_task=str(data.get("end_related_task") or ""),
+                         end_recover=str(data.get("end_recover") or ""), log_starts=starts)
+
+
+def _record_to_json(record: RunningRecord) -> dict[str, Any]:
+    return {"start_at": record.start_at, "start_type": record.start_type, "end_at": record.end_at,
+            "end_reason": record.end_reason, "end_related_task": record.end_related_task,
+            "end_recover": record.end_recover,
+            "log_starts": {task: {"offset": p.offset, "line": p.line} for task, p in record.log_starts.items()}}
 
 
 def _status_values(job: JobRecord) -> dict[str, Any]:
@@ -84,6 +100,7 @@ class SqlJobRecords:
                         created_at=job.created_at,
                         document=job.document,
                         executor=job.executor,
+                        running_records=[_record_to_json(r) for r in job.running_records],
                         **_status_values(job),
                     )
                 )
@@ -105,6 +122,15 @@ class SqlJobRecords:
                 update(jobs)
                 .where(jobs.c.id == job.id, jobs.c.phase.in_(expected_phases))
                 .values(**_status_values(job))
+            )
+        return result.rowcount == 1
+
+    def set_running_records(self, job_id: str, owner: str, records: tuple[RunningRecord, ...]) -> bool:
+        with self._write() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.owner == owner)
+                .values(running_records=[_record_to_json(r) for r in records])
             )
         return result.rowcount == 1
 

@@ -93,7 +93,7 @@ _HEAD_OVERLAPPING = _overlapping(head_chunks, _HEAD_END)
 _HEAD_ARRIVALS = _overlapping(head_chunks, _HEAD_END, head_chunks.c.base_offset, head_chunks.c.arrived_us)
 
 
-def _state(row: Row[Any, Any, Any, Any, Any, Any]) -> LogState:
+def _state(row: Any) -> LogState:  # any row of _STATE_COLUMNS with them as attributes
     return LogState(
         log_id=row.id,
         start_offset=row.start_offset,
@@ -121,6 +121,8 @@ class SqlLogRecords:
         self._writer = writer
         self._reader = reader
         self._row_locks = row_locks
+        # A backend may answer `log_state`, the hottest read, without SQLAlchemy (`jobtail.meta.sqlite`).
+        self.hot_log_state: Callable[[str, str, str], LogState | None] | None = None
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -141,6 +143,8 @@ class SqlLogRecords:
     # -- task log state -----------------------------------------------------------------------
 
     def log_state(self, project_id: str, job_id: str, task_id: str) -> LogState | None:
+        if self.hot_log_state is not None:
+            return self.hot_log_state(project_id, job_id, task_id)
         params = {"project_id": project_id, "job_id": job_id, "task_id": task_id}
         with self._read() as conn:
             row = conn.execute(_LOG_STATE, params).one_or_none()

@@ -6,23 +6,34 @@ maintenance thread) rather than inside whichever append crosses 4 MiB. Write tra
 start with `BEGIN IMMEDIATE`: they take SQLite's single write lock up front,
 which serialises appends and seals without deadlocks between lock upgrades. Read
 transactions start with a deferred `BEGIN` and see one snapshot until they end.
+
+`log_state`, which every log request runs first, and the identity lookups skip SQLAlchemy:
+`LocalReads` runs their compiled statements on a plain `sqlite3` connection of its own per
+thread (autocommit, so each SELECT is one snapshot of committed data, whichever process committed
+it), without a pool checkout and its rollback: ~5 µs instead of ~30 µs, cheap enough for the
+event loop.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import sqlite3
 import stat
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 
+from jobtail.core.types import LogState
 from jobtail.meta.database import SqlDatabase
 from jobtail.meta.file_head import FileHeadLogRecords
-from jobtail.meta.sql_logs import raise_storage_errors
+from jobtail.meta.sql_logs import _LOG_STATE, _STATE_COLUMNS, _state, raise_storage_errors
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -94,6 +105,54 @@ def _private_file(path: Path) -> None:
             pass
 
 
+class LocalReads:
+    """Reads on plain `sqlite3` connections, one per thread (see the module docstring), for the
+    hottest statements: `log_state` here, the identity lookups (`jobtail.auth.sql_store`).
+    `close()` closes them all; a thread asking afterwards gets RuntimeError."""
+
+    _StateRow = collections.namedtuple("_StateRow", [column.name for column in _STATE_COLUMNS])  # type: ignore[misc]
+
+    def __init__(self, database: str, *, uri: bool) -> None:
+        compiled = _LOG_STATE.compile(dialect=sqlite_dialect.dialect())
+        self._state_sql = str(compiled)
+        self._state_order = list(compiled.positiontup or ())
+        self._database, self._uri = database, uri
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the database is closed")
+                conn = sqlite3.connect(self._database, uri=self._uri, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA query_only=ON")
+                self._opened.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def fetchone(self, sql: str, parameters: Sequence[Any]) -> Sequence[Any] | None:
+        """The first row of `sql` (qmark parameters), read in a snapshot of its own."""
+        row: Sequence[Any] | None = self._connection().execute(sql, parameters).fetchone()
+        return row
+
+    def log_state(self, project_id: str, job_id: str, task_id: str) -> LogState | None:
+        values = {"project_id": project_id, "job_id": job_id, "task_id": task_id}
+        row = self.fetchone(self._state_sql, [values[name] for name in self._state_order])
+        return None if row is None else _state(self._StateRow._make(row))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+
+
 def open_database(url: str) -> SqlDatabase:
     """Open (creating if needed) the SQLite database named by `url`.
 
@@ -106,8 +165,17 @@ def open_database(url: str) -> SqlDatabase:
     url = parsed.difference_update_query(["head"]).render_as_string(hide_password=False)
     writer, reader = engines(url)
     if head == "database":
-        return SqlDatabase(writer, reader, row_locks=False)
-    path = Path(unquote(str(make_url(url).database).removeprefix("file:")))
-    heads_dir = path.with_name(path.name + ".heads")
-    return SqlDatabase(writer, reader, row_locks=False,
-                       logs=lambda w, r: FileHeadLogRecords(w, r, heads_dir=heads_dir))
+        database = SqlDatabase(writer, reader, row_locks=False)
+    else:
+        path = Path(unquote(str(make_url(url).database).removeprefix("file:")))
+        heads_dir = path.with_name(path.name + ".heads")
+        database = SqlDatabase(writer, reader, row_locks=False,
+                               logs=lambda w, r: FileHeadLogRecords(w, r, heads_dir=heads_dir))
+    parsed = make_url(url)
+    uri = parsed.query.get("uri") == "true"
+    options = urlencode({k: v for k, v in parsed.query.items() if k != "uri"}, doseq=True)  # mode=ro, ...
+    reads = LocalReads(f"{parsed.database}?{options}" if uri and options else str(parsed.database), uri=uri)
+    database.logs.hot_log_state = reads.log_state
+    database.local_fetch = reads.fetchone
+    database.closing.append(reads.close)
+    return database

@@ -21,6 +21,7 @@ Built in layers, later ones winning:
 | `VC_WORKER_HOSTS` | `127.0.0.1` once per task, comma-separated |
 | `MA_TASK_NAME` | `worker` |
 | `JOBTAIL_JOB_ID`, `JOBTAIL_TASK_ID`, `JOBTAIL_PROJECT_ID` | the job's id, the task (`worker-0`), the project |
+| `JOBTAIL_ATTEMPT` | which attempt of the job this is: 1, then 2 after the first restart (`jobtail.core.faults`) |
 
 `JOBTAIL_JOB_ID` also marks the task's processes: recovery kills a leftover process only if
 it carries the id of the job it belonged to (`jobtail.runner.recovery`).
@@ -56,7 +57,8 @@ def job_environments(job: JobRecord) -> dict[str, str]:
 
 
 def task_environment(job: JobRecord, index: int, master_port: int,
-                     base: Mapping[str, str] | None = None, *, sandboxed: bool = False) -> dict[str, str]:
+                     base: Mapping[str, str] | None = None, *, sandboxed: bool = False,
+                     attempt: int = 1) -> dict[str, str]:
     """The environment of task `index` of `job` (see the module docstring for the layers)."""
     inherited = os.environ if base is None else base
     private = SANDBOX_PRIVATE_PREFIXES if sandboxed else PRIVATE_PREFIXES
@@ -81,5 +83,6 @@ def task_environment(job: JobRecord, index: int, master_port: int,
         JOB_MARKER: job.id,
         "JOBTAIL_TASK_ID": job.tasks[index],
         "JOBTAIL_PROJECT_ID": job.project_id,
+        "JOBTAIL_ATTEMPT": str(attempt),
     })
     return env

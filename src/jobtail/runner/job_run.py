@@ -7,9 +7,14 @@ runner took over) overrides any other because nothing may be written for it any 
 |---|---|---|
 | none | every task exited 0 | Completed |
 | `failed` | a task exited non-zero (or could not start); the others are stopped | Failed |
+| `hang` | no task printed for `hang_timeout_seconds` and the job restarts on a hang | Failed (unless restarted) |
 | `terminate` | the job was terminated through the API | Terminated |
 | `shutdown` | the server is shutting down | Abnormal |
 | `deleted` | the job was deleted, or changed by someone else | (nothing is written) |
+
+A run is one *attempt* of the job (`jobtail.core.faults`): when it failed, `first_failure()`
+names the task that failed first, by exit time, and why — from the end of its log since the
+attempt began (`jobtail.core.failures`), or its signal or exit code.
 
 Stopping sends SIGTERM to every task still running; each task's shim sends SIGKILL after the
 grace period, and the run kills the shims themselves should they outlive it by `KILL_SLACK`.
@@ -22,15 +27,19 @@ import signal
 import time
 from dataclasses import dataclass
 
-from jobtail.core.types import JobRecord, TaskStatus
+from jobtail.core.failures import traceback_reason
+from jobtail.core.faults import FATAL_SIGNALS, Failure, signal_kind
+from jobtail.core.store import LogStore
+from jobtail.core.types import JobRecord, LogPosition, TaskRef, TaskStatus
 from jobtail.runner.capture import TaskCapture, platform_line
 from jobtail.runner.environment import JOB_MARKER
 from jobtail.runner.process import Exit, TaskProcess, kill_marked
 
 KILL_SLACK = 5.0  # seconds past the grace period after which a shim that has not exited is killed
 
-FAILED, TERMINATE, SHUTDOWN, DELETED = "failed", "terminate", "shutdown", "deleted"
+FAILED, HANG, TERMINATE, SHUTDOWN, DELETED = "failed", "hang", "terminate", "shutdown", "deleted"
 _STOPPED_BECAUSE = {
+    HANG: "Stopped because the job hung",
     TERMINATE: "Stopped by a terminate request",
     SHUTDOWN: "Stopped because the jobtail server shut down",
 }
@@ -51,9 +60,18 @@ class TaskRun:
 
 
 class JobRun:
-    def __init__(self, job: JobRecord, grace_seconds: float) -> None:
+    """Attempt number `attempt` (1-based) of `job`, which begins at `log_starts` in each task log."""
+
+    def __init__(self, job: JobRecord, grace_seconds: float, attempt: int = 1,
+                 log_starts: dict[str, LogPosition] | None = None) -> None:
         self.job = job
         self.grace_seconds = grace_seconds
+        self.attempt = attempt
+        self.log_starts = log_starts or {}
+        self.started_at = time.time()
+        self.hung = False  # found hung (`jobtail.runner.hangs`)
+        self.silent: set[str] = set()  # tasks found silent while others print
+        self.failure: Failure | None = None  # why it stopped, when no task's exit says (a hang)
         self.tasks: list[TaskRun] = []
         self.reason: str | None = None
         self.cause: TaskRun | None = None
@@ -83,7 +101,7 @@ class JobRun:
 
     def not_started(self, name: str, capture: TaskCapture, error: str) -> TaskRun:
         """A task whose process could not be started: it ends at once with exit code 127."""
-        task = TaskRun(name, capture, None, Exit(127), f"Could not start: {error}.")
+        task = TaskRun(name, capture, None, Exit(127, None, time.time()), f"Could not start: {error}.")
         self.tasks.append(task)
         capture.finish(platform_line(f"cannot start {name}: {error}; exit with 127", "ERROR"))
         self.stop(FAILED, task)
@@ -106,18 +124,17 @@ class JobRun:
             self._kill_at = time.monotonic() + self.grace_seconds + KILL_SLACK
 
     def poll(self) -> list[TaskRun]:
-        """Collect tasks that ended since the last call; a first failure stops the rest."""
+        """Collect tasks that ended since the last call, in the order they exited; a first
+        failure stops the rest."""
         ended = []
-        for task in self.tasks:
-            if task.exit is not None or task.process is None:
-                continue
-            exit = task.process.poll()
-            if exit is None:
-                continue
+        exits = [(task, task.process, task.process.poll()) for task in self.tasks
+                 if task.exit is None and task.process is not None]
+        for task, process, exit in sorted(((t, p, e) for t, p, e in exits if e is not None),
+                                          key=lambda found: found[2].exited_at):
             task.exit = exit
             ended.append(task)
             if exit.signal == signal.SIGKILL:  # perhaps the shim itself was killed: its task may live on
-                kill_marked({task.process.session}, f"{JOB_MARKER}={self.job.id}")
+                kill_marked({process.session}, f"{JOB_MARKER}={self.job.id}")
             if self.reason is None and exit.code != 0:
                 self.stop(FAILED, task)
             task.stopped = not (self.reason is None or self.cause is task)
@@ -138,6 +155,31 @@ class JobRun:
 
     def statuses(self) -> tuple[TaskStatus, ...]:
         return tuple(task.status() for task in self.tasks if task.exit is not None)
+
+    def first_failure(self, logs: LogStore) -> Failure | None:
+        """The task of a failed run that exited first with a non-zero code, and why; None
+        unless the run stopped because a task failed."""
+        if self.failure is not None or self.reason != FAILED:
+            return self.failure
+        failed = [t for t in self.tasks if t.exit is not None and t.exit.code != 0]
+        if not failed:
+            return None
+        first = min(failed, key=lambda t: (t.exit.exited_at, t is not self.cause))  # type: ignore[union-attr]
+        exit = first.exit
+        assert exit is not None
+        kind = signal_kind(exit.code, exit.signal)
+        if exit.signal is not None or exit.code - 128 in FATAL_SIGNALS:
+            number = exit.signal if exit.signal is not None else exit.code - 128
+            name = exit.signal_name if exit.signal is not None else Exit(exit.code, number).signal_name
+            return Failure(kind, first.name, f"Killed by signal {number} ({name})")
+        if first.process is None:
+            return Failure(kind, first.name, first.message.rstrip("."))
+        since = self.log_starts.get(first.name, LogPosition(0, 1)).offset
+        try:
+            reason = traceback_reason(logs, logs.state(TaskRef(self.job.project_id, self.job.id, first.name)), since)
+        except Exception:  # the reason is a courtesy: never let it stop the job from ending
+            reason = None
+        return Failure(kind, first.name, reason or f"Exited with code {exit.code}")
 
     def _describe(self, task: TaskRun, exit: Exit) -> tuple[str, bytes]:
         """The task's status message and the platform line that ends its log."""

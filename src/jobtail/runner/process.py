@@ -35,14 +35,18 @@ INFO_SECONDS = 30.0  # how long bwrap may take to name the shim's pid
 
 @dataclass(frozen=True, slots=True)
 class Exit:
-    """How a task ended: `code` as a shell reports it (128 + N for death by signal N)."""
+    """How a task ended: `code` as a shell reports it (128 + N for death by signal N);
+    `exited_at` (epoch seconds) when its main process exited, as exactly as known: the shim's
+    report in a sandbox, else when the executor saw it."""
 
     code: int
     signal: int | None = None
+    exited_at: float = 0.0
 
     @classmethod
-    def from_returncode(cls, returncode: int) -> Exit:
-        return cls(128 - returncode, -returncode) if returncode < 0 else cls(returncode)
+    def from_returncode(cls, returncode: int, exited_at: float | None = None) -> Exit:
+        at = time.time() if exited_at is None else exited_at
+        return cls(128 - returncode, -returncode, at) if returncode < 0 else cls(returncode, None, at)
 
     @property
     def signal_name(self) -> str | None:
@@ -152,10 +156,15 @@ class TaskProcess:
         if self._shim is not None:
             os.close(self._shim)
             self._shim = None
-        if report.strip().isdigit():
-            return Exit.from_returncode(os.waitstatus_to_exitcode(int(report)))
+        status, _, exited_at = report.decode("ascii", "replace").strip().partition(" ")
+        if status.isdigit():
+            try:
+                at = float(exited_at)
+            except ValueError:
+                at = None
+            return Exit.from_returncode(os.waitstatus_to_exitcode(int(status)), at)
         if returncode > 128:
-            return Exit(returncode, returncode - 128)
+            return Exit(returncode, returncode - 128, time.time())
         return Exit.from_returncode(returncode)
 
     def terminate(self) -> None:

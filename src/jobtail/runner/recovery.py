@@ -13,7 +13,10 @@ parent's death), but when the shim was killed too, processes may survive; so at 
    this host becomes Abnormal, with the event "The jobtail server running this job stopped (…);
    its processes were stopped.", the same message in `task_statuses` (exit code -1: unknown) and
    a platform line at the end of each task log; its end time (so its duration) is when its
-   record was last touched, not the time of recovery. A Pending job (queued, never started) goes
+   record was last touched, not the time of recovery. A Running job whose annotations allow a
+   restart after a lost supervisor (`jobtail.core.faults`, kind `lost`) is instead handed to
+   `restart`, which takes it over and starts its next attempt after the backoff; it stays
+   Running, and its logs and events say so. A Pending job (queued, never started) goes
    back to Creating so that an executor runs it.
 
 Jobs owned on another host (or pid namespace) are left to that host's executor.
@@ -30,11 +33,12 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobtail.core.errors import JobtailError
+from jobtail.core.faults import LOST, Failure
 from jobtail.core.jobs import ABNORMAL, CREATING, PENDING, RUNNING, TERMINATING, JobService
 from jobtail.core.store import LogStore
 from jobtail.core.types import JobRecord, TaskRef, TaskStatus
@@ -106,7 +110,12 @@ def _dead_here(owner: Owner | None) -> bool:
     return owner is not None and owner.here() and not owner.process_alive()
 
 
-def recover(jobs: JobService, logs: LogStore, records: RunRecords) -> list[str]:
+# Takes over a job whose runner died and schedules its restart; given the job, the failure and
+# when its attempt ended (epoch seconds); False when the job changed meanwhile.
+Restart = Callable[[JobRecord, Failure, float], bool]
+
+
+def recover(jobs: JobService, logs: LogStore, records: RunRecords, restart: Restart | None = None) -> list[str]:
     """Clean up after dead runners of this host (module docstring); returns the jobs marked Abnormal."""
     alive_at: dict[str, float] = {}  # job id → when its dead runner last touched its record
     for record in records.all():
@@ -128,6 +137,14 @@ def recover(jobs: JobService, logs: LogStore, records: RunRecords) -> list[str]:
                                      f"stopped ({owner.describe()}).", "Warning")
             continue
         message = f"The jobtail server running this job stopped ({owner.describe()}); its processes were stopped."
+        ended_at = alive_at.get(job.id, time.time())
+        failure = Failure(LOST, "", f"the jobtail server running it stopped ({owner.describe()})")
+        attempt = max(1, len(job.running_records))
+        if (restart is not None and job.phase == RUNNING and jobs.fault_policy(job).restarts(LOST, attempt)
+                and restart(job, failure, ended_at)):
+            _note_in_logs(logs, job, f"{message[:-1]}; restarting the job.", "WARN", seal=False)
+            jobs.event(job, f"{message[:-1]}; restarting the job.", "Warning")
+            continue
         _note_in_logs(logs, job, message)  # first: a job that shows ended has all of its log
         statuses = tuple(TaskStatus(task, -1, message) for task in job.tasks)
         stopped = {"end_time": max(job.start_time, int(alive_at[job.id] * 1000))} if job.id in alive_at else {}
@@ -139,12 +156,13 @@ def recover(jobs: JobService, logs: LogStore, records: RunRecords) -> list[str]:
     return abnormal
 
 
-def _note_in_logs(logs: LogStore, job: JobRecord, message: str) -> None:
-    """End each task log with a platform line saying what happened."""
+def _note_in_logs(logs: LogStore, job: JobRecord, message: str, level: str = "ERROR", *, seal: bool = True) -> None:
+    """End each task log with a platform line saying what happened (and seal it)."""
     for task in job.tasks:
         ref = TaskRef(job.project_id, job.id, task)
         try:
-            logs.append_line(ref, platform_line(message, "ERROR"))
-            logs.seal(ref)
+            logs.append_line(ref, platform_line(message, level))
+            if seal:
+                logs.seal(ref)
         except JobtailError:
             log.exception("could not note the recovery in %s", ref)

@@ -16,8 +16,11 @@ task without signalling itself. Then:
   moved to another group) is killed and reaped. The shim is a child subreaper, so orphaned
   descendants become its children rather than init's, which in a container may never reap them.
 - It exits with COMMAND's status: the same exit code, or death by the same signal. With a
-  STATUS_FD (not -1) it first writes COMMAND's wait status there as a decimal line: a sandbox's
-  pid 1 cannot die of a signal it sends itself, and bwrap reports death by signal N as 128 + N.
+  STATUS_FD (not -1) it first writes COMMAND's wait status there, and when COMMAND's main
+  process exited (epoch seconds), as one line `STATUS TIME`: a sandbox's pid 1 cannot die of a
+  signal it sends itself, bwrap reports death by signal N as 128 + N, and the executor orders
+  the failures of a job's tasks by that time. A supervisor that dies without writing it was
+  lost (killed itself).
 - Started with SIGTERM blocked (the executor does so for a sandbox, whose pid 1 would otherwise
   drop a SIGTERM that arrives before the handler is set), it still sees that SIGTERM.
 
@@ -86,14 +89,16 @@ class Shim:
         signal.signal(signal.SIGALRM, lambda *_: self.signal_group(signal.SIGKILL))
         signal.setitimer(signal.ITIMER_REAL, max(self.grace, 0.001))
 
-    def reap(self, main: int) -> int:
-        """Wait for the main process, then kill and reap the rest; returns the main wait status."""
+    def reap(self, main: int) -> tuple[int, float]:
+        """Wait for the main process, then kill and reap the rest; returns the main wait status
+        and when the main process exited."""
         while True:
             try:
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:  # cannot happen before main exits, but never spin
-                return 0
+                return 0, time.time()
             if pid == main:
+                exited_at = time.time()
                 break
         deadline = time.monotonic() + REAP_SECONDS
         while time.monotonic() < deadline:
@@ -109,7 +114,7 @@ class Shim:
             except ChildProcessError:
                 break
             time.sleep(0.01)
-        return status
+        return status, exited_at
 
 
 def start(command: list[str]) -> int:
@@ -146,10 +151,10 @@ def main(argv: list[str]) -> int:
     shim.group = start(command)
     signal.signal(signal.SIGTERM, shim.stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    status = shim.reap(shim.group)
+    status, exited_at = shim.reap(shim.group)
     signal.setitimer(signal.ITIMER_REAL, 0)
     if status_fd >= 0:
-        os.write(status_fd, f"{status}\n".encode())
+        os.write(status_fd, f"{status} {exited_at!r}\n".encode())
         os.close(status_fd)
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
