@@ -84,6 +84,21 @@ def test_put_of_a_large_object(blobs: BlobStore) -> None:
     assert blobs.read("big", 64 * 1024 * 7 + 5, 64 * 1024 * 7 + 105) == chunk[5:105]
 
 
+def test_adopt_links_a_local_file_or_declines(blobs: BlobStore, blob_url: str, tmp_path: Path) -> None:
+    source = tmp_path / "head-file"
+    source.write_bytes(b"sealed bytes")
+    adopted = blobs.adopt("jobs/j/t/seg", str(source))
+    assert adopted == blob_url.startswith("file:"), "a local directory links; others decline"
+    if adopted:
+        assert blobs.read("jobs/j/t/seg", 0, 100) == b"sealed bytes"
+        assert blobs.adopt("jobs/j/t/seg", str(source)), "adopting an existing key keeps it"
+        source.unlink()
+        assert blobs.read("jobs/j/t/seg", 0, 100) == b"sealed bytes", "the object outlives the file's name"
+    else:
+        with pytest.raises(BlobNotFound):
+            blobs.read("jobs/j/t/seg", 0, 100)
+
+
 def test_read_ranges(blobs: BlobStore) -> None:
     data = b"0123456789abcdef"
     blobs.put("k", [data[:7], data[7:]])

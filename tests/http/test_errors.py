@@ -44,7 +44,7 @@ def test_a_full_disk_answers_507_keeps_what_was_stored_and_recovers_when_space_i
             acknowledged = b"before the disk filled\n" * 4096
             assert http.post(logs, content=acknowledged).status_code == 200
             ballast = fill(disk)
-            for _ in range(16 * 1024 * 1024 // APPEND):  # the database's free pages run out long before
+            for _ in range(16 * 1024 * 1024 // APPEND):  # the disk runs out long before
                 data = os.urandom(APPEND // 2).hex().encode()
                 r = http.post(logs, content=data, params={"offset": len(acknowledged)})
                 if r.status_code != 200:
@@ -55,7 +55,7 @@ def test_a_full_disk_answers_507_keeps_what_was_stored_and_recovers_when_space_i
             assert r.status_code == 507, r.text
             body = r.json()
             assert body["error_code"] == "Jobtail.0507"
-            assert "no space left on the log store (database)" in body["error_msg"]
+            assert "no space left on the log store (head files)" in body["error_msg"]  # SQLite's file head
             assert body["error_solution"] and body["request_id"] == r.headers["x-request-id"]
 
             with pytest.raises(ServerResponseException) as refused:

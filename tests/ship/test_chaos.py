@@ -155,6 +155,13 @@ def _put_then_die(self, key, chunks):
     if key.endswith(".seg"):  # a segment (not the start-up write check)
         os._exit(86)
 local.LocalBlobStore.put = _put_then_die
+_adopt = local.LocalBlobStore.adopt
+def _adopt_then_die(self, key, path):  # the file head's seal links its file in place of a put
+    adopted = _adopt(self, key, path)
+    if adopted and key.endswith(".seg"):
+        os._exit(86)
+    return adopted
+local.LocalBlobStore.adopt = _adopt_then_die
 from jobtail.cli import main
 sys.argv[0] = "jobtail"
 main()

@@ -9,7 +9,8 @@ from pathlib import Path
 from jobtail.core.types import TaskRef
 
 # A real seal in another process, killed while it fsyncs its segment: the blob is fully written
-# to its temporary file, which is never renamed into place.
+# to its temporary file, which is never renamed into place. (The copying seal: the file head's
+# seal in place, linking its own file, which leaves no temporary, is turned off.)
 KILLED_SEAL = """
 import os, sys, time
 from jobtail.blobs.registry import open_blobs
@@ -23,6 +24,7 @@ def stall(fd):
 
 os.fsync = stall
 database = open_database(sys.argv[1])
+database.logs.head_as_segment = lambda log_id, start, max_bytes: None
 store = LogStore(Backends(database.jobs, database.logs, open_blobs(sys.argv[2])))
 store.seal(TaskRef(*sys.argv[3:6]))
 """

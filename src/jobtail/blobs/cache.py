@@ -71,6 +71,9 @@ class CachedBlobStore:
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
         return self.inner.put(key, chunks)
 
+    def adopt(self, key: str, path: str) -> bool:
+        return self.inner.adopt(key, path)
+
     def read(self, key: str, start: int, end: int) -> bytes:
         start = max(start, 0)
         if end <= start:

@@ -5,12 +5,13 @@ and the directory fsynced, so a crash leaves either the whole object or a `.tmp`
 (which `list` hides), never a torn object. The writer holds an exclusive `flock` on its
 temporary file until the rename, so anyone can tell a leftover (nobody holds it: the kernel drops
 a dead process's locks) from a write in progress. Leftovers go at the next put into the same
-directory (the next seal of the same task log) and, once older than the cutoff, in `sweep_partial`.
+directory (the next seal of the same task log; `adopt` too) and, once older than the cutoff, in `sweep_partial`.
 """
 
 from __future__ import annotations
 
 import builtins  # `list` is a method name below
+import errno
 import fcntl
 import os
 import uuid
@@ -56,6 +57,23 @@ class LocalBlobStore:
             raise
         _fsync_dir(path.parent)
         return size
+
+    def adopt(self, key: str, path: str) -> bool:
+        """A hard link to `path` under the key's name (the file head's seal: no copy)."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in _temporaries(target.parent):  # as `put` does: an interrupted write of this task log
+            _remove_if_abandoned(leftover, older_than=None)
+        try:
+            os.link(path, target)
+        except FileExistsError:
+            return True
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):  # another filesystem, no links
+                return False
+            raise
+        _fsync_dir(target.parent)
+        return True
 
     def read(self, key: str, start: int, end: int) -> bytes:
         try:

@@ -41,6 +41,9 @@ class MemoryBlobStore:
     def sweep_partial(self, prefix: str, older_than: float) -> builtins.list[str]:
         return []  # a put is one assignment: nothing is ever left half written
 
+    def adopt(self, key: str, path: str) -> bool:
+        return False  # nothing local to link: the caller puts the bytes
+
     def close(self) -> None:
         pass
 

@@ -159,6 +159,9 @@ class S3BlobStore:
                     aborted.append(f"{upload['Key'][strip:]} (upload {upload['UploadId']})")
         return aborted
 
+    def adopt(self, key: str, path: str) -> bool:
+        return False  # an upload is a copy anyway: the caller puts the bytes
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

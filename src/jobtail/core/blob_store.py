@@ -33,6 +33,13 @@ class BlobStore(Protocol):
         a prefix, even if the process dies midway. Overwriting a key with identical bytes is allowed.
         """
 
+    def adopt(self, key: str, path: str) -> bool:
+        """Make the complete, durable local file `path` the object `key` without copying its bytes,
+        where this backend can (a local directory on the same filesystem: a hard link); return
+        False where it cannot, and the caller `put`s the bytes instead. Nobody may change the file
+        afterwards. Durable and atomic on return, as `put`; adopting a key that exists keeps it
+        (a key names an extent, so its bytes are the same)."""
+
     def read(self, key: str, start: int, end: int) -> bytes:
         """Bytes `[start, end)` of the object; fewer only if the object is shorter.
 

@@ -6,8 +6,9 @@ Two narrow protocols, each with its conformance suite (`tests/meta/test_log_head
 `jobtail.meta.sql_logs` (SQLite, PostgreSQL):
 
 - `LogHeads`: a task log's offsets and its **head**, the acknowledged bytes not yet sealed, each
-  append with its arrival time. A different head (an append-only file per task, say) implements
-  this protocol and passes its suite.
+  append with its arrival time. `jobtail.meta.file_head` (SQLite's default: the bytes in an
+  append-only file per task log, the database keeping their offsets) implements it too and
+  passes the same suite.
 - `LogSegments`: the sealed **segments** (their blobs hold the bytes), the sparse **index**
   (line number ↔ offset, and a coarse arrival time per entry) and **retention**.
 
@@ -60,6 +61,13 @@ class LogHeads(Protocol):
     def head_to_seal(self, log_id: int, start: int, max_bytes: int) -> list[HeadChunk]:
         """Head chunks from offset `start` on, in order, stopping once `max_bytes` are collected
         (at least one chunk when any exists). `start` must be a chunk boundary."""
+
+    def head_as_segment(self, log_id: int, start: int, max_bytes: int) -> tuple[str, int] | None:
+        """For a seal without a copy: a local file `(path, end)` that holds exactly the head's
+        bytes `[start, end)` (`start` a chunk boundary, `end` a later one, at most `max_bytes`
+        on), followed by their arrival trailer (`jobtail.core.arrivals.encode_trailer`), durable,
+        and that nothing changes again; None when the head has no such file (a database head
+        never has; the caller then seals from `head_to_seal`). Never waits for appends."""
 
     def head_arrivals(self, log_id: int, start: int, end: int) -> list[Arrival]:
         """(offset, arrival) of the head chunks overlapping `[start, end)`, in offset order,

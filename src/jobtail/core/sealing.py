@@ -3,7 +3,9 @@ racing sealers in this process and other replicas; and the sweep of what dead se
 
 A seal takes up to `segment_bytes` of head chunks from the sealed offset, writes their bytes and
 their arrival trailer (`jobtail.core.arrivals`) as one blob, then records the segment (releasing
-those head chunks) only if the sealed offset is still the segment's base. One seal per log runs
+those head chunks) only if the sealed offset is still the segment's base. Where the head offers
+a local file holding exactly that (`LogHeads.head_as_segment`) and the blob store can take it
+without a copy (`BlobStore.adopt`), that file becomes the blob instead. One seal per log runs
 at a time in this process; a log's seals go on while its head stays large enough. A blob written
 but not yet recorded is known here (`_writing`), so the sweep never takes it for an orphan.
 """
@@ -24,6 +26,15 @@ from jobtail.core.observer import StoreObserver
 from jobtail.core.types import Arrival, HeadChunk, Segment
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _storage_error(exc: OSError) -> Exception:
+    """The domain error for a local segment directory's OSError (else the error itself)."""
+    if exc.errno in _NO_SPACE:
+        return StorageFull("segment store")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StorageNotWritable("the segment store", exc.strerror or str(exc))
+    return exc
 
 
 class Sealing:
@@ -74,31 +85,55 @@ class Sealing:
             self._logs.checkpoint()  # the sealed head rows' pages can now be folded and reused
 
     def _seal_once(self, log_id: int, sealed_offset: int) -> bool:
+        owner = self._logs.log_owner(log_id)
+        if owner is None:
+            raise JobNotFound(str(log_id))
+        in_place = self._logs.head_as_segment(log_id, sealed_offset, self._segment_bytes)
+        if in_place is not None:  # the head's own file becomes the segment, if the blob store can link it
+            path, end = in_place
+            key = keys.segment_key(*owner, sealed_offset, end)
+            with self._lock:
+                self._writing.add(key)
+            try:
+                started = time.perf_counter()
+                if self._adopt(key, path):
+                    return self._record(log_id, key, sealed_offset, end, started)
+            finally:
+                with self._lock:
+                    self._writing.discard(key)
         chunks = self._logs.head_to_seal(log_id, sealed_offset, self._segment_bytes)
         if not chunks:
             return False
         base, end = chunks[0].base_offset, chunks[-1].end_offset
-        owner = self._logs.log_owner(log_id)
-        if owner is None:
-            raise JobNotFound(str(log_id))
         key = keys.segment_key(*owner, base, end)
         with self._lock:
             self._writing.add(key)  # not an orphan, whatever the sweep sees meanwhile
         try:
             started = time.perf_counter()
             self._put_segment(key, chunks)
-            segment = Segment(base_offset=base, length=end - base, blob_key=key, created_at=self._clock())
-            if self._logs.record_segment(log_id, segment):
-                self._observer.sealed(end - base, time.perf_counter() - started)
-                return True
-            # Lost the race: another sealer recorded this range. Our blob is an orphan unless the
-            # winner chose the very same extent (and so the same key).
-            if key not in self._logs.segment_keys(key):
-                self._blobs.delete(key)
-            return False
+            return self._record(log_id, key, base, end, started)
         finally:
             with self._lock:
                 self._writing.discard(key)
+
+    def _record(self, log_id: int, key: str, base: int, end: int, started: float) -> bool:
+        """Record the written blob `key` as the segment [base, end); False (and the blob deleted
+        unless the winner chose the same key) when another sealer recorded that range first."""
+        segment = Segment(base_offset=base, length=end - base, blob_key=key, created_at=self._clock())
+        if self._logs.record_segment(log_id, segment):
+            self._observer.sealed(end - base, time.perf_counter() - started)
+            return True
+        # Lost the race: another sealer recorded this range. Our blob is an orphan unless the
+        # winner chose the very same extent (and so the same key).
+        if key not in self._logs.segment_keys(key):
+            self._blobs.delete(key)
+        return False
+
+    def _adopt(self, key: str, path: str) -> bool:
+        try:
+            return self._blobs.adopt(key, path)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
 
     def _put_segment(self, key: str, chunks: list[HeadChunk]) -> None:
         """Write the chunks' bytes and, after them, their arrival trailer."""
@@ -106,11 +141,7 @@ class Sealing:
         try:
             self._blobs.put(key, [*(c.data for c in chunks), trailer])
         except OSError as exc:  # a local directory's; the head keeps the bytes, a later seal retries
-            if exc.errno in _NO_SPACE:
-                raise StorageFull("segment store") from exc
-            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise StorageNotWritable("the segment store", exc.strerror or str(exc)) from exc
-            raise
+            raise _storage_error(exc) from exc
 
     def sweep_orphans(self, older_than: float) -> list[str]:
         """Delete blobs that no segment record names, and what blob writes that never completed

@@ -37,7 +37,8 @@ def scheme_of(url: str) -> str:
 class SqlDatabase:
     """The engines of one database and the record stores over them; `close()` disposes of them."""
 
-    def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool, schema_lock: Path | None = None) -> None:
+    def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool, schema_lock: Path | None = None,
+                 logs: Callable[[Engine, Engine], SqlLogRecords] | None = None) -> None:
         self.writer = writer
         self.reader = reader
         self.closing: list[Callable[[], None]] = []  # what a backend opened beside the engines
@@ -47,7 +48,7 @@ class SqlDatabase:
             self.close()
             raise
         self.jobs = SqlJobRecords(writer, reader)
-        self.logs = SqlLogRecords(writer, reader, row_locks=row_locks)
+        self.logs = logs(writer, reader) if logs else SqlLogRecords(writer, reader, row_locks=row_locks)
         self.leases = SqlExecutorLeases(writer)
         # (sql, parameters) -> first row, without SQLAlchemy: for the identity lookups (SQLite)
         self.local_fetch: Callable[[str, Sequence[Any]], Sequence[Any] | None] | None = None

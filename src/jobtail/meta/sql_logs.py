@@ -174,6 +174,13 @@ class SqlLogRecords:
     def append(
         self, log_id: int, expected_end: int, data: bytes, arrived_us: int, policy: IndexPolicy
     ) -> AppendOutcome:
+        return self._commit_append(log_id, expected_end, data, arrived_us, policy, keep_bytes=True)
+
+    def _commit_append(
+        self, log_id: int, expected_end: int, data: bytes, arrived_us: int, policy: IndexPolicy, *, keep_bytes: bool
+    ) -> AppendOutcome:
+        """`append` in one transaction; without `keep_bytes`, the head row records the append's
+        offset, length and arrival time but not its bytes (another head holds them)."""
         newlines = data.count(b"\n")
         with self._write() as conn:
             row = self._locked_log(
@@ -209,7 +216,7 @@ class SqlLogRecords:
                 newest = entries[-1]
                 changes.update(index_offset=newest.offset, index_line=newest.line, index_time=newest.appended_at)
             conn.execute(insert(head_chunks).values(log_id=log_id, base_offset=expected_end, length=len(data),
-                                                    arrived_us=arrived_us, data=data))
+                                                    arrived_us=arrived_us, data=data if keep_bytes else b""))
             conn.execute(update(task_logs).where(task_logs.c.id == log_id).values(**changes))
         return AppendOutcome(stored=True, end_offset=expected_end + len(data))
 
@@ -219,6 +226,9 @@ class SqlLogRecords:
         with self._read() as conn:
             rows = conn.execute(_HEAD_OVERLAPPING, {"log_id": log_id, "start": start, "end": end}).all()
         return [HeadChunk(r.base_offset, bytes(r.data), r.arrived_us) for r in rows]
+
+    def head_as_segment(self, log_id: int, start: int, max_bytes: int) -> tuple[str, int] | None:
+        return None  # the bytes are in rows: a seal copies them
 
     def head_arrivals(self, log_id: int, start: int, end: int) -> list[Arrival]:
         with self._read() as conn:

@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 
 from jobtail.core.types import LogState
 from jobtail.meta.database import SqlDatabase
+from jobtail.meta.file_head import FileHeadLogRecords
 from jobtail.meta.sql_logs import _LOG_STATE, _STATE_COLUMNS, _state, raise_storage_errors
 
 BUSY_TIMEOUT_MS = 30_000
@@ -158,11 +159,25 @@ class LocalReads:
 
 
 def open_database(url: str) -> SqlDatabase:
-    """Open (creating if needed) the SQLite database named by `url`."""
+    """Open (creating if needed) the SQLite database named by `url`.
+
+    The head is chosen here, by the URL: head files beside the database (`PATH.heads/`, see
+    `jobtail.meta.file_head`) by default, or rows in the database with `?head=database`."""
+    parsed = make_url(url)
+    head = parsed.query.get("head", "file")
+    if head not in ("file", "database"):
+        raise ValueError(f"unknown head {head!r} in {url!r}: use ?head=file (the default) or ?head=database")
+    url = parsed.difference_update_query(["head"]).render_as_string(hide_password=False)
     writer, reader = engines(url)
     path, _ = _path(url)
     # Migrations of this file are serialised by an flock on a file beside it (`jobtail.meta.migrate`).
-    database = SqlDatabase(writer, reader, row_locks=False, schema_lock=path.with_name(path.name + ".lock"))
+    lock = path.with_name(path.name + ".lock")
+    if head == "database":
+        database = SqlDatabase(writer, reader, row_locks=False, schema_lock=lock)
+    else:
+        heads_dir = path.with_name(path.name + ".heads")
+        database = SqlDatabase(writer, reader, row_locks=False, schema_lock=lock,
+                               logs=lambda w, r: FileHeadLogRecords(w, r, heads_dir=heads_dir))
     parsed = make_url(url)
     uri = parsed.query.get("uri") == "true"
     options = urlencode({k: v for k, v in parsed.query.items() if k != "uri"}, doseq=True)  # mode=ro, ...

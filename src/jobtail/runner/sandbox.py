@@ -189,6 +189,7 @@ class Sandbox:
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
             database = _real(url.database)
             private_files += [database, *(Path(f"{database}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
+            private_dirs.append(Path(f"{database}.heads"))  # its head files (jobtail.meta.file_head)
         if settings.blob_url.startswith("file://"):
             private_dirs.append(_real(settings.blob_url.removeprefix("file://")))
         protected = private_dirs + private_files

@@ -1,0 +1,252 @@
+"""The file head (`jobtail.meta.file_head`) through the real store: any history of appends, seals,
+reopenings and crashes between a head write and its commit leaves exactly the acknowledged bytes,
+with their arrival times; a crash by SIGKILL at that point in a real process; seals that do not
+wait for the appenders' lock; head files that become garbage once sealed."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.engine import Engine, backends_of, new_job, open_engine
+
+from jobtail.core.store import LogStore
+from jobtail.core.types import Arrival, TaskRef
+from jobtail.meta.file_head import FileHeadLogRecords
+
+PROJECT = "proj-file-head"
+
+
+class Crash(Exception):
+    """Raised by the fault-injection hook: the append's bytes are durable in the head file, its
+    commit never happens — what a SIGKILL at that point leaves."""
+
+
+def heads_of(store: LogStore) -> FileHeadLogRecords:
+    logs = backends_of(store).logs
+    assert isinstance(logs, FileHeadLogRecords), "SQLite's default head is the file head"
+    return logs
+
+
+@pytest.fixture
+def urls(tmp_path: Path) -> tuple[str, str]:
+    return f"sqlite:///{tmp_path / 'meta.db'}", (tmp_path / "blobs").as_uri()
+
+
+@pytest.fixture
+def opened() -> Iterator[list[Engine]]:
+    engines: list[Engine] = []
+    yield engines
+    for engine in engines:
+        engine.close()
+
+
+def engine_on(urls: tuple[str, str], opened: list[Engine], **options: object) -> Engine:
+    engine = open_engine(*urls, **options)
+    opened.append(engine)
+    return engine
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.binary(min_size=1, max_size=120)),
+        st.tuples(st.just("crash"), st.binary(min_size=1, max_size=120)),
+        st.tuples(st.just("seal"), st.none()),
+        st.tuples(st.just("reopen"), st.none()),
+        st.tuples(st.just("retry"), st.none()),
+    ),
+    min_size=1,
+    max_size=30,
+)
+_names = (f"fh-{i}" for i in itertools.count())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS, rotate=st.sampled_from([1, 64, 1 << 20]))
+def test_any_history_keeps_exactly_the_acknowledged_bytes_and_times(
+        urls: tuple[str, str], opened: list[Engine], ops: list[tuple[str, bytes | None]], rotate: int) -> None:
+    options = {"seal_bytes": 97, "segment_bytes": 150}
+    store = engine_on(urls, opened, **options).store
+    heads_of(store).rotate_bytes = rotate
+    ref = TaskRef(PROJECT, new_job(store, PROJECT, next(_names)).id, "worker-0")
+    log, arrivals, clock = b"", [], 1_700_000_000.0
+    for op, data in ops:
+        clock += 0.5
+        if op == "append":
+            assert data is not None
+            assert store.append(ref, data, len(log), arrived_at=clock).full_size == len(log) + len(data)
+            arrivals.append(Arrival(len(log), round(clock * 1_000_000)))
+            log += data
+        elif op == "crash":
+            assert data is not None
+
+            def crash() -> None:
+                raise Crash
+
+            heads_of(store).before_commit = crash
+            with pytest.raises(Crash):
+                store.append(ref, data, len(log), arrived_at=clock)
+            store.close()  # the process is gone: reopen on what it left
+            store = engine_on(urls, opened, **options).store
+            heads_of(store).rotate_bytes = rotate
+        elif op == "retry" and log:  # an append repeated after a lost answer: acknowledged, not stored twice
+            assert store.append(ref, log[-1:], len(log) - 1).full_size == len(log)
+        elif op == "seal":
+            store.seal(ref)
+        elif op == "reopen":
+            store.close()
+            store = engine_on(urls, opened, **options).store
+            heads_of(store).rotate_bytes = rotate
+        state = store.state(ref)
+        assert state.end_offset == len(log)
+        assert b"".join(store.read(state, 0, len(log))) == log
+        assert store.arrivals(state, 0, len(log)) == arrivals
+    state = store.state(ref)
+    assert state.line_count == log.count(b"\n")
+    store.seal(ref)
+    state = store.state(ref)
+    assert state.sealed_offset == len(log)
+    assert b"".join(store.read(state, 0, len(log))) == log
+    assert store.arrivals(state, 0, len(log)) == arrivals, "exact arrival times survive the seal"
+    if log:
+        store.append(ref, b"x", len(log))  # the next append clears what the seal left
+    directory = heads_of(store).heads_dir / str(state.log_id)
+    files = [p for p in directory.iterdir() if p.name.endswith(".head")] if directory.exists() else []
+    assert len(files) <= 1, f"sealed head files are removed: {files}"
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    sys.path[:0] = sys.argv[4:]
+    from support.engine import open_engine
+    from jobtail.core.types import TaskRef
+    engine = open_engine(sys.argv[1], sys.argv[2], seal_bytes=1 << 40)
+    ref = TaskRef("proj-file-head", sys.argv[3], "worker-0")
+    logs = engine.database.logs
+    offset = engine.store.state(ref).end_offset
+    for i in range(5):
+        if i == 4:  # the fifth append dies between its head write and its commit
+            logs.before_commit = lambda: os.kill(os.getpid(), signal.SIGKILL)
+        offset = engine.store.append(ref, b"line %d\\n" % i * 100, offset).full_size
+        print(offset, flush=True)
+""")
+
+
+def test_a_sigkill_between_head_write_and_commit_loses_nothing_acknowledged(
+        urls: tuple[str, str], opened: list[Engine], tmp_path: Path) -> None:
+    engine = engine_on(urls, opened)
+    job = new_job(engine.store, PROJECT, "sigkill")
+    ref = TaskRef(PROJECT, job.id, "worker-0")
+    engine.store.append(ref, b"before\n", 0)
+    engine.store.seal(ref)
+    tests = str(Path(__file__).resolve().parents[1])
+    child = subprocess.run([sys.executable, "-c", CHILD, *urls, job.id, tests, *sys.path],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    acknowledged = [int(line) for line in child.stdout.split()]
+    assert len(acknowledged) == 4
+    expected = b"before\n" + b"".join(b"line %d\n" % i * 100 for i in range(4))
+    assert acknowledged[-1] == len(expected)
+
+    store = engine_on(urls, opened).store
+    state = store.state(ref)
+    assert state.end_offset == len(expected), "the killed append was never committed"
+    heads = heads_of(store)
+    directory = heads.heads_dir / str(state.log_id)
+    on_disk = sum(p.stat().st_size for p in directory.iterdir() if p.name.endswith(".head"))
+    assert on_disk > state.end_offset - state.sealed_offset, "the crash left unacknowledged bytes in the file"
+    assert b"".join(store.read(state, 0, state.end_offset)) == expected, "they are never read"
+    assert store.append(ref, b"after\n", len(expected)).full_size == len(expected) + 6
+    on_disk = sum(p.stat().st_size for p in directory.iterdir() if p.name.endswith(".head"))
+    assert on_disk == len(expected) + 6 - state.sealed_offset, "the next append wrote over them and cut the file"
+    store.seal(ref)
+    state = store.state(ref)
+    assert b"".join(store.read(state, 0, state.end_offset)) == expected + b"after\n"
+
+
+def test_a_seal_does_not_wait_for_the_appenders_lock(urls: tuple[str, str], opened: list[Engine]) -> None:
+    store = engine_on(urls, opened, seal_bytes=1 << 40).store
+    ref = TaskRef(PROJECT, new_job(store, PROJECT, "lock").id, "worker-0")
+    store.append(ref, b"a" * 1000, 0)
+    log_id = store.state(ref).log_id
+    sealed = threading.Event()
+    with heads_of(store)._append_lock(log_id):  # an appender stuck inside its append
+        sealer = threading.Thread(target=lambda: (store.seal(ref), sealed.set()))
+        sealer.start()
+        assert sealed.wait(30), "the seal waited for the appenders' lock"
+    sealer.join()
+    state = store.state(ref)
+    assert state.sealed_offset == 1000
+    assert b"".join(store.read(state, 0, 1000)) == b"a" * 1000
+    store.append(ref, b"b", 1000)  # the next append takes over the sealed file's removal
+    files = sorted(p.name for p in (heads_of(store).heads_dir / str(log_id)).iterdir() if p.name.endswith(".head"))
+    assert files == [f"{1000:020d}.head"]
+
+
+def test_appends_write_the_bytes_once_and_the_database_keeps_offsets(urls: tuple[str, str],
+                                                                     opened: list[Engine]) -> None:
+    engine = engine_on(urls, opened, seal_bytes=1 << 40)
+    store = engine.store
+    ref = TaskRef(PROJECT, new_job(store, PROJECT, "once").id, "worker-0")
+    payload = os.urandom(256 * 1024)
+    store.append(ref, payload, 0)
+    state = store.state(ref)
+    path = heads_of(store).heads_dir / str(state.log_id) / f"{0:020d}.head"
+    assert path.read_bytes() == payload
+    with engine.database.reader.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT length, length(data) FROM head_chunks WHERE log_id = ?",
+                                      (state.log_id,)).all()
+    assert stored == [(len(payload), 0)]
+
+
+def test_database_head_by_url_and_reading_its_rows_after_switching(tmp_path: Path, opened: list[Engine]) -> None:
+    database, blobs = f"sqlite:///{tmp_path / 'meta.db'}", (tmp_path / "blobs").as_uri()
+    old = engine_on((database + "?head=database", blobs), opened, seal_bytes=1 << 40).store
+    assert not isinstance(backends_of(old).logs, FileHeadLogRecords)
+    ref = TaskRef(PROJECT, new_job(old, PROJECT, "switch").id, "worker-0")
+    old.append(ref, b"in the database\n", 0)
+    old.close()
+    store = engine_on((database, blobs), opened, seal_bytes=1 << 40).store  # upgraded: the file head
+    store.append(ref, b"in a file\n", 16)
+    state = store.state(ref)
+    assert b"".join(store.read(state, 0, state.end_offset)) == b"in the database\nin a file\n"
+    store.seal(ref)
+    assert b"".join(store.read(store.state(ref), 0, state.end_offset)) == b"in the database\nin a file\n"
+    with pytest.raises(ValueError, match="unknown head"):
+        open_engine(database + "?head=tape", blobs)
+
+
+def test_a_seal_links_the_head_file_as_the_segment(urls: tuple[str, str], opened: list[Engine]) -> None:
+    store = engine_on(urls, opened, seal_bytes=1 << 40).store
+    ref = TaskRef(PROJECT, new_job(store, PROJECT, "link").id, "worker-0")
+    store.append(ref, b"one\n", 0, arrived_at=1_700_000_000.0)
+    store.append(ref, b"two\n", 4, arrived_at=1_700_000_001.0)
+    log_id = store.state(ref).log_id
+    head = heads_of(store).heads_dir / str(log_id) / f"{0:020d}.head"
+    inode = head.stat().st_ino
+    assert store.seal(ref) == 1
+    state = store.state(ref)
+    assert state.sealed_offset == 8
+    blob = Path(urls[1].removeprefix("file://")) / state_key(store, state.log_id)
+    assert blob.stat().st_ino == inode, "the head file became the segment: no copy"
+    assert b"".join(store.read(state, 0, 8)) == b"one\ntwo\n"
+    assert store.arrivals(state, 0, 8) == [Arrival(0, 1_700_000_000_000_000), Arrival(4, 1_700_000_001_000_000)]
+    store.append(ref, b"three\n", 8)  # into a new head file
+    assert not head.exists(), "the sealed head file's name is gone; the segment keeps the inode"
+    assert blob.stat().st_nlink == 1
+    assert b"".join(store.read(store.state(ref), 0, 14)) == b"one\ntwo\nthree\n"
+
+
+def state_key(store: LogStore, log_id: int) -> str:
+    (segment,) = backends_of(store).logs.segments(log_id)
+    return segment.blob_key
