@@ -502,7 +502,8 @@ def test_appends_through_this_process_wake_the_stream_at_once(serve: Callable[..
         server.store.append(ref, f"line {i}\n".encode())
         arrived, event = tail.next()
         assert event.raw == f"line {i}\n".encode()
-        assert arrived - appended < 0.5, "woken by the append itself, not by a poller (30 s here)"
+        # 5 s: far below the poller's 30 s, above what a loaded 2-core machine takes (0.8 s seen)
+        assert arrived - appended < 5, "woken by the append itself, not by a poller (30 s here)"
     server.following.shutdown.trigger()
     assert tail.until_end()[1].data == {"reason": "server shutting down", "offset": 21}
 
