@@ -26,12 +26,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from jobtail.auth.notifications import listen
+
 log = logging.getLogger("jobtail.identity")
 
 CHANNEL = "jobtail_identity"
 TTL = 60.0
 MAX_ENTRIES = 50_000
-_POLL = 0.5  # seconds the listener waits for notifications before checking whether to stop
 
 
 class NotifiedCache:
@@ -82,31 +83,13 @@ class NotifiedCache:
         self._thread.join(timeout=10)
 
     def _listen(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            raw = None
-            try:
-                raw = self._engine.raw_connection()
-                conn = raw.driver_connection
-                raw.detach()  # ours for as long as we listen; never back into the pool
-                conn.autocommit = True  # type: ignore[union-attr]
-                conn.execute(f"LISTEN {CHANNEL}")  # type: ignore[union-attr]
-                self.invalidate()  # whatever changed while we were not listening
-                self._live = True
-                backoff = 0.1
-                while not self._stop.is_set():
-                    for _ in conn.notifies(timeout=_POLL):  # type: ignore[union-attr]
-                        self.invalidate()
-            except Exception:
-                if not self._stop.is_set():
-                    log.warning("identity change listener lost its connection; retrying", exc_info=True)
-            finally:
-                self._live = False
-                self.invalidate()
-                if raw is not None:
-                    try:
-                        raw.close()
-                    except Exception:  # already broken
-                        pass
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
+        listen(self._engine, CHANNEL, self._stop, connected=self._connected,
+               notified=lambda _: self.invalidate(), disconnected=self._disconnected, log=log)
+
+    def _connected(self) -> None:
+        self.invalidate()  # whatever changed while we were not listening
+        self._live = True
+
+    def _disconnected(self) -> None:
+        self._live = False
+        self.invalidate()

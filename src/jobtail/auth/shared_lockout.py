@@ -29,12 +29,12 @@ from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from jobtail.auth.lockout import LIMIT, MAX_ENTRIES, PERIOD, Lockout
+from jobtail.auth.notifications import listen
 from jobtail.auth.schema import auth_failures
 
 log = logging.getLogger("jobtail.auth")
 
 CHANNEL = "jobtail_lockout"
-_POLL = 0.5  # seconds the listener waits for notifications before checking whether to stop
 _SWEEP_SECONDS = 60.0  # how often the writer deletes rows whose last failure is a period old
 
 
@@ -151,30 +151,9 @@ class SharedLockout(Lockout):
                 self._entries[(row.key, row.address)] = (row.failures, row.locked_until)
 
     def _listen(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            raw = None
-            try:
-                raw = self._engine.raw_connection()
-                conn = raw.driver_connection
-                raw.detach()  # ours for as long as we listen; never back into the pool
-                conn.autocommit = True  # type: ignore[union-attr]
-                conn.execute(f"LISTEN {CHANNEL}")  # type: ignore[union-attr]
-                self._reload()  # whatever was counted while we were not listening
-                self._live.set()
-                backoff = 0.1
-                while not self._stop.is_set():
-                    for notice in conn.notifies(timeout=_POLL):  # type: ignore[union-attr]
-                        self._apply(json.loads(notice.payload))
-            except Exception:
-                if not self._stop.is_set():
-                    log.warning("lockout listener lost its connection; retrying", exc_info=True)
-            finally:
-                self._live.clear()
-                if raw is not None:
-                    try:
-                        raw.close()
-                    except Exception:  # already broken
-                        pass
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
+        listen(self._engine, CHANNEL, self._stop, connected=self._connected,
+               notified=lambda payload: self._apply(json.loads(payload)), disconnected=self._live.clear, log=log)
+
+    def _connected(self) -> None:
+        self._reload()  # whatever was counted while we were not listening
+        self._live.set()
