@@ -7,7 +7,7 @@ reaches them through one typed helper (`jobtail.http.context.context`), never th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,7 +31,9 @@ class Services:
     signatures, tokens and logins, on the same database (None: an app without an identity
     store, whose guard is given); `link_key`: signs temporary log links; `executor`: the local
     executor, when this process runs jobs; `ready`: what of the backends does not answer now
-    (blocking; [] when all do), for the readiness check."""
+    (blocking; [] when all do), for the readiness check; `rate_exchange`: how the rate limiter
+    trades what it admitted with the other replicas (`SpendExchange.exchange`; None: it limits
+    alone)."""
 
     store: LogStore
     jobs: JobService
@@ -39,6 +41,7 @@ class Services:
     authenticator: Authenticator | None = None
     executor: Executor | None = None
     ready: Callable[[], list[str]] | None = None
+    rate_exchange: Callable[[Mapping[str, int], list[str]], Mapping[tuple[str, str], int]] | None = None
 
 
 # Opens the services for `settings`, the store encoding previews with the given encoder; closing

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     )
     max_log_bytes: int = Field(0, ge=0, description="Largest a task log may grow through appends, in bytes (0: no cap).")
     rate_limit_per_second: float = Field(
-        200.0, ge=0, description="Requests per second one credential may make, per process (0: no limit)."
+        200.0, ge=0, description="Requests per second one credential may make (0: no limit): per process on SQLite, "
+        "across the replicas sharing a PostgreSQL database."
     )
     search_budget_seconds: float = Field(10.0, gt=0, description="Longest a search scans before answering with a cursor.")
     preview_bytes: int = Field(5 * MiB, ge=1, le=5 * MiB, description="Preview cap in bytes (ModelArts: 5 MiB).")

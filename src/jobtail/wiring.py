@@ -159,13 +159,17 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
             stack.callback(local.stop)
             executor = local
         lockout = None
-        if database.dialect == "postgresql":  # replicas may share it: count failures there
+        rate_exchange = None
+        if database.dialect == "postgresql":  # replicas may share it: count failures and requests there
             from jobtail.auth.shared_lockout import SharedLockout
+            from jobtail.auth.shared_rates import SpendExchange
 
             lockout = SharedLockout(database.writer)
             stack.callback(lockout.close)
+            rate_exchange = SpendExchange(database.writer).exchange
         authenticator = Authenticator(identity, master_key, lockout=lockout)
-        yield Services(store, jobs, link_key(master_key), authenticator, executor, ready=probes[0])
+        yield Services(store, jobs, link_key(master_key), authenticator, executor, ready=probes[0],
+                       rate_exchange=rate_exchange)
 
 
 def check_writable(settings: Settings) -> None:

@@ -7,7 +7,7 @@ as SHA-256 digests and passwords as scrypt hashes (see jobtail.auth.secrets, .pa
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Double, ForeignKey, Index, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, Double, ForeignKey, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -73,4 +73,16 @@ auth_failures = Table(
     Column("failures", Integer, nullable=False),
     Column("locked_until", Double, nullable=False),  # 0: not locked
     Column("failed_at", Double, nullable=False),
+)
+
+# Requests each server process accepted per principal (a running total), for replicas that share
+# the database (`jobtail.auth.shared_rates`): each process adds the others' spending to its own
+# rate limiter. Rows of processes that stopped are deleted after a few minutes.
+rate_spend = Table(
+    "rate_spend",
+    metadata,
+    Column("process", String(32), primary_key=True),
+    Column("principal", String(256), primary_key=True),
+    Column("spent", BigInteger, nullable=False),
+    Column("updated_at", Double, nullable=False),
 )

@@ -154,11 +154,14 @@ def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | N
                     raise RuntimeError("no guard given and no authenticator to make one")
                 chosen = IdentityGuard(opened.authenticator)
             following = Following(opened.store, settings)  # ends streams on SIGTERM
+            limiter = RateLimiter(settings.rate_limit_per_second)
+            if opened.rate_exchange is not None:
+                limiter.share(opened.rate_exchange)
             app.state.context = AppContext(
                 settings=settings,
                 services=opened,
                 guard=chosen,
-                limiter=RateLimiter(settings.rate_limit_per_second),
+                limiter=limiter,
                 unverified_reads=UnverifiedReads(settings.max_unverified_body_reads),
                 following=following,
                 logins=anyio.CapacityLimiter(tokens.CONCURRENT_LOGINS),
@@ -168,6 +171,7 @@ def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | N
                 yield
             finally:
                 following.close()
+                limiter.close()
                 metrics.process_exiting()
 
     app = JobtailApp(lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
