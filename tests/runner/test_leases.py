@@ -173,3 +173,41 @@ def _is_ancestor(ancestor: int, pid: int) -> bool:
         except OSError:
             return False
     return False
+
+
+def test_a_lost_replicas_job_that_may_be_restarted_runs_its_next_attempt_on_the_peer(
+    tmp_path: Path, replicas: list[Replica]
+) -> None:
+    credentials = tmp_path / "a" / "credentials.json"
+    with connect(replicas[0].url, credentials_file=credentials) as a, \
+            connect(replicas[1].url, credentials_file=credentials) as b:
+        body = {"kind": "job", "metadata": {"name": "retried", "annotations": {"fault-tolerance/job-retry-num": "1"}},
+                "algorithm": {"command": TICKER}, "spec": {"resource": {"node_count": 1}}}
+        job_id = str(a.json("POST", "/v2/{project_id}/training-jobs", json=body)["metadata"]["id"])
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"^pid=(\d+)$", _preview(a, job_id), re.M)):
+            assert time.monotonic() < deadline, "the job never ran"
+            time.sleep(0.1)
+        first_pid = int(found.group(1))
+        owner = next(r for r in replicas if _is_ancestor(r.proc.pid, first_pid))
+        peer = next(r for r in replicas if r is not owner)
+        watcher = a if peer is replicas[0] else b
+
+        os.kill(owner.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 60
+        while len(pids := [int(p) for p in re.findall(r"^pid=(\d+)$", _preview(watcher, job_id), re.M)]) < 2:
+            assert time.monotonic() < deadline, "the peer never ran the lost job's next attempt"
+            time.sleep(0.1)
+        assert _is_ancestor(peer.proc.pid, pids[1])  # the second attempt runs on the peer
+        status = _get(watcher, job_id)["status"]
+        assert status["phase"] == "Running"  # across the restart, as on ModelArts
+        first, second = status["running_records"][:2]
+        assert (first["end_recover"], second["start_type"]) == ("job_reschedule", "restarted")
+
+        os.kill(owner.proc.pid, signal.SIGCONT)  # the old owner comes back and stops its attempt
+        deadline = time.monotonic() + 15
+        while _alive(first_pid):
+            assert time.monotonic() < deadline, "the old owner did not stop the attempt it lost"
+            time.sleep(0.1)
+        assert _get(watcher, job_id)["status"]["phase"] == "Running"  # the peer's attempt goes on
+        assert _alive(pids[1])
