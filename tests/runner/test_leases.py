@@ -114,15 +114,7 @@ def test_a_stopped_replica_loses_its_jobs_and_never_resumes_them(tmp_path: Path,
             connect(replicas[1].url, credentials_file=credentials) as b:
         body = {"kind": "job", "metadata": {"name": "ticker"}, "algorithm": {"command": TICKER},
                 "spec": {"resource": {"node_count": 1}}}
-        job_id = str(a.json("POST", "/v2/{project_id}/training-jobs", json=body)["metadata"]["id"])
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"^pid=(\d+)$", _preview(a, job_id), re.M)) or "tick 5" not in _preview(a, job_id):
-            assert time.monotonic() < deadline, "the job never ran"
-            time.sleep(0.1)
-        task_pid = int(found.group(1))
-        owner = next(r for r in replicas if _is_ancestor(r.proc.pid, task_pid))
-        peer = next(r for r in replicas if r is not owner)
-        watcher = a if peer is replicas[0] else b
+        job_id, task_pid, owner, watcher = _run_ticker(replicas, (a, b), body)
 
         os.kill(owner.proc.pid, signal.SIGSTOP)
         stopped_at = time.monotonic()
@@ -163,6 +155,20 @@ def test_a_stopped_replica_loses_its_jobs_and_never_resumes_them(tmp_path: Path,
                 time.sleep(0.1)
 
 
+def _run_ticker(replicas: list[Replica], clients: tuple[Client, Client],
+                body: dict[str, Any]) -> tuple[str, int, Replica, Client]:
+    """Create the job through the first client and wait until its task ticks: (job id, the task's
+    pid, the replica running it, a client of the other replica)."""
+    job_id = str(clients[0].json("POST", "/v2/{project_id}/training-jobs", json=body)["metadata"]["id"])
+    deadline = time.monotonic() + 30
+    while not (found := re.search(r"^pid=(\d+)$", log := _preview(clients[0], job_id), re.M)) or "tick 5" not in log:
+        assert time.monotonic() < deadline, "the job never ran"
+        time.sleep(0.1)
+    task_pid = int(found.group(1))
+    owner = next(r for r in replicas if _is_ancestor(r.proc.pid, task_pid))
+    return job_id, task_pid, owner, clients[1] if owner is replicas[0] else clients[0]
+
+
 def _is_ancestor(ancestor: int, pid: int) -> bool:
     while pid > 1:
         if pid == ancestor:
@@ -183,15 +189,8 @@ def test_a_lost_replicas_job_that_may_be_restarted_runs_its_next_attempt_on_the_
             connect(replicas[1].url, credentials_file=credentials) as b:
         body = {"kind": "job", "metadata": {"name": "retried", "annotations": {"fault-tolerance/job-retry-num": "1"}},
                 "algorithm": {"command": TICKER}, "spec": {"resource": {"node_count": 1}}}
-        job_id = str(a.json("POST", "/v2/{project_id}/training-jobs", json=body)["metadata"]["id"])
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"^pid=(\d+)$", _preview(a, job_id), re.M)):
-            assert time.monotonic() < deadline, "the job never ran"
-            time.sleep(0.1)
-        first_pid = int(found.group(1))
-        owner = next(r for r in replicas if _is_ancestor(r.proc.pid, first_pid))
+        job_id, first_pid, owner, watcher = _run_ticker(replicas, (a, b), body)
         peer = next(r for r in replicas if r is not owner)
-        watcher = a if peer is replicas[0] else b
 
         os.kill(owner.proc.pid, signal.SIGSTOP)
         deadline = time.monotonic() + 60
