@@ -24,27 +24,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from support.serve import ServeProcess  # noqa: E402
 
-from jobtail.auth import manage  # noqa: E402
-from jobtail.meta.identity import open_identity  # noqa: E402
-
-PASSWORD = "screenshots-only"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--hide-scrollbars"]
 
 
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="jobtail-shots-"))
-    serve = ServeProcess(root / "data", "--executor", "local")
+    serve = ServeProcess(root / "data", "--executor", "local", "--executor-shared-dirs", str(ROOT))  # examples/ in view
     (root / "data").mkdir()
     serve.start()
     try:
         credentials = json.loads(serve.admin_credentials().read_text())
         project = credentials["project_id"]
-        identity = open_identity(f"sqlite:///{root / 'data' / 'jobtail.db'}")
-        manage.set_password(identity, "admin", PASSWORD)
-        identity.close()
         r = httpx.post(serve.url + "/v3/auth/tokens", json={"auth": {"identity": {"methods": ["password"], "password": {
-            "user": {"name": "admin", "password": PASSWORD}}}}})
+            "user": {"name": credentials["user"], "password": credentials["password"]}}}}})  # the first start's
         token = r.headers["x-subject-token"]
         headers = {"X-Auth-Token": token}
         body = {"kind": "job", "metadata": {"name": "resnet-demo"},
