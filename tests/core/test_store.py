@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from support.engine import Engine, new_job
 from support.sealing import kill_a_seal, temporaries
 
+from jobtail.core.errors import TaskNotFound
 from jobtail.core.jobs import JobService
 from jobtail.core.store import Backends, LogStore
 from jobtail.core.types import JobSpec, Preview, TaskRef
@@ -132,4 +134,20 @@ def test_a_preview_waited_for_is_never_older_than_the_state_its_reader_saw(store
     assert store.encoded_preview(ref).body == b"4"  # and the newer one is what stays cached
     etag = store.encoded_preview(ref).etag
     assert store.encoded_preview(ref, {etag}).body is None
-    assert store.answered_preview(ref, {"*"}) == store.encoded_preview(ref, {etag})
+    assert store.answered_preview(ref, {"*"})[0] == store.encoded_preview(ref, {etag})
+
+
+def test_an_answered_preview_hands_its_state_to_the_encoding_and_leaves_missing_logs_to_it(
+    store_factory: Callable[..., LogStore],
+) -> None:
+    store = store_factory(preview_encoder=lambda preview: str(preview.full_size).encode(), preview_bytes=64)
+    ref = _log(store, "handed", b"a\n")
+    answer, state = store.answered_preview(ref)
+    assert answer is None and state is not None and state.end_offset == 2  # nothing encoded yet
+    store.append(ref, b"b\n")
+    assert store.encoded_preview(ref, (), state).body == b"2"  # as of the state the caller read
+    assert store.answered_preview(ref)[0] is None  # the log moved on: that preview is not current
+    missing = TaskRef(ref.project_id, ref.job_id, "worker-9")
+    assert store.answered_preview(missing) == (None, None)
+    with pytest.raises(TaskNotFound):
+        store.encoded_preview(missing)

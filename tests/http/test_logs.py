@@ -195,7 +195,8 @@ def test_unexpected_errors_are_500_with_request_id(live: LiveServer, job_id: str
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(live.store, "state", broken)
+    for method in ("state", "answered_preview", "encoded_preview"):  # the event loop's path and the thread's
+        monkeypatch.setattr(live.store, method, broken)
     with httpx.Client(base_url=live.url) as http:
         r = http.get(logs_path(job_id) + "/preview")
     assert r.status_code == 500

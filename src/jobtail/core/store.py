@@ -209,10 +209,21 @@ class LogStore:
         I/O, a dictionary lookup (safe on an event loop)."""
         return self._previews.get(ref, state.start_offset, state.end_offset)
 
-    def answered_preview(self, ref: TaskRef, if_none_match: Collection[str] = ()) -> EncodedPreview | None:
+    def answered_preview(self, ref: TaskRef,
+                         if_none_match: Collection[str] = ()) -> tuple[EncodedPreview | None, LogState | None]:
         """What `encoded_preview` answers, when that needs no encoding (the caller's copy is
-        current, or the encoded preview is in memory); None when it does. One state read."""
-        return self._answered(ref, readable(self.state(ref)), if_none_match)
+        current, or the encoded preview is in memory), and the state it read, for
+        `encoded_preview` to start from when an encoding is needed (the answer None). One local
+        state read: a task log that is not found gives (None, None), and `encoded_preview` says
+        which of job and task is missing (that asks the job records, off the event loop)."""
+        ids.check_project_id(ref.project_id)
+        ids.check_job_id(ref.job_id)
+        ids.check_task_id(ref.task_id)
+        state = self._logs.log_state(ref.project_id, ref.job_id, ref.task_id)
+        if state is None:
+            return None, None
+        state = readable(state)
+        return self._answered(ref, state, if_none_match), state
 
     def _answered(self, ref: TaskRef, state: LogState, if_none_match: Collection[str]) -> EncodedPreview | None:
         etag = self.preview_etag(state)
@@ -225,8 +236,10 @@ class LogStore:
             self._observer.preview_cache(True)
         return cached
 
-    def encoded_preview(self, ref: TaskRef, if_none_match: Collection[str] = ()) -> EncodedPreview:
-        """The current preview of `ref`, encoded by the `preview_encoder`, from memory when the
+    def encoded_preview(self, ref: TaskRef, if_none_match: Collection[str] = (),
+                        state: LogState | None = None) -> EncodedPreview:
+        """The current preview of `ref` (as of `state` when given: one `answered_preview` read),
+        encoded by the `preview_encoder`, from memory when the
         log has not moved since it was last encoded. When its tag is among `if_none_match` (or
         that holds `*`), the body is not made at all (`body` None): the caller's copy is current.
 
@@ -239,7 +252,7 @@ class LogStore:
         """
         if self._encode is None:
             raise RuntimeError("this LogStore was opened without a preview encoder")
-        state, waited = readable(self.state(ref)), False
+        state, waited = readable(state if state is not None else self.state(ref)), False
         while True:
             answered = self._answered(ref, state, if_none_match)
             if answered is not None:

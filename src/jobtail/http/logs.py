@@ -52,11 +52,11 @@ def not_modified(etag: str) -> Response:
 async def preview(request: Request) -> Response:
     store, ref = context(request).store, task_ref(request)
     tags = entity_tags(request.headers.get("if-none-match"))
-    encoded = None
+    encoded, state = None, None
     if store.local_reads:  # a 304 or a cached body costs microseconds: less than the hop to a thread
-        encoded = store.answered_preview(ref, tags)
-    if encoded is None:
-        encoded = await run_in_threadpool(store.encoded_preview, ref, tags)
+        encoded, state = store.answered_preview(ref, tags)
+    if encoded is None:  # encode from the state just read: a growing log misses every time
+        encoded = await run_in_threadpool(store.encoded_preview, ref, tags, state)
     if encoded.body is None:
         return not_modified(encoded.etag)
     return Response(encoded.body, media_type="application/json", headers={"ETag": encoded.etag})
