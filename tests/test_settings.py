@@ -57,3 +57,11 @@ def test_an_export_root_may_not_be_slash_nor_touch_the_data_directory(tmp_path: 
 )
 def test_urls_are_printed_without_their_password(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_an_export_root_is_checked_where_the_data_directory_really_is(tmp_path: Path) -> None:
+    real = tmp_path / "disk" / "jobtail"
+    real.mkdir(parents=True)
+    (tmp_path / "data").symlink_to(real)  # --data-dir names a link; the root holds its target
+    with pytest.raises(ValueError, match="export root"):
+        Settings(data_dir=tmp_path / "data", export_roots=str(tmp_path / "disk"))

@@ -117,8 +117,8 @@ class Settings(BaseSettings):
             self.blob_url = (self.data_dir.resolve() / "blobs").as_uri()
         if not self.master_key_file:
             self.master_key_file = str(self.data_dir / "master.key")
-        data_dir = Path(os.path.abspath(self.data_dir))
-        for root in self.export_root_paths:
+        data_dir = Path(os.path.realpath(self.data_dir))  # as the files are reached: through symlinks
+        for root in (Path(os.path.realpath(r)) for r in self.export_root_paths):
             if root == Path("/") or root == data_dir or data_dir in root.parents or root in data_dir.parents:
                 raise ValueError(f"export root {root} may not be / nor hold or lie in the data directory")
         return self

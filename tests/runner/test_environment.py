@@ -93,3 +93,10 @@ def test_a_missing_program_is_exit_code_127(runner: LiveServer) -> None:
         job = wait_phase(http, job_id)
         assert (job["status"]["phase"], job["status"]["task_statuses"][0]["exit_code"]) == ("Failed", 127)
         assert "no-such-program-here: not found" in preview(http, job_id)
+
+
+def test_no_task_is_pointed_at_the_server_s_metrics_files() -> None:
+    job = JobRecord(id="j1", project_id="p1", name="n", tasks=("worker-0",), created_at=0, document={})
+    server = {"PATH": "/bin", "PROMETHEUS_MULTIPROC_DIR": "/var/lib/jobtail/metrics"}
+    for sandboxed in (False, True):  # prometheus_client in a job would write into (or fail on) the server's files
+        assert "PROMETHEUS_MULTIPROC_DIR" not in task_environment(job, 0, 29500, base=server, sandboxed=sandboxed)

@@ -3,7 +3,8 @@
 Built in layers, later ones winning:
 
 1. the server's own environment, minus every `JOBTAIL_*` variable (they can hold database
-   passwords) — so PATH, HOME, virtualenvs and CUDA settings carry over; in a sandbox also
+   passwords) and `PROMETHEUS_MULTIPROC_DIR` (the server's metrics files) — so PATH, HOME,
+   virtualenvs and CUDA settings carry over; in a sandbox also
    minus the credentials the server's own backends may take from it: `PG*` (libpq: PGPASSWORD,
    PGPASSFILE, …) and `AWS_*` (the S3 blob store's keys);
 2. `PYTHONUNBUFFERED=1`, so Python output reaches the log as it is printed instead of in 8 KiB
@@ -38,8 +39,8 @@ from jobtail.core.types import JobRecord
 LOOPBACK = "127.0.0.1"
 JOB_MARKER = "JOBTAIL_JOB_ID"
 MARKERS = (JOB_MARKER, "JOBTAIL_TASK_ID")  # on every process of a task, bwrap's included
-PRIVATE_PREFIXES = ("JOBTAIL_",)
-SANDBOX_PRIVATE_PREFIXES = ("JOBTAIL_", "PG", "AWS_")
+PRIVATE_PREFIXES = ("JOBTAIL_", "PROMETHEUS_MULTIPROC_DIR")
+SANDBOX_PRIVATE_PREFIXES = (*PRIVATE_PREFIXES, "PG", "AWS_")
 
 
 def free_port() -> int:
