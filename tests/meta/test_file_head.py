@@ -250,3 +250,25 @@ def test_a_seal_links_the_head_file_as_the_segment(urls: tuple[str, str], opened
 def state_key(store: LogStore, log_id: int) -> str:
     (segment,) = backends_of(store).logs.segments(log_id)
     return segment.blob_key
+
+
+def test_a_store_that_declines_to_adopt_is_asked_once_then_seals_copy(
+    tmp_path: Path, opened: list[Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 (and memory://) cannot take a head file as it is: after the first refusal, seals copy at
+    once, without readying the head file for adoption first."""
+    store = engine_on((f"sqlite:///{tmp_path / 'meta.db'}", "memory://"), opened, seal_bytes=1 << 40).store
+    heads = heads_of(store)
+    readied: list[int] = []
+    ready = heads.head_as_segment
+    monkeypatch.setattr(heads, "head_as_segment", lambda *a: readied.append(1) or ready(*a))
+    ref = TaskRef(PROJECT, new_job(store, PROJECT, "copied").id, "worker-0")
+    log = b""
+    for i in range(3):
+        line = f"seal {i}\n".encode()
+        store.append(ref, line, len(log))
+        log += line
+        assert store.seal(ref) == 1
+    assert len(readied) == 1
+    state = store.state(ref)
+    assert state.sealed_offset == len(log) and b"".join(store.read(state, 0, len(log))) == log

@@ -47,6 +47,9 @@ class Sealing:
         self._blobs = blobs
         self._segment_bytes = segment_bytes
         self._clock = clock
+        # False once the blob store declined to adopt a head file (S3, another filesystem): it
+        # would decline every time, so later seals copy at once instead of preparing the file first
+        self._adopts = True
         self._lock = threading.Lock()
         self._sealing: dict[int, tuple[threading.Lock, int]] = {}  # log id -> (its seal lock, users)
         self._writing: set[str] = set()  # segment keys written but perhaps not recorded yet
@@ -88,7 +91,7 @@ class Sealing:
         owner = self._logs.log_owner(log_id)
         if owner is None:
             raise JobNotFound(str(log_id))
-        in_place = self._logs.head_as_segment(log_id, sealed_offset, self._segment_bytes)
+        in_place = self._logs.head_as_segment(log_id, sealed_offset, self._segment_bytes) if self._adopts else None
         if in_place is not None:  # the head's own file becomes the segment, if the blob store can link it
             path, end = in_place
             key = keys.segment_key(*owner, sealed_offset, end)
@@ -98,6 +101,7 @@ class Sealing:
                 started = time.perf_counter()
                 if self._adopt(key, path):
                     return self._record(log_id, key, sealed_offset, end, started)
+                self._adopts = False
             finally:
                 with self._lock:
                     self._writing.discard(key)
