@@ -73,21 +73,27 @@ def test_concurrent_previews_of_a_growing_log_are_never_older_than_the_last_ackn
     done = threading.Event()
     failures: list[str] = []
 
-    def read() -> None:
-        with Client(reader_server.url, credentials=credentials) as reader:
-            while not done.is_set():
-                floor = acknowledged[0]  # read before the request starts: the preview must cover it
-                answer = reader.request("GET", path + "/preview")
-                body = answer.json()
-                if answer.status_code != 200 or body["full_size"] < floor:
-                    failures.append(f"{answer.status_code} {body.get('full_size')} < {floor}")
-                    return
+    reads = [0] * 4
+
+    def read(number: int) -> None:
+        try:
+            with Client(reader_server.url, credentials=credentials) as reader:
+                while not done.is_set():
+                    floor = acknowledged[0]  # read before the request starts: the preview must cover it
+                    answer = reader.request("GET", path + "/preview")
+                    body = answer.json()
+                    if answer.status_code != 200 or body["full_size"] < floor:
+                        failures.append(f"{answer.status_code} {body.get('full_size')} < {floor}")
+                        return
+                    reads[number] += 1
+        except Exception as exc:  # a reader that dies must fail the test, not end quietly
+            failures.append(repr(exc))
 
     writer = Client(writer_server.url, credentials=credentials)
     first = writer.request("POST", path, content=b"start\n", headers={"Content-Type": "application/octet-stream"})
     assert first.status_code == 200, first.text
     acknowledged[0] = first.json()["full_size"]
-    readers = [threading.Thread(target=read) for _ in range(4)]
+    readers = [threading.Thread(target=read, args=(number,)) for number in range(4)]
     for thread in readers:
         thread.start()
     try:
@@ -102,5 +108,7 @@ def test_concurrent_previews_of_a_growing_log_are_never_older_than_the_last_ackn
         for thread in readers:
             thread.join(timeout=60)
     assert not failures, failures
+    assert not any(thread.is_alive() for thread in readers)
+    assert all(reads), reads  # every reader read previews while the log grew
     with httpx.Client() as plain:
         assert plain.get(reader_server.url + "/healthz").status_code == 200

@@ -92,9 +92,10 @@ def test_a_capture_stores_a_busy_pipe_in_order_in_few_appends(
     lines = [f"step {i} loss {1 / (i + 1):.6f}\n".encode() for i in range(1500)]
 
     def task() -> None:  # 1,500 writes over ~1.5 s, then a pause and one last line
-        for line in lines:
+        started = time.monotonic()
+        for i, line in enumerate(lines):  # on a schedule: a slow sleep must not lower the rate
             os.write(capture.write_fd, line)
-            time.sleep(0.001)
+            time.sleep(max(0.0, started + (i + 1) / 1000 - time.monotonic()))
         time.sleep(1.5)
         os.write(capture.write_fd, b"last\n")
         capture.close_write_end()
