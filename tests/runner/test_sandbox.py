@@ -343,6 +343,17 @@ def test_the_data_directory_is_covered_inside_a_shared_directory_and_cannot_be_s
         Sandbox.for_settings(Settings(data_dir=data_dir, executor_shared_dirs=f"{tmp_path}:{data_dir / 'work'}"))
 
 
+def test_export_roots_are_covered_inside_a_shared_directory(tmp_path: Path) -> None:
+    """Every project's exported logs lie there: the server writes them, no task may read them."""
+    exports = tmp_path / "shared" / "exports"
+    exports.mkdir(parents=True)
+    settings = Settings(data_dir=tmp_path / "data", executor_shared_dirs=str(tmp_path / "shared"),
+                        export_roots=str(exports))
+    argv = Sandbox.for_settings(settings).argv(places=JobPlaces(None, None), cwd=tmp_path, command=["true"])
+    covered = argv.index(str(exports))
+    assert argv[covered - 1] == "--tmpfs" and argv.index(str(tmp_path / "shared")) < covered
+
+
 def test_bwrap_runs_on_the_host_without_the_job_s_environment(runner: LiveServer) -> None:
     """bwrap itself runs outside the sandbox, as the server's user: a job's LD_PRELOAD must not
     reach it, and its variables (tokens) must not show in a command line every host user reads."""

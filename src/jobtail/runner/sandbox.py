@@ -192,6 +192,8 @@ class Sandbox:
             private_dirs.append(Path(f"{database}.heads"))  # its head files (jobtail.meta.file_head)
         if settings.blob_url.startswith("file://"):
             private_dirs.append(_real(settings.blob_url.removeprefix("file://")))
+        # every project's exported logs: the server writes them there, no task reads them
+        private_dirs += [_real(root) for root in settings.export_root_paths if root.is_dir()]
         protected = private_dirs + private_files
         shared = []
         for entry in settings.executor_shared_dirs.split(os.pathsep):
