@@ -16,8 +16,8 @@ dropped and further user namespaces disabled. The task sees only:
 | `/proc`, `/dev` | of its own pid namespace; `null`, `zero`, `random`, `urandom`, `tty`, `shm`, and GPU device nodes (`/dev/nvidia*`, `/dev/dri`) |
 | the network | the host's (tasks of a job meet on `127.0.0.1:MASTER_PORT`) |
 
-and never the data directory, the master key file, the SQLite database (with its `-wal`/`-shm`)
-or a `file://` blob directory: each is covered (an empty tmpfs, or an unreadable file) wherever
+and never the data directory, the master key file, the SQLite database (with its `-wal`/`-shm`
+and `.heads/`), a `file://` blob directory or an export root: each is covered (an empty tmpfs, or an unreadable file) wherever
 it would otherwise show through a bound directory. `/root`, `/home`, `/var`, `/run`, `/srv`,
 `/mnt` and `/opt` are not there except for what the table binds.
 
