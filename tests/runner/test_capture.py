@@ -13,6 +13,7 @@ from jobtail.core.jobs import JobService
 from jobtail.core.store import Appended, LogStore
 from jobtail.core.types import JobSpec, TaskRef
 from jobtail.runner.capture import FULL_RATE, MAX_GAP_SECONDS, Pacer, TaskCapture
+from jobtail.runner.leases import Fence
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 
@@ -109,3 +110,31 @@ def test_a_capture_stores_a_busy_pipe_in_order_in_few_appends(
     assert b"".join(store.read(state, 0, state.end_offset)) == b"".join(lines) + b"last\nexit\n"
     assert len(sizes) < 100, f"{len(sizes)} appends for 1,500 writes: batched"
     assert sizes[-2:] == [len(b"last\n"), len(b"exit\n")], "after the pause, the lone line went out alone"
+
+
+def test_a_capture_that_lost_its_lease_mid_append_does_not_write_after_the_new_owner(
+        jobs: JobService, store: LogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fence said yes, then this process stood still (SIGSTOP) while a peer took the job over
+    and wrote its line: the append's offset conflict must not be 'continue after them'."""
+    job = jobs.create(PROJECT, JobSpec("taken", node_count=1), "none")
+    ref = TaskRef(PROJECT, job.id, "worker-0")
+    fence = Fence(3600.0)
+    append: Callable[..., Appended] = store.append
+    taken = [False]
+
+    def taken_over_first(ref: TaskRef, data: bytes, offset: int, **options: object) -> Appended:
+        if not taken[0]:  # between the capture's fence check and its append
+            taken[0] = True
+            append(ref, b"taken over by another replica\n", 0)
+            fence.lose()
+        return append(ref, data, offset, **options)
+
+    monkeypatch.setattr(store, "append", taken_over_first)
+    capture = TaskCapture(store, ref, fence)
+    capture.start()
+    os.write(capture.write_fd, b"tick 6\n")
+    capture.close_write_end()
+    capture.finish(b"exit\n")
+    assert capture.done.wait(30)
+    state = store.state(ref)
+    assert b"".join(store.read(state, 0, state.end_offset)) == b"taken over by another replica\n"

@@ -215,6 +215,11 @@ class TaskCapture:
                 self._dropping = True
                 return
             except OffsetConflict as conflict:  # someone else appended to this task log: go after them
+                # ... unless it was the replica that took this job over while this process stood
+                # still between its fence check and the append: ask the fence again
+                if not self._fence.wait():
+                    self._dropping = True
+                    return
                 log.warning("%s: foreign bytes in the task log; continuing at %d", self.ref, conflict.full_size)
                 self._offset = conflict.full_size
                 continue
