@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.engine import Engine, backends_of, new_job, open_engine
 
+from jobtail.core.errors import JobNotFound
 from jobtail.core.store import LogStore
 from jobtail.core.types import Arrival, TaskRef
 from jobtail.meta.file_head import FileHeadLogRecords
@@ -172,6 +173,55 @@ def test_a_sigkill_between_head_write_and_commit_loses_nothing_acknowledged(
     store.seal(ref)
     state = store.state(ref)
     assert b"".join(store.read(state, 0, state.end_offset)) == expected + b"after\n"
+
+
+def test_appends_to_many_logs_at_once_each_keep_exactly_their_bytes(urls: tuple[str, str],
+                                                                     opened: list[Engine]) -> None:
+    """Writers of different logs share commits (`jobtail.meta.group_commit`); each log still gets
+    exactly its bytes, line count and arrival times, through seals under way."""
+    store = engine_on(urls, opened, seal_bytes=64 * 1024, segment_bytes=96 * 1024).store
+    job = new_job(store, PROJECT, "many", node_count=4)
+    refs = [TaskRef(PROJECT, job.id, f"worker-{i}") for i in range(4)]
+    pieces = {ref: [b"%s line %d\n" % (ref.task_id.encode(), n) * (200 + n % 7) for n in range(40)] for ref in refs}
+
+    def write(ref: TaskRef) -> None:
+        offset = 0
+        for n, piece in enumerate(pieces[ref]):
+            offset = store.append(ref, piece, offset, arrived_at=1_700_000_000.0 + n).full_size
+
+    threads = [threading.Thread(target=write, args=(ref,)) for ref in refs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for ref in refs:
+        log = b"".join(pieces[ref])
+        state = store.state(ref)
+        assert (state.end_offset, state.line_count) == (len(log), log.count(b"\n"))
+        assert b"".join(store.read(state, 0, len(log))) == log
+        starts = [sum(map(len, pieces[ref][:n])) for n in range(40)]
+        assert store.arrivals(state, 0, len(log)) == [Arrival(at, (1_700_000_000 + n) * 1_000_000)
+                                                      for n, at in enumerate(starts)]
+
+
+def test_a_log_deleted_between_head_write_and_commit_stores_nothing(urls: tuple[str, str],
+                                                                     opened: list[Engine]) -> None:
+    engine = engine_on(urls, opened, seal_bytes=1 << 40)
+    store = engine.store
+    job = new_job(store, PROJECT, "deleted")
+    ref = TaskRef(PROJECT, job.id, "worker-0")
+    store.append(ref, b"kept\n", 0)
+
+    def delete_job() -> None:
+        with engine.database.writer.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM jobs WHERE id = ?", (job.id,))
+
+    heads_of(store).before_commit = delete_job
+    with pytest.raises(JobNotFound):
+        store.append(ref, b"lost\n", 5)
+    heads_of(store).before_commit = None
+    with engine.database.reader.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM head_chunks").scalar() == 0, "no head row for a gone log"
 
 
 def test_a_seal_does_not_wait_for_the_appenders_lock(urls: tuple[str, str], opened: list[Engine]) -> None:

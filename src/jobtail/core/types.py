@@ -229,9 +229,11 @@ class IndexPolicy:
     every_bytes: int = 256 * 1024
     every_seconds: float = 1.0
 
-    def entries(self, last: IndexEntry | None, offset: int, lines_before: int, data: bytes, now: float) -> list[IndexEntry]:
+    def scan(self, last: IndexEntry | None, offset: int, lines_before: int, data: bytes,
+             now: float) -> tuple[list[IndexEntry], int]:
         """The entries an append of `data` at `offset` adds, given the newest existing entry and
-        the number of newlines before `offset`."""
+        the number of newlines before `offset`; and the number of newlines in `data` (counted
+        in the same one pass over it)."""
         found: list[IndexEntry] = []
         if last is None or offset - last.offset >= self.every_bytes or now - last.appended_at >= self.every_seconds:
             found.append(IndexEntry(offset, lines_before, now))
@@ -240,7 +242,7 @@ class IndexPolicy:
             lines += data.count(b"\n", counted, at)
             counted = at
             found.append(IndexEntry(offset + at, lines, now))
-        return found
+        return found, lines - lines_before + data.count(b"\n", counted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ An append writes its bytes once into the log's current head file and `fdatasync`
 commits the same head row as the database head does (offset, length, arrival time, the index
 entries; `data` left empty) and the log's new end offset. So the database's commit no longer
 carries the bytes (no WAL copy, no checkpoint copy), and a byte is acknowledged only once both
-are durable. Files live under `heads_dir/<log id>/<base offset, 20 digits>.head`; a file holds
-the log's bytes from its base offset on, at position `offset - base`.
+are durable. Appends to different logs whose files became durable while another commit ran
+share the next commit (`jobtail.meta.group_commit`): one write lock and one WAL fsync for all.
+Files live under `heads_dir/<log id>/<base offset, 20 digits>.head`; a file holds the log's
+bytes from its base offset on, at position `offset - base`.
 
 Crash safety: a SIGKILL or power cut between the file write and the commit leaves bytes in the
 file past the committed end. They were never acknowledged and nothing reads them (reads go by
@@ -36,17 +38,21 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from jobtail.core.arrivals import encode_trailer
 from jobtail.core.errors import JobNotFound, StorageError, StorageFull, StorageNotWritable
-from jobtail.core.types import AppendOutcome, Arrival, HeadChunk, IndexPolicy, LogState, Segment
-from jobtail.meta.schema import head_chunks
+from jobtail.core.types import AppendOutcome, Arrival, HeadChunk, IndexEntry, IndexPolicy, Segment
+from jobtail.meta.group_commit import GroupCommit
+from jobtail.meta.schema import head_chunks, index_entries, task_logs
 from jobtail.meta.sql_logs import _HEAD_OVERLAPPING, SqlLogRecords
 
 ROTATE_BYTES = 64 * 1024 * 1024  # a head file holds at most about this much before the next starts
@@ -63,19 +69,77 @@ def _storage_error(exc: OSError) -> Exception:
     return exc
 
 
+Fetch = Callable[[str, Sequence[Any]], Sequence[Any] | None]  # (sql, parameters) -> first row
+
+
+def _positional(engine: Engine, statement: ClauseElement) -> tuple[str, list[str]]:
+    """`statement` compiled once for `engine`'s (positional) paramstyle, and its parameters' order."""
+    compiled = statement.compile(dialect=engine.dialect)
+    assert isinstance(compiled, SQLCompiler)
+    return str(compiled), list(compiled.positiontup or ())
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """What an append needs of its log, read under the appenders' lock (only appends change it)."""
+
+    sealed_offset: int
+    end_offset: int
+    line_count: int
+    last_arrived_us: int | None
+    last_entry: IndexEntry | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Commit:
+    """One append's offsets, ready to commit: its head row, index entries and the log's new tail."""
+
+    log_id: int
+    expected_end: int
+    length: int
+    arrived_us: int
+    line_count: int
+    entries: list[IndexEntry]
+
+
 class FileHeadLogRecords(SqlLogRecords):
     """`LogHeads` with the bytes in head files (module docstring); `LogSegments` as SqlLogRecords.
+
+    `fetch` reads one row of the latest committed state without a pool checkout (the SQLite
+    backend's `LocalReads.fetchone`): an append reads its log's tail with it under the lock.
+    Appends' commits go through a `GroupCommit`: appends to different logs whose bytes became
+    durable while another commit ran share the next transaction.
 
     `before_commit`: called after an append's bytes are durable in the file and before its
     commit (a fault-injection point for tests: killing the process there is the crash the
     design guards against); None in production.
     """
 
-    def __init__(self, writer: Engine, reader: Engine, *, heads_dir: Path, rotate_bytes: int = ROTATE_BYTES) -> None:
+    def __init__(self, writer: Engine, reader: Engine, *, heads_dir: Path, fetch: Fetch,
+                 rotate_bytes: int = ROTATE_BYTES) -> None:
         super().__init__(writer, reader, row_locks=False)
         self.heads_dir = heads_dir
         self.rotate_bytes = rotate_bytes
         self.before_commit: Callable[[], None] | None = None
+        self._fetch = fetch
+        self._commits: GroupCommit[_Commit, bool] = GroupCommit(self._commit_all)
+        c = task_logs.c
+        self._tail_sql = _positional(reader, select(
+            c.sealed_offset, c.end_offset, c.line_count, c.last_arrived_us, c.index_offset, c.index_line,
+            c.index_time).where(c.id == bindparam("log_id")))
+        # Guarded by the expected end: an update that matches nothing (the log was deleted) commits nothing.
+        self._advance_sql = _positional(writer, update(task_logs).where(and_(
+            c.id == bindparam("log_id"), c.end_offset == bindparam("expected_end"))).values(
+            end_offset=bindparam("end"), line_count=bindparam("lines"), last_arrived_us=bindparam("arrived"),
+            index_offset=func.coalesce(bindparam("index_offset"), c.index_offset),
+            index_line=func.coalesce(bindparam("index_line"), c.index_line),
+            index_time=func.coalesce(bindparam("index_time"), c.index_time)))
+        self._head_row_sql = _positional(writer, insert(head_chunks).values(
+            log_id=bindparam("log_id"), base_offset=bindparam("base"), length=bindparam("length"),
+            arrived_us=bindparam("arrived"), data=bindparam("data")))
+        self._entry_sql = _positional(writer, insert(index_entries).values(
+            log_id=bindparam("log_id"), offset=bindparam("offset"), line=bindparam("line"),
+            appended_at=bindparam("at")))
         self._swept_at = 0.0
         self._sweep_lock = threading.Lock()
         heads_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -133,25 +197,66 @@ class FileHeadLogRecords(SqlLogRecords):
         self, log_id: int, expected_end: int, data: bytes, arrived_us: int, policy: IndexPolicy
     ) -> AppendOutcome:
         with self._append_lock(log_id):
-            state = self.log_state_by_id(log_id)
-            if state is None:
+            tail = self._tail(log_id)
+            if tail is None:
                 raise JobNotFound(f"(task log {log_id})")
-            if state.end_offset != expected_end:
-                return AppendOutcome(stored=False, end_offset=state.end_offset)
+            if tail.end_offset != expected_end:
+                return AppendOutcome(stored=False, end_offset=tail.end_offset)
+            arrived_us = max(arrived_us, tail.last_arrived_us or 0)  # never earlier than the previous append
+            entries, newlines = policy.scan(tail.last_entry, expected_end, tail.line_count, data, arrived_us / 1e6)
             try:
-                self._write_head(log_id, state, data)
+                self._write_head(log_id, tail, data)
             except OSError as exc:
                 raise _storage_error(exc) from exc
             if self.before_commit is not None:
                 self.before_commit()
-            return self._commit_append(log_id, expected_end, data, arrived_us, policy, keep_bytes=False)
+            pending = _Commit(log_id, expected_end, len(data), arrived_us, tail.line_count + newlines, entries)
+            if self._commits.submit(pending):
+                return AppendOutcome(stored=True, end_offset=expected_end + len(data))
+        state = self.log_state_by_id(log_id)  # deleted meanwhile (else the lock kept the end where it was)
+        if state is None:
+            raise JobNotFound(f"(task log {log_id})")
+        return AppendOutcome(stored=False, end_offset=state.end_offset)
 
-    def _write_head(self, log_id: int, state: LogState, data: bytes) -> None:
+    def _tail(self, log_id: int) -> _Tail | None:
+        sql, _ = self._tail_sql
+        row = self._fetch(sql, (log_id,))
+        if row is None:
+            return None
+        sealed, end, lines, arrived, index_offset, index_line, index_time = row
+        entry = None if index_offset is None else IndexEntry(index_offset, index_line, index_time)
+        return _Tail(sealed, end, lines, arrived, entry)
+
+    def _commit_all(self, pending: Sequence[_Commit]) -> list[bool]:
+        """Commit the offsets of `pending` appends (to different logs) in one transaction;
+        whether each was stored (not if its log was deleted since its tail was read)."""
+        stored = []
+        with self._write() as conn:
+            for p in pending:
+                newest = p.entries[-1] if p.entries else IndexEntry(None, None, None)  # type: ignore[arg-type]  # NULL: keep
+                values = {"log_id": p.log_id, "expected_end": p.expected_end, "end": p.expected_end + p.length,
+                          "lines": p.line_count, "arrived": p.arrived_us, "base": p.expected_end, "length": p.length, "data": b"",
+                          "index_offset": newest.offset, "index_line": newest.line, "index_time": newest.appended_at}
+                sql, names = self._advance_sql
+                if conn.exec_driver_sql(sql, tuple(values[n] for n in names)).rowcount != 1:
+                    stored.append(False)
+                    continue
+                sql, names = self._head_row_sql
+                conn.exec_driver_sql(sql, tuple(values[n] for n in names))
+                if p.entries:
+                    sql, names = self._entry_sql
+                    rows = [{"log_id": p.log_id, "offset": e.offset, "line": e.line, "at": e.appended_at}
+                            for e in p.entries]
+                    conn.exec_driver_sql(sql, [tuple(r[n] for n in names) for r in rows])
+                stored.append(True)
+        return stored
+
+    def _write_head(self, log_id: int, tail: _Tail, data: bytes) -> None:
         """Put `data` at the log's end in its current head file (a new one if due), durably."""
-        end = state.end_offset
-        bases = self._remove_sealed(log_id, self._bases(log_id), state.sealed_offset, end)
+        end = tail.end_offset
+        bases = self._remove_sealed(log_id, self._bases(log_id), tail.sealed_offset, end)
         base = bases[-1] if bases else None
-        if base is None or base < state.sealed_offset or end - base >= self.rotate_bytes:
+        if base is None or base < tail.sealed_offset or end - base >= self.rotate_bytes:
             base = end
         path = self._path(log_id, base)
         created = not path.exists()

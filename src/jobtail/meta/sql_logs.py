@@ -181,7 +181,6 @@ class SqlLogRecords:
     ) -> AppendOutcome:
         """`append` in one transaction; without `keep_bytes`, the head row records the append's
         offset, length and arrival time but not its bytes (another head holds them)."""
-        newlines = data.count(b"\n")
         with self._write() as conn:
             row = self._locked_log(
                 conn,
@@ -199,15 +198,15 @@ class SqlLogRecords:
                 return AppendOutcome(stored=False, end_offset=row.end_offset)
             arrived_us = max(arrived_us, row.last_arrived_us or 0)  # never earlier than the previous append
             now = arrived_us / 1_000_000
+            last = None
+            if row.index_offset is not None:
+                last = IndexEntry(row.index_offset, row.index_line, row.index_time)
+            entries, newlines = policy.scan(last, expected_end, row.line_count, data, now)
             changes: dict[str, Any] = {
                 "end_offset": expected_end + len(data),
                 "line_count": row.line_count + newlines,
                 "last_arrived_us": arrived_us,
             }
-            last = None
-            if row.index_offset is not None:
-                last = IndexEntry(row.index_offset, row.index_line, row.index_time)
-            entries = policy.entries(last, expected_end, row.line_count, data, now)
             if entries:
                 conn.execute(
                     insert(index_entries),

@@ -180,6 +180,10 @@ def open_database(url: str) -> SqlDatabase:
     url = parsed.difference_update_query(["head"]).render_as_string(hide_password=False)
     writer, reader = engines(url)
     path, _ = _path(url)
+    parsed = make_url(url)
+    uri = parsed.query.get("uri") == "true"
+    options = urlencode({k: v for k, v in parsed.query.items() if k != "uri"}, doseq=True)  # mode=ro, ...
+    reads = LocalReads(f"{parsed.database}?{options}" if uri and options else str(parsed.database), uri=uri)
     # Migrations of this file are serialised by an flock on a file beside it (`jobtail.meta.migrate`).
     lock = path.with_name(path.name + ".lock")
     if head == "database":
@@ -187,11 +191,7 @@ def open_database(url: str) -> SqlDatabase:
     else:
         heads_dir = path.with_name(path.name + ".heads")
         database = SqlDatabase(writer, reader, row_locks=False, schema_lock=lock,
-                               logs=lambda w, r: FileHeadLogRecords(w, r, heads_dir=heads_dir))
-    parsed = make_url(url)
-    uri = parsed.query.get("uri") == "true"
-    options = urlencode({k: v for k, v in parsed.query.items() if k != "uri"}, doseq=True)  # mode=ro, ...
-    reads = LocalReads(f"{parsed.database}?{options}" if uri and options else str(parsed.database), uri=uri)
+                               logs=lambda w, r: FileHeadLogRecords(w, r, heads_dir=heads_dir, fetch=reads.fetchone))
     database.logs.hot_log_state = reads.log_state
     database.local_fetch = reads.fetchone
     database.closing.append(reads.close)
