@@ -57,6 +57,9 @@ from jobtail.meta.sql_logs import _HEAD_OVERLAPPING, SqlLogRecords
 
 ROTATE_BYTES = 64 * 1024 * 1024  # a head file holds at most about this much before the next starts
 SWEEP_SECONDS = 60.0  # at most this often, `checkpoint()` removes the head files of deleted logs
+# At most this often `checkpoint()` copies the WAL into the database (two fsyncs): a seal asks after
+# each segment, but here the WAL holds a few rows per append, not the bytes, so it grows slowly.
+CHECKPOINT_SECONDS = 1.0
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _SUFFIX = ".head"
 
@@ -140,7 +143,7 @@ class FileHeadLogRecords(SqlLogRecords):
         self._entry_sql = _positional(writer, insert(index_entries).values(
             log_id=bindparam("log_id"), offset=bindparam("offset"), line=bindparam("line"),
             appended_at=bindparam("at")))
-        self._swept_at = 0.0
+        self._checkpointed_at, self._swept_at = float("-inf"), 0.0
         self._sweep_lock = threading.Lock()
         heads_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -410,10 +413,13 @@ class FileHeadLogRecords(SqlLogRecords):
         return recorded
 
     def checkpoint(self) -> None:
-        """The database's checkpoint; and, at most every SWEEP_SECONDS, the head files of task
-        logs that no longer exist (their job was deleted) are removed."""
-        super().checkpoint()
+        """The database's checkpoint, at most every CHECKPOINT_SECONDS; and, at most every
+        SWEEP_SECONDS, the head files of task logs that no longer exist (their job was deleted)
+        are removed."""
         now = time.monotonic()
+        if now - self._checkpointed_at >= CHECKPOINT_SECONDS:
+            self._checkpointed_at = now
+            super().checkpoint()
         if now - self._swept_at < SWEEP_SECONDS or not self._sweep_lock.acquire(blocking=False):
             return
         try:
