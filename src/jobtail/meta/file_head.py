@@ -39,8 +39,10 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,7 @@ SWEEP_SECONDS = 60.0  # at most this often, `checkpoint()` removes the head file
 # At most this often `checkpoint()` copies the WAL into the database (two fsyncs): a seal asks after
 # each segment, but here the WAL holds a few rows per append, not the bytes, so it grows slowly.
 CHECKPOINT_SECONDS = 1.0
+SCAN_APART_BYTES = 256 * 1024  # an append this large has its newlines counted while its bytes go to disk
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _SUFFIX = ".head"
 
@@ -126,6 +129,7 @@ class FileHeadLogRecords(SqlLogRecords):
         self.before_commit: Callable[[], None] | None = None
         self._fetch = fetch
         self._commits: GroupCommit[_Commit, bool] = GroupCommit(self._commit_all)
+        self._scans = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jobtail-head-scan")
         c = task_logs.c
         self._tail_sql = _positional(reader, select(
             c.sealed_offset, c.end_offset, c.line_count, c.last_arrived_us, c.index_offset, c.index_line,
@@ -206,11 +210,14 @@ class FileHeadLogRecords(SqlLogRecords):
             if tail.end_offset != expected_end:
                 return AppendOutcome(stored=False, end_offset=tail.end_offset)
             arrived_us = max(arrived_us, tail.last_arrived_us or 0)  # never earlier than the previous append
-            entries, newlines = policy.scan(tail.last_entry, expected_end, tail.line_count, data, arrived_us / 1e6)
+            scan = partial(policy.scan, tail.last_entry, expected_end, tail.line_count, data, arrived_us / 1e6)
+            # Counting a MiB's newlines takes about as long as its fdatasync, which releases the GIL.
+            scanning = self._scans.submit(scan) if len(data) >= SCAN_APART_BYTES else None
             try:
                 self._write_head(log_id, tail, data)
             except OSError as exc:
                 raise _storage_error(exc) from exc
+            entries, newlines = scan() if scanning is None else scanning.result()
             if self.before_commit is not None:
                 self.before_commit()
             pending = _Commit(log_id, expected_end, len(data), arrived_us, tail.line_count + newlines, entries)
@@ -220,6 +227,10 @@ class FileHeadLogRecords(SqlLogRecords):
         if state is None:
             raise JobNotFound(f"(task log {log_id})")
         return AppendOutcome(stored=False, end_offset=state.end_offset)
+
+    def close(self) -> None:
+        """Stop the helper threads; appends afterwards raise RuntimeError."""
+        self._scans.shutdown()
 
     def _tail(self, log_id: int) -> _Tail | None:
         sql, _ = self._tail_sql

@@ -195,4 +195,6 @@ def open_database(url: str) -> SqlDatabase:
     database.logs.hot_log_state = reads.log_state
     database.local_fetch = reads.fetchone
     database.closing.append(reads.close)
+    if isinstance(database.logs, FileHeadLogRecords):
+        database.closing.append(database.logs.close)
     return database
