@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -241,6 +242,35 @@ def test_a_seal_does_not_wait_for_the_appenders_lock(urls: tuple[str, str], open
     store.append(ref, b"b", 1000)  # the next append takes over the sealed file's removal
     files = sorted(p.name for p in (heads_of(store).heads_dir / str(log_id)).iterdir() if p.name.endswith(".head"))
     assert files == [f"{1000:020d}.head"]
+
+
+def test_a_seal_while_an_append_holds_the_lock_links_the_file_the_next_append_leaves(
+        urls: tuple[str, str], opened: list[Engine]) -> None:
+    """A task writing fast holds the appenders' lock nearly all the time: the seal asks the next
+    append to start a new head file and takes the old one in place, rather than copying it."""
+    store = engine_on(urls, opened, seal_bytes=1 << 40).store
+    ref = TaskRef(PROJECT, new_job(store, PROJECT, "busy").id, "worker-0")
+    store.append(ref, b"a" * 1000, 0)
+    heads = heads_of(store)
+    log_id = store.state(ref).log_id
+    head = heads.heads_dir / str(log_id) / f"{0:020d}.head"
+    inode = head.stat().st_ino
+    sealer = threading.Thread(target=store.seal, args=(ref,))
+    with heads._append_lock(log_id):  # an append under way
+        sealer.start()
+        deadline = time.monotonic() + 30
+        while log_id not in heads._rotate:
+            assert time.monotonic() < deadline, "the seal never asked for a new head file"
+            time.sleep(0.001)
+    store.append(ref, b"b" * 10, 1000)  # the next append: into a new file
+    sealer.join(30)
+    state = store.state(ref)
+    assert state.sealed_offset == 1010, "the seal goes on with the new file's bytes"
+    first = backends_of(store).logs.segments(log_id)[0]
+    assert (first.base_offset, first.length) == (0, 1000)
+    blob = Path(urls[1].removeprefix("file://")) / first.blob_key
+    assert blob.stat().st_ino == inode, "the head file became the segment: no copy"
+    assert b"".join(store.read(state, 0, 1010)) == b"a" * 1000 + b"b" * 10
 
 
 def test_appends_write_the_bytes_once_and_the_database_keeps_offsets(urls: tuple[str, str],

@@ -62,6 +62,7 @@ SWEEP_SECONDS = 60.0  # at most this often, `checkpoint()` removes the head file
 # At most this often `checkpoint()` copies the WAL into the database (two fsyncs): a seal asks after
 # each segment, but here the WAL holds a few rows per append, not the bytes, so it grows slowly.
 CHECKPOINT_SECONDS = 1.0
+ROTATE_WAIT_SECONDS = 0.5  # a seal waits at most this long for the next append to start a new head file
 SCAN_APART_BYTES = 256 * 1024  # an append this large has its newlines counted while its bytes go to disk
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _SUFFIX = ".head"
@@ -129,6 +130,8 @@ class FileHeadLogRecords(SqlLogRecords):
         self.before_commit: Callable[[], None] | None = None
         self._fetch = fetch
         self._commits: GroupCommit[_Commit, bool] = GroupCommit(self._commit_all)
+        self._rotate: set[int] = set()  # logs whose next append starts a new head file (a seal waits for it)
+        self._rotated = threading.Condition()
         self._scans = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jobtail-head-scan")
         c = task_logs.c
         self._tail_sql = _positional(reader, select(
@@ -270,7 +273,8 @@ class FileHeadLogRecords(SqlLogRecords):
         end = tail.end_offset
         bases = self._remove_sealed(log_id, self._bases(log_id), tail.sealed_offset, end)
         base = bases[-1] if bases else None
-        if base is None or base < tail.sealed_offset or end - base >= self.rotate_bytes:
+        rotate = log_id in self._rotate  # a seal waits for this file to be done
+        if base is None or base < tail.sealed_offset or end - base >= self.rotate_bytes or (rotate and end > base):
             base = end
         path = self._path(log_id, base)
         created = not path.exists()
@@ -291,6 +295,10 @@ class FileHeadLogRecords(SqlLogRecords):
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+        if rotate:
+            with self._rotated:
+                self._rotate.discard(log_id)
+                self._rotated.notify_all()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -357,23 +365,12 @@ class FileHeadLogRecords(SqlLogRecords):
     # -- sealing ------------------------------------------------------------------------------
 
     def head_as_segment(self, log_id: int, start: int, max_bytes: int) -> tuple[str, int] | None:
-        """The head file starting at `start`, its arrival trailer written after its bytes. The
-        current file (the one appends go to) qualifies only once a new one is started, which
-        happens here if the appenders' lock is free at this instant (else None: copy instead)."""
-        bases = self._bases(log_id)
-        if start not in bases:
+        """The head file starting at `start`, its arrival trailer written after its bytes, once
+        appends go to a later file (`_finished`); None if it does not qualify: copy instead."""
+        if start not in self._bases(log_id):
             return None
-        later = [b for b in bases if b > start]
-        if later:
-            end = later[0]
-        else:
-            with self._append_lock(log_id, wait=False) as locked:
-                state = self.log_state_by_id(log_id) if locked else None
-                if state is None or state.end_offset <= start or state.end_offset - start > max_bytes:
-                    return None
-                end = state.end_offset
-                self._create(log_id, end)  # appends go there from now on: this file is done
-        if end - start > max_bytes:
+        end = self._finished(log_id, start, max_bytes)
+        if end is None or end - start > max_bytes:
             return None
         with self._read() as conn:
             rows = conn.execute(
@@ -405,6 +402,33 @@ class FileHeadLogRecords(SqlLogRecords):
         finally:
             os.close(fd)
         return str(path), end
+
+    def _finished(self, log_id: int, start: int, max_bytes: int) -> int | None:
+        """Where the head file at `start` ends once appends go to a later one; None if the log
+        has nothing past `start` or the file would hold more than `max_bytes`. If the current
+        file is the one at `start`, the later one is started here when the appenders' lock is
+        free at this instant; when an append holds it, the next append is asked to start it
+        (the lock is held about all the time while a task writes fast) and this waits for
+        that, at most ROTATE_WAIT_SECONDS (then None). It never waits for the lock itself."""
+        deadline = time.monotonic() + ROTATE_WAIT_SECONDS
+        while True:
+            later = [b for b in self._bases(log_id) if b > start]
+            if later:
+                return later[0]
+            with self._append_lock(log_id, wait=False) as locked:
+                if locked:
+                    state = self.log_state_by_id(log_id)
+                    if state is None or state.end_offset <= start or state.end_offset - start > max_bytes:
+                        return None
+                    self._create(log_id, state.end_offset)  # appends go there from now on: this file is done
+                    return state.end_offset
+            with self._rotated:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._rotate.discard(log_id)
+                    return None
+                self._rotate.add(log_id)
+                self._rotated.wait(remaining)
 
     def _create(self, log_id: int, base: int) -> None:
         """An empty head file at `base`, its directory entry durable; with the appenders' lock."""
