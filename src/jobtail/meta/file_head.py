@@ -63,6 +63,7 @@ SWEEP_SECONDS = 60.0  # at most this often, `checkpoint()` removes the head file
 # each segment, but here the WAL holds a few rows per append, not the bytes, so it grows slowly.
 CHECKPOINT_SECONDS = 1.0
 ROTATE_WAIT_SECONDS = 0.5  # a seal waits at most this long for the next append to start a new head file
+ROTATE_POLL_SECONDS = 0.01  # meanwhile it tries the appenders' lock this often
 SCAN_APART_BYTES = 256 * 1024  # an append this large has its newlines counted while its bytes go to disk
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _SUFFIX = ".head"
@@ -250,10 +251,14 @@ class FileHeadLogRecords(SqlLogRecords):
         stored = []
         with self._write() as conn:
             for p in pending:
-                newest = p.entries[-1] if p.entries else IndexEntry(None, None, None)  # type: ignore[arg-type]  # NULL: keep
-                values = {"log_id": p.log_id, "expected_end": p.expected_end, "end": p.expected_end + p.length,
-                          "lines": p.line_count, "arrived": p.arrived_us, "base": p.expected_end, "length": p.length, "data": b"",
-                          "index_offset": newest.offset, "index_line": newest.line, "index_time": newest.appended_at}
+                values: dict[str, Any] = {
+                    "log_id": p.log_id, "expected_end": p.expected_end, "end": p.expected_end + p.length,
+                    "lines": p.line_count, "arrived": p.arrived_us, "base": p.expected_end, "length": p.length,
+                    "data": b"", "index_offset": None, "index_line": None, "index_time": None,  # NULL: unchanged
+                }
+                if p.entries:
+                    newest = p.entries[-1]
+                    values.update(index_offset=newest.offset, index_line=newest.line, index_time=newest.appended_at)
                 sql, names = self._advance_sql
                 if conn.exec_driver_sql(sql, tuple(values[n] for n in names)).rowcount != 1:
                     stored.append(False)
@@ -409,26 +414,30 @@ class FileHeadLogRecords(SqlLogRecords):
         file is the one at `start`, the later one is started here when the appenders' lock is
         free at this instant; when an append holds it, the next append is asked to start it
         (the lock is held about all the time while a task writes fast) and this waits for
-        that, at most ROTATE_WAIT_SECONDS (then None). It never waits for the lock itself."""
+        that, trying the lock again every ROTATE_POLL_SECONDS (the task may have stopped
+        writing), at most ROTATE_WAIT_SECONDS (then None). It never waits for the lock itself."""
         deadline = time.monotonic() + ROTATE_WAIT_SECONDS
-        while True:
-            later = [b for b in self._bases(log_id) if b > start]
-            if later:
-                return later[0]
-            with self._append_lock(log_id, wait=False) as locked:
-                if locked:
-                    state = self.log_state_by_id(log_id)
-                    if state is None or state.end_offset <= start or state.end_offset - start > max_bytes:
+        try:
+            while True:
+                later = [b for b in self._bases(log_id) if b > start]
+                if later:
+                    return later[0]
+                with self._append_lock(log_id, wait=False) as locked:
+                    if locked:
+                        state = self.log_state_by_id(log_id)
+                        if state is None or state.end_offset <= start or state.end_offset - start > max_bytes:
+                            return None
+                        self._create(log_id, state.end_offset)  # appends go there from now on: this file is done
+                        return state.end_offset
+                with self._rotated:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
                         return None
-                    self._create(log_id, state.end_offset)  # appends go there from now on: this file is done
-                    return state.end_offset
+                    self._rotate.add(log_id)
+                    self._rotated.wait(min(remaining, ROTATE_POLL_SECONDS))
+        finally:
             with self._rotated:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._rotate.discard(log_id)
-                    return None
-                self._rotate.add(log_id)
-                self._rotated.wait(remaining)
+                self._rotate.discard(log_id)
 
     def _create(self, log_id: int, base: int) -> None:
         """An empty head file at `base`, its directory entry durable; with the appenders' lock."""
