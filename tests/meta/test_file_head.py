@@ -352,3 +352,30 @@ def test_a_store_that_declines_to_adopt_is_asked_once_then_seals_copy(
     assert len(readied) == 1
     state = store.state(ref)
     assert state.sealed_offset == len(log) and b"".join(store.read(state, 0, len(log))) == log
+
+
+def test_a_head_file_another_replica_sealed_and_removed_meanwhile_is_not_an_error(
+    urls: tuple[str, str], opened: list[Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between readying the file and linking it, a peer (another `--workers` process) sealed the
+    same bytes and the next append removed the file's name: this seal gives way, nothing fails."""
+    ours = engine_on(urls, opened, seal_bytes=1 << 40).store
+    peer = engine_on(urls, opened, seal_bytes=1 << 40).store
+    ref = TaskRef(PROJECT, new_job(ours, PROJECT, "raced").id, "worker-0")
+    ours.append(ref, b"first\n", 0)
+    blobs = backends_of(ours).blobs
+    adopt = blobs.adopt
+
+    def peer_first(key: str, path: str) -> bool:
+        assert peer.seal(ref) == 1
+        peer.append(ref, b"second\n", 6)  # into a new file; the sealed one loses its name
+        assert not Path(path).exists()
+        return adopt(key, path)
+
+    monkeypatch.setattr(blobs, "adopt", peer_first)
+    assert ours.seal(ref) == 0, "the peer sealed it"
+    state = ours.state(ref)
+    assert (state.sealed_offset, state.end_offset) == (6, 13)
+    assert b"".join(ours.read(state, 0, 13)) == b"first\nsecond\n"
+    monkeypatch.setattr(blobs, "adopt", adopt)
+    assert ours.seal(ref) == 1

@@ -99,9 +99,14 @@ class Sealing:
                 self._writing.add(key)
             try:
                 started = time.perf_counter()
-                if self._adopt(key, path):
+                try:
+                    adopted = self._adopt(key, path)
+                except FileNotFoundError:  # another replica sealed that file and its name went: copy, below
+                    adopted = None
+                if adopted:
                     return self._record(log_id, key, sealed_offset, end, started)
-                self._adopts = False
+                if adopted is False:
+                    self._adopts = False
             finally:
                 with self._lock:
                     self._writing.discard(key)
