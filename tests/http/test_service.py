@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from support.postgres import PostgresServer
 from support.live import LiveServer
+from support.postgres import PostgresServer
 from support.serve import clean_env, free_port, wait_until_serving
 
 from jobtail import __version__
