@@ -1,5 +1,5 @@
 """`/healthz` (liveness: no backend asked) and `/healthz/ready` (readiness: the database and the
-segment store answer), on real `jobtail serve` processes."""
+segment store answer), on real `jobtail serve` processes; liveness's own answer on a live server."""
 
 from __future__ import annotations
 
