@@ -16,9 +16,11 @@ Meanwhile one client follows the task's stream (`…/logs/stream?timestamps=true
 quiet phase only: the busy log's 5 MiB preview recomputed in a loop would measure the preview,
 not freshness). A line's latency is the time it was received (the follow event, the preview
 response) minus the time the task printed it; same machine, same clock. The preview figure
-includes up to one polling gap (`--poll-gap`, 2 ms) plus one request. Reported: p50/p99 per phase
-and the appends the capture made per second in each phase (one arrival time per append in the
-follow's `times`), which is what freshness costs the store.
+includes up to one polling gap (`--poll-gap`, 2 ms) plus one request. Reported: p50/p99 per phase,
+the appends the capture made per second in each phase (one arrival time per append in the
+follow's `times`), which is what freshness costs the store, and the server's CPU use in each phase
+(its processes but not the sandboxed task, sampled every 50 ms; the quiet phase's includes the
+preview polling).
 
 The baseline is the same path with no batching at all: the README quotes 3-4 ms for it (the
 capture appending every read at once); the target is p99 ≤ 50 ms.
@@ -40,7 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import Jobtail, free_port, percentile, say  # noqa: E402
+from _harness import Jobtail, cmdline, descendants, free_port, percentile, say  # noqa: E402
 from jobtail.auth import manage  # noqa: E402
 from jobtail.auth.secrets import load_master_key  # noqa: E402
 from jobtail.client import Client, Credentials  # noqa: E402
@@ -130,6 +132,39 @@ def poll_preview(client: Client, job_id: str, seen: Seen, stop: threading.Event,
     return polls
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system seconds of the server's processes: `pid` and its descendants, without the
+    sandboxed tasks (a `bwrap` process and everything under it), whose printing is not the store's work."""
+    tasks: set[int] = set()
+    pids = [pid, *descendants(pid)]
+    for p in pids:
+        if Path(cmdline(p).split(" ")[0]).name == "bwrap":
+            tasks.update([p, *descendants(p)])
+    total = 0.0
+    for p in pids:
+        if p not in tasks:
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def sample_cpu(pid: int, samples: list[tuple[float, float]], stop: threading.Event) -> None:
+    """(time, server CPU seconds) every 50 ms until `stop`."""
+    while not stop.wait(0.05):
+        samples.append((time.time(), server_cpu_seconds(pid)))
+
+
+def cpu_share(samples: list[tuple[float, float]], first: float, last: float) -> float:
+    """The server's CPU use between `first` and `last` (1.0 = one core), from the samples inside."""
+    inside = [(at, cpu) for at, cpu in samples if first <= at <= last]
+    if len(inside) < 2:
+        return float("nan")
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50_ms": percentile(values, 0.5), "p99_ms": percentile(values, 0.99),
             "max_ms": max(values, default=float("nan"))}
@@ -177,6 +212,10 @@ def main() -> None:
             by_follow, by_preview = Seen(args.quiet_lines), Seen(args.quiet_lines)
             appends: list[tuple[int, float]] = []
             stop = threading.Event()
+            assert server.proc is not None
+            cpu: list[tuple[float, float]] = []
+            sampler = threading.Thread(target=sample_cpu, args=(server.proc.pid, cpu, stop), daemon=True)
+            sampler.start()
             follower = threading.Thread(target=follow, args=(http, job_id, by_follow, appends), daemon=True)
             follower.start()
             polls = poll_preview(poller, job_id, by_preview, stop, args.poll_gap)
@@ -188,6 +227,8 @@ def main() -> None:
         results["preview polls"] = polls
         results["appends/s quiet"] = rate_of(appends, *by_follow.span(False))
         results["appends/s busy"] = rate_of(appends, *by_follow.span(True))
+        results["server CPU quiet"] = cpu_share(cpu, *by_follow.span(False))
+        results["server CPU busy"] = cpu_share(cpu, *by_follow.span(True))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -204,6 +245,9 @@ def main() -> None:
     for key in ("appends/s quiet", "appends/s busy"):
         if key in results:
             print(f"{key}: {results[key]:.1f}")
+    for key in ("server CPU quiet", "server CPU busy"):
+        if key in results:
+            print(f"{key}: {results[key]:.1%} of a core")
     print(f"\nJSON: {out}")
 
 

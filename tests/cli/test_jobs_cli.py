@@ -22,7 +22,8 @@ def test_submit_follow_streams_worker_0_and_exits_with_the_failing_rank_code(cli
             "print('hello from', rank, os.environ['GREETING'])\n"
             "sys.stdout.write('epoch 1: 50%\\r'); sys.stdout.flush(); time.sleep(0.3)\n"
             "print('epoch 1: 100%')\n"
-            "sys.exit(7) if rank == '1' else time.sleep(60)\n")
+            # rank 1 fails, late enough that rank 0 has printed all of the above even if it started later
+            "(time.sleep(2), sys.exit(7)) if rank == '1' else time.sleep(60)\n")
     result = cli("submit", "--workers", "2", "--env", "GREETING=hi", "--follow", "--", PY, "-c", code, code=7)
     job_id = re.search(r"jobtail: job (\S+) submitted; following worker-0", result.stderr).group(1)  # type: ignore[union-attr]
     assert f"jobtail: job {job_id} Failed (exit code 7)" in result.stderr

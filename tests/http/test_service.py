@@ -1,5 +1,5 @@
 """`/healthz` (liveness: no backend asked) and `/healthz/ready` (readiness: the database and the
-segment store answer), on real `jobtail serve` processes."""
+segment store answer), on real `jobtail serve` processes; liveness's own answer on a live server."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from support.live import LiveServer
 from support.postgres import PostgresServer
 from support.serve import clean_env, free_port, wait_until_serving
+
+from jobtail import __version__
 
 
 def _serve(tmp_path: Path, *options: str) -> tuple[str, subprocess.Popen[bytes]]:
@@ -54,3 +57,16 @@ def test_not_ready_while_the_database_is_gone_yet_alive(tmp_path: Path, postgres
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_liveness_is_answered_before_the_router_as_the_route_would(live: LiveServer) -> None:
+    """`Liveness` answers `/healthz` ahead of Starlette's stack: the same body, type and request id."""
+    with live.client() as http:
+        get = http.get("/healthz?from=probe")
+        head = http.head("/healthz")
+        wrong = http.put("/healthz")  # not ours: the router's 405
+    assert get.status_code == 200 and get.json() == {"status": "ok", "version": __version__}
+    assert get.headers["content-type"] == "application/json"
+    assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", str(len(get.content)))
+    assert len(get.headers["x-request-id"]) == 32 and get.headers["x-request-id"] != head.headers["x-request-id"]
+    assert (wrong.status_code, wrong.json()["error_code"]) == (405, "ModelArts.2803")

@@ -134,7 +134,7 @@ class JobtailApp(Starlette):
     """Starlette with `RequestIdMiddleware` outermost, so even a 500 carries `X-Request-Id`."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestIdMiddleware(monitoring.RequestMetrics(super().build_middleware_stack()))
+        return RequestIdMiddleware(monitoring.RequestMetrics(service.Liveness(super().build_middleware_stack())))
 
 
 def create_app(settings: Settings, services: ServicesOpener, *, guard: Guard | None = None) -> Starlette:

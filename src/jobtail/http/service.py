@@ -7,6 +7,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobtail import __version__
 from jobtail.http.context import context
@@ -16,9 +17,33 @@ from jobtail.http.routing import Operation
 READY_TIMEOUT = 5.0  # seconds: a backend slower than this to answer is as good as down
 
 
+LIVENESS = orjson.dumps({"status": "ok", "version": __version__})
+
+
 async def healthz(request: Request) -> Response:
-    """Liveness: the process answers (no backend is asked, so it stays cheap)."""
-    return Response(orjson.dumps({"status": "ok", "version": __version__}), media_type="application/json")
+    """Liveness: the process answers (no backend is asked, so it stays cheap). `Liveness`
+    answers it in a server; this route is what the API description and a bare app see."""
+    return Response(LIVENESS, media_type="application/json")
+
+
+class Liveness:
+    """ASGI middleware that answers `GET` and `HEAD /healthz` itself, before Starlette's
+    middleware, router and request objects: the answer is a constant, and balancers and probes
+    ask it every few seconds per replica. That stack cost ~15 µs of a ~40 µs request here
+    (README, "Reads while logs change"); the request id and the metrics stay outside this."""
+
+    HEADERS = ((b"content-type", b"application/json"), (b"content-length", str(len(LIVENESS)).encode()))
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/healthz" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        scope["operation"] = "Health"  # the metrics' label, as the route sets it
+        await send({"type": "http.response.start", "status": 200, "headers": self.HEADERS})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else LIVENESS})
 
 
 async def healthz_ready(request: Request) -> Response:
