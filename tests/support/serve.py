@@ -3,6 +3,7 @@ tests kill and restart (the chaos tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -138,3 +139,18 @@ class ServeProcess:
                       job_id, "--json", "--data-dir", str(self.data_dir))
         path.write_text(json.dumps({**json.loads(out), "endpoint": self.url}))
         return path
+
+
+def worker_pids(main: int) -> list[int]:
+    """The worker processes of the `jobtail serve --workers N` whose main process is `main`: its
+    children that multiprocessing spawned, not multiprocessing's resource tracker."""
+    children: list[int] = []
+    for task in Path(f"/proc/{main}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            children += [int(pid) for pid in (task / "children").read_text().split()]
+    workers = []
+    for pid in children:
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(pid)
+    return workers

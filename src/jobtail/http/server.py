@@ -7,7 +7,9 @@ import copy
 import ctypes
 import ctypes.util
 import logging
+import multiprocessing
 import os
+import signal
 from typing import Any
 
 import uvicorn
@@ -21,6 +23,7 @@ log = logging.getLogger("jobtail")
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
+_PR_SET_PDEATHSIG = 1
 ARENAS = 1  # glibc's default is 8 per core: each thread pool thread that ever encoded a preview kept its own peak
 
 
@@ -36,16 +39,41 @@ def tune_malloc() -> bool:
     previews of a growing log; the GIL leaves more arenas little to gain).
     Returns False where this is not glibc.
     """
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     return (bool(mallopt(_M_MMAP_THRESHOLD, 128 * 1024 * 1024)) and bool(mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024))
             and bool(mallopt(_M_ARENA_MAX, ARENAS)))
+
+
+def die_with_supervisor() -> bool:
+    """In a worker process of `serve --workers N`: have the kernel kill it when the supervisor dies.
+
+    uvicorn's workers outlive a supervisor that was SIGKILLed (`kill -9`, the OOM killer) and go
+    on serving on the shared socket, running jobs and holding the log heads a restarted server
+    needs; PR_SET_PDEATHSIG sends them SIGKILL instead (uvicorn starts them from its main thread,
+    whose end is what the kernel watches). Returns False, doing nothing, in a process that is not
+    such a worker (`--workers 1` serves in the supervisor's own process) or without prctl.
+    """
+    parent = multiprocessing.parent_process()
+    prctl = _libc_function("prctl")
+    if parent is None or prctl is None:
+        return False
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent.pid:  # it died before the call: nobody would signal us
+        os._exit(1)
+    return True
+
+
+def _libc_function(name: str) -> Any:
+    """glibc's function `name` through ctypes; None where there is no such C library function."""
+    library = ctypes.util.find_library("c")
+    if not library:
+        return None
+    try:
+        return getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
+        return None
 
 
 def log_config(level: str) -> dict[str, Any]:
