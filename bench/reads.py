@@ -11,8 +11,10 @@ serving the same bytes as a static file:
   The log has grown that way for a while already: PREGROWN appends of 4 KB sit in its unsealed
   head (one row each), and the server runs with `--seal-idle-seconds 600` so that the pauses
   between runs do not seal them. nginx serves a preview body of that log from a file;
-- `rss`: each jobtail worker's resident memory, sampled every 20 ms during the growing runs
-  (peak), next to the same workers after the unchanged-log warm-up;
+- `rss`: each jobtail worker's resident memory when it has started, after the first preview of
+  the 100 MiB log it encodes (one request at a time: what one preview's buffers take), after the
+  unchanged-log warm-up, and its peak during the growing runs (sampled every 20 ms); the peak's
+  growth over the start is also given in first-preview growths;
 - `4k`: the cached preview of a 4 KiB log with the token, next to nginx's 4 KiB file;
 - `healthz`: `GET /healthz`, next to nginx serving the same body as a file.
 
@@ -100,6 +102,26 @@ class Grower(threading.Thread):
             conn.close()
 
 
+def first_preview_rss(url: str, headers: dict[str, str], workers: list[int]) -> dict[int, tuple[int, int]]:
+    """Each worker's RSS before and after the first preview it encodes (one request at a time, a
+    new connection each, until every worker's RSS has moved): what one preview's buffers take."""
+    before = {pid: vm_rss(pid) for pid in workers}
+    after = dict(before)
+    for _ in range(40):
+        httpx.get(url, headers={**headers, "Connection": "close"}, timeout=60).raise_for_status()
+        for pid in workers:
+            if after[pid] == before[pid] and (now := vm_rss(pid)) - before[pid] > MiB:
+                after[pid] = now
+        if all(after[pid] != before[pid] for pid in workers):
+            break
+    return {pid: (before[pid], after[pid]) for pid in workers}
+
+
+def growth(rss: dict[str, dict[str, int]], figure: str, worker: str) -> int:
+    """How much `worker`'s RSS at `figure` exceeds its RSS when it had started."""
+    return rss[figure][worker] - rss["started"][worker]
+
+
 def grow_line(n: int) -> bytes:
     return (f"{time.time():.6f} growing line {n:08d} ".ljust(GROW_BYTES - 1, "x") + "\n").encode()
 
@@ -139,21 +161,24 @@ def main(argv: list[str] | None = None) -> int:
         jt = stack.enter_context(Jobtail(tmp / "data", free_port(), 2, tmp / "jobtail.log",
                                          extra=["--rate-limit-per-second", "0", "--seal-idle-seconds", "600"]))
         log_in(jt, access)
-        root = tmp / "nginx" / "html"
-        root.mkdir(parents=True)
         small, big = (r.task_path() + "/logs/preview" for r in logs)
         headers = access.read_headers()
+        workers = [pid for role, pid in jt.roles().items() if role.startswith("worker")]
+        first = first_preview_rss(jt.base + big, headers, workers)  # before any other preview
+        root = tmp / "nginx" / "html"
+        root.mkdir(parents=True)
         for name, path, extra in (("4k", small, headers), ("growing", big, headers), ("healthz", "/healthz", {})):
             resp = httpx.get(jt.base + path, headers=extra, timeout=60)
             resp.raise_for_status()
             (root / f"{name}.json").write_bytes(resp.content)
         ng = stack.enter_context(Nginx(nginx_exe, tmp / "nginx", root, free_port(), "/healthz.json"))
         urls = {"4k": jt.base + small, "growing": jt.base + big, "healthz": jt.base + "/healthz"}
-        workers = [pid for role, pid in jt.roles().items() if role.startswith("worker")]
         for name in FIGURES:  # warm-up, and a check that nothing answers an error
             for url, h in ((urls[name], headers if name != "healthz" else {}), (f"{ng.base}/{name}.json", {})):
                 if (w := run_wrk(wrk, url, 2, 16, 1, headers=h)).errors:
                     raise RuntimeError(f"{name}: {url} answered {w.errors} errors in the warm-up")
+        rss["started"] = {str(pid): first[pid][0] for pid in workers}
+        rss["first_preview"] = {str(pid): first[pid][1] for pid in workers}
         rss["unchanged"] = {str(pid): vm_rss(pid) for pid in workers}
         grow_peak = dict.fromkeys(workers, 0)
         appends = 0
@@ -186,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"{fig.ratio():.3f} | {' '.join(f'{x:.0f}' for x in fig.rps['jobtail'])} / "
                      f"{' '.join(f'{x:.0f}' for x in fig.rps['nginx'])} |")
     lines.append(f"growing: {appends} appends of {GROW_BYTES} B during the jobtail runs")
-    lines.append("worker RSS MiB, unchanged-log warm-up / peak while growing: " + ", ".join(
-        f"{rss['unchanged'][k] / MiB:.0f} / {rss['growing_peak'][k] / MiB:.0f}" for k in rss["unchanged"]))
+    lines.append("worker RSS MiB, started / after its first preview / unchanged-log warm-up / peak while growing "
+                 "(peak - started, in first previews' buffers): " + ", ".join(
+                     f"{rss['started'][k] / MiB:.0f} / {rss['first_preview'][k] / MiB:.0f} / "
+                     f"{rss['unchanged'][k] / MiB:.0f} / {rss['growing_peak'][k] / MiB:.0f} "
+                     f"({growth(rss, 'growing_peak', k) / max(1, growth(rss, 'first_preview', k)):.1f}x)"
+                     for k in rss["unchanged"]))
     lines.append(f"errors: {sum(f.errors for f in figures.values())}; load average (1 min) before/after: "
                  + " ".join(f"{x:.2f}" for x in load))
     print("\n" + "\n".join(lines), flush=True)
