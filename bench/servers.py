@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                     cpu_us[figure][server].append((cpu_seconds(pids) - before) / max(1, w.requests) * 1e6)
                     say(f"run {run + 1}/{a.runs} {figure:7s} {server:7s} {w.rps:9.1f} req/s "
                         f"{cpu_us[figure][server][-1]:6.0f} µs CPU/request")
-    print(f"\nwrk -t2 -c16 -d{a.seconds:g}s, medians of {a.runs} rounds (granian and uvicorn alternating, then nginx), "
+    print(f"\nwrk -t2 -c16 -d{a.seconds:g}s, medians of {a.runs} rounds (uvicorn and granian alternating, then nginx), "
           "2 workers each")
     print("| request | granian req/s | uvicorn req/s | nginx req/s | granian / nginx | uvicorn / nginx | granian / uvicorn "
           "| CPU µs/request granian / uvicorn / nginx |")
