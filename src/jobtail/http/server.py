@@ -24,6 +24,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 _PR_SET_PDEATHSIG = 1
+MMAP_BYTES = 32 * 1024 * 1024  # allocations this large are mapped on their own (see tune_malloc)
 ARENAS = 1  # glibc's default is 8 per core: each thread pool thread that ever encoded a preview kept its own peak
 
 
@@ -37,12 +38,18 @@ def tune_malloc() -> bool:
     are capped at ARENAS: with glibc's default, every thread of the pool that had encoded a
     preview held its own arena at that peak (RSS 450-670 MiB per worker under 16 concurrent
     previews of a growing log; the GIL leaves more arenas little to gain).
-    Returns False where this is not glibc.
+
+    Allocations of MMAP_BYTES and more still get their own mapping: orjson writes a preview body
+    into a buffer sized for the worst case (44-63 MiB for a 7 MiB body) and keeps it; in the heap,
+    each such buffer widened what later allocations touched, and a worker under 16 readers of a
+    growing log peaked at 175-181 MiB; mapped, only the body's own pages are ever touched and
+    all of it goes back when the body is freed: 143-148 MiB, the growing preview as fast
+    (bench/reads.py). Returns False where this is not glibc.
     """
     mallopt = _libc_function("mallopt")
     if mallopt is None:
         return False
-    return (bool(mallopt(_M_MMAP_THRESHOLD, 128 * 1024 * 1024)) and bool(mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024))
+    return (bool(mallopt(_M_MMAP_THRESHOLD, MMAP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024))
             and bool(mallopt(_M_ARENA_MAX, ARENAS)))
 
 
