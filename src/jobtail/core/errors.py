@@ -25,6 +25,8 @@ about status codes or parameter names.
 
 from __future__ import annotations
 
+import errno
+
 
 class JobtailError(Exception):
     """Base class; `message` is safe to show to the caller."""
@@ -156,6 +158,17 @@ class StorageNotWritable(JobtailError):
         super().__init__(f"The log store cannot write to {what}: {reason}")
         self.what = what
         self.reason = reason
+
+
+def storage_error(exc: OSError, where: str) -> Exception:
+    """The domain error for an OSError writing local files of the log store (`where`: "segment
+    store", "head files"): StorageFull for no space or quota, StorageNotWritable for a read-only
+    or forbidden place, else the error itself."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(where)
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StorageNotWritable(f"the {where}", exc.strerror or str(exc))
+    return exc
 
 
 class SchemaTooNew(JobtailError):

@@ -12,7 +12,6 @@ but not yet recorded is known here (`_writing`), so the sweep never takes it for
 
 from __future__ import annotations
 
-import errno
 import threading
 import time
 from collections.abc import Callable
@@ -20,21 +19,10 @@ from collections.abc import Callable
 from jobtail.core import keys
 from jobtail.core.arrivals import encode_trailer
 from jobtail.core.blob_store import BlobStore
-from jobtail.core.errors import JobNotFound, StorageFull, StorageNotWritable
+from jobtail.core.errors import JobNotFound, storage_error
 from jobtail.core.log_records import LogRecords
 from jobtail.core.observer import StoreObserver
 from jobtail.core.types import Arrival, HeadChunk, Segment
-
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-def _storage_error(exc: OSError) -> Exception:
-    """The domain error for a local segment directory's OSError (else the error itself)."""
-    if exc.errno in _NO_SPACE:
-        return StorageFull("segment store")
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return StorageNotWritable("the segment store", exc.strerror or str(exc))
-    return exc
 
 
 class Sealing:
@@ -142,7 +130,7 @@ class Sealing:
         try:
             return self._blobs.adopt(key, path)
         except OSError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "segment store") from exc
 
     def _put_segment(self, key: str, chunks: list[HeadChunk]) -> None:
         """Write the chunks' bytes and, after them, their arrival trailer."""
@@ -150,7 +138,7 @@ class Sealing:
         try:
             self._blobs.put(key, [*(c.data for c in chunks), trailer])
         except OSError as exc:  # a local directory's; the head keeps the bytes, a later seal retries
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "segment store") from exc
 
     def sweep_orphans(self, older_than: float) -> list[str]:
         """Delete blobs that no segment record names, and what blob writes that never completed

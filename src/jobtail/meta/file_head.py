@@ -32,7 +32,6 @@ segments). Directories of deleted logs (ids are never reused) go in the periodic
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import shutil
@@ -51,7 +50,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from jobtail.core.arrivals import encode_trailer
-from jobtail.core.errors import JobNotFound, StorageError, StorageFull, StorageNotWritable
+from jobtail.core.errors import JobNotFound, StorageError, storage_error
 from jobtail.core.types import AppendOutcome, Arrival, HeadChunk, IndexEntry, IndexPolicy, Segment
 from jobtail.meta.group_commit import GroupCommit
 from jobtail.meta.schema import head_chunks, index_entries, task_logs
@@ -65,16 +64,9 @@ CHECKPOINT_SECONDS = 1.0
 ROTATE_WAIT_SECONDS = 0.5  # a seal waits at most this long for the next append to start a new head file
 ROTATE_POLL_SECONDS = 0.01  # meanwhile it tries the appenders' lock this often
 SCAN_APART_BYTES = 256 * 1024  # an append this large has its newlines counted while its bytes go to disk
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _SUFFIX = ".head"
 
 
-def _storage_error(exc: OSError) -> Exception:
-    if exc.errno in _NO_SPACE:
-        return StorageFull("head files")
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return StorageNotWritable("the head files", exc.strerror or str(exc))
-    return exc
 
 
 Fetch = Callable[[str, Sequence[Any]], Sequence[Any] | None]  # (sql, parameters) -> first row
@@ -220,7 +212,7 @@ class FileHeadLogRecords(SqlLogRecords):
             try:
                 self._write_head(log_id, tail, data)
             except OSError as exc:
-                raise _storage_error(exc) from exc
+                raise storage_error(exc, "head files") from exc
             entries, newlines = scan() if scanning is None else scanning.result()
             if self.before_commit is not None:
                 self.before_commit()
@@ -403,7 +395,7 @@ class FileHeadLogRecords(SqlLogRecords):
                 os.pwrite(fd, trailer, end - start)
             os.fdatasync(fd)
         except OSError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "head files") from exc
         finally:
             os.close(fd)
         return str(path), end
