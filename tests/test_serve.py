@@ -17,7 +17,7 @@ import httpx
 import pytest
 from support.filesystems import remount, tmpfs
 from support.rawhttp import RawRequest
-from support.serve import ServeProcess, free_port, jobtail, wait_until_serving, worker_pids
+from support.serve import ServeProcess, free_port, jobtail, started_workers, wait_until_serving
 
 from jobtail.client import Client, connect
 
@@ -161,10 +161,7 @@ def test_every_worker_runs_the_app_and_a_sigterm_ends_the_streams_of_each(tmp_pa
     assert server.proc is not None
     clients: list[Client] = []
     try:
-        deadline = time.monotonic() + 30
-        while len(workers := worker_pids(server.proc.pid)) < 2:
-            assert time.monotonic() < deadline, workers
-            time.sleep(0.05)
+        workers = started_workers(server.proc.pid, 2)
         job_id, logs = _job(server, "two-workers")
         with connect(server.url, credentials_file=server.admin_credentials()) as writer:
             assert writer.json("POST", logs, content=b"hello\n") == {"full_size": 6}
@@ -278,10 +275,7 @@ def test_a_killed_server_takes_its_workers_with_it_and_starts_again(tmp_path: Pa
     assert server.proc is not None
     workers: list[int] = []
     try:
-        deadline = time.monotonic() + 30
-        while len(workers := worker_pids(server.proc.pid)) < 2:
-            assert time.monotonic() < deadline, workers
-            time.sleep(0.05)
+        workers = started_workers(server.proc.pid, 2)
         server.kill()
         deadline = time.monotonic() + 10
         while not all(_gone(pid) for pid in workers):

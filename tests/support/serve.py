@@ -154,3 +154,12 @@ def worker_pids(main: int) -> list[int]:
             if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 workers.append(pid)
     return workers
+
+
+def started_workers(main: int, count: int, timeout: float = 30.0) -> list[int]:
+    """`worker_pids(main)` once `count` workers have started (fails after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while len(workers := worker_pids(main)) < count:
+        assert time.monotonic() < deadline, f"only {workers} of {count} workers started"
+        time.sleep(0.05)
+    return workers
