@@ -48,7 +48,8 @@ class Guard(Protocol):
 
     async def authorize(self, request: Request, action: str, project_id: str) -> Principal:
         """Return the caller if it may perform `action` in `project_id`; raise ApiError otherwise.
-        After `admit`, the body and its SHA-256 are in `request.state.body` and `.body_sha256`."""
+        After `admit`, the body is in `request.state.body`, and for a caller `admit` did not
+        prove, its SHA-256 in `.body_sha256`."""
 
 
 class OpenGuard:

@@ -32,20 +32,22 @@ def refuse_declared_oversize(request: Request, limit: int) -> None:
         raise PayloadTooLarge(limit)
 
 
-async def read_body(request: Request, limit: int) -> tuple[bytes, str]:
-    """The request body and its lowercase hex SHA-256, refusing (before reading it all) anything
-    over `limit` bytes. The hash is taken chunk by chunk as the body arrives."""
+async def read_body(request: Request, limit: int, *, hashed: bool) -> tuple[bytes, str | None]:
+    """The request body, refusing (before reading it all) anything over `limit` bytes, and when
+    `hashed` its lowercase hex SHA-256, taken chunk by chunk as the body arrives (else None: a
+    caller proven before its body needs no hash, and 1 MiB costs 0.5 ms to hash)."""
     refuse_declared_oversize(request, limit)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256() if hashed else None
     parts: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(limit)
-        digest.update(chunk)
+        if digest is not None:
+            digest.update(chunk)
         parts.append(chunk)
-    return b"".join(parts), digest.hexdigest()
+    return b"".join(parts), None if digest is None else digest.hexdigest()
 
 
 class UnverifiedReads:

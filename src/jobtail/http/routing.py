@@ -82,10 +82,10 @@ def _endpoint(op: Operation) -> Handler:
                 if principal is not None:
                     _throttle(request, principal)
             if proven:
-                request.state.body, request.state.body_sha256 = await read_body(request, limit)
-            else:
+                request.state.body, _ = await read_body(request, limit, hashed=False)
+            else:  # a pending signature covers the body's hash
                 async with app.unverified_reads.slot():
-                    request.state.body, request.state.body_sha256 = await read_body(request, limit)
+                    request.state.body, request.state.body_sha256 = await read_body(request, limit, hashed=True)
         if op.action is not None:
             if principal is None:
                 if project_id is None and op.project is not None:
