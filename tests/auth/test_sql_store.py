@@ -245,9 +245,12 @@ def test_the_cache_recovers_from_a_lost_listener_connection(meta_url: str) -> No
             pytest.skip("SQLite: nothing is cached")
         assert cache.wait_live(10)
         cache.put(("credential", "AK", "p"), "value", cache.generation)
-        with identity._writer.connect() as conn:  # the database drops the listener's session
+        # The database drops the listener's session: this test's only (the server is shared by
+        # every test, and other tests' listeners losing theirs made them fail at random).
+        with identity._writer.connect() as conn:
             killed = conn.exec_driver_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN jobtail_identity%%'"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN jobtail_identity%%'"
             ).all()
         assert killed
         deadline = time.monotonic() + 10
