@@ -13,8 +13,9 @@ serving the same bytes as a static file:
   between runs do not seal them. nginx serves a preview body of that log from a file;
 - `rss`: each jobtail worker's resident memory when it has started, after the first preview of
   the 100 MiB log it encodes (one request at a time: what one preview's buffers take), after the
-  unchanged-log warm-up, and its peak during the growing runs (sampled every 20 ms); the peak's
-  growth over the start is also given in first-preview growths;
+  unchanged-log warm-up, and its peak during the growing runs (sampled every 20 ms); how far the
+  peak rose above the start, and above the unchanged log's level, is also given in first-preview
+  growths;
 - `4k`: the cached preview of a 4 KiB log with the token, next to nginx's 4 KiB file;
 - `healthz`: `GET /healthz`, next to nginx serving the same body as a file.
 
@@ -117,9 +118,11 @@ def first_preview_rss(url: str, headers: dict[str, str], workers: list[int]) -> 
     return {pid: (before[pid], after[pid]) for pid in workers}
 
 
-def growth(rss: dict[str, dict[str, int]], figure: str, worker: str) -> int:
-    """How much `worker`'s RSS at `figure` exceeds its RSS when it had started."""
-    return rss[figure][worker] - rss["started"][worker]
+def over(rss: dict[str, dict[str, int]], level: str, worker: str) -> float:
+    """How far `worker`'s peak while the log grew rose above its RSS at `level` (when it had
+    started, or after the unchanged log's warm-up), in growths of its first preview."""
+    first = rss["first_preview"][worker] - rss["started"][worker]
+    return (rss["growing_peak"][worker] - rss[level][worker]) / max(1, first)
 
 
 def grow_line(n: int) -> bytes:
@@ -212,11 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                      f"{' '.join(f'{x:.0f}' for x in fig.rps['nginx'])} |")
     lines.append(f"growing: {appends} appends of {GROW_BYTES} B during the jobtail runs")
     lines.append("worker RSS MiB, started / after its first preview / unchanged-log warm-up / peak while growing "
-                 "(peak - started, in first previews' buffers): " + ", ".join(
-                     f"{rss['started'][k] / MiB:.0f} / {rss['first_preview'][k] / MiB:.0f} / "
-                     f"{rss['unchanged'][k] / MiB:.0f} / {rss['growing_peak'][k] / MiB:.0f} "
-                     f"({growth(rss, 'growing_peak', k) / max(1, growth(rss, 'first_preview', k)):.1f}x)"
-                     for k in rss["unchanged"]))
+                 "(the peak over the start, and over the unchanged log's level, in first previews' growths): "
+                 + ", ".join(f"{rss['started'][k] / MiB:.0f} / {rss['first_preview'][k] / MiB:.0f} / "
+                             f"{rss['unchanged'][k] / MiB:.0f} / {rss['growing_peak'][k] / MiB:.0f} "
+                             f"({over(rss, 'started', k):.1f}x, {over(rss, 'unchanged', k):.1f}x)"
+                             for k in rss["unchanged"]))
     lines.append(f"errors: {sum(f.errors for f in figures.values())}; load average (1 min) before/after: "
                  + " ".join(f"{x:.2f}" for x in load))
     print("\n" + "\n".join(lines), flush=True)
