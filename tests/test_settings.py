@@ -65,3 +65,25 @@ def test_an_export_root_is_checked_where_the_data_directory_really_is(tmp_path: 
     (tmp_path / "data").symlink_to(real)  # --data-dir names a link; the root holds its target
     with pytest.raises(ValueError, match="export root"):
         Settings(data_dir=tmp_path / "data", export_roots=str(tmp_path / "disk"))
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ("ftp://logs/x", "scheme"),
+    ("s3://Logs/x", "bucket name"),
+    ("s3://logs-{project_id}/x", "in the prefix only"),
+    ("s3://segments/{project_id}/", "segment store"),  # a project named "blobs" would write among them
+    ("s3://segments/", "segment store"),
+    ("s3://segments/blobs/run", "segment store"),
+])
+def test_an_export_obs_url_must_be_one_and_may_not_reach_the_segment_store(tmp_path: Path, entry: str,
+                                                                            problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        Settings(data_dir=tmp_path, blob_url="s3://segments/blobs?endpoint=http://127.0.0.1:1",
+                 export_obs_urls=f"s3://logs/ok, {entry}")
+
+
+def test_export_obs_urls_are_a_comma_separated_list(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, blob_url="s3://segments/blobs?endpoint=http://127.0.0.1:1",
+                 export_obs_urls=" s3://logs/{project_id}/ ,, obs://segments/exports/ ")
+    assert s.export_obs_url_list == ("s3://logs/{project_id}/", "obs://segments/exports/")
+    assert Settings(data_dir=tmp_path).export_obs_url_list == ()

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobtail.core.errors import InvalidJob
+from jobtail.core.log_export import PROJECT_PLACEHOLDER, parse_obs_url
+
 MiB = 1024 * 1024
 
 
@@ -24,6 +27,25 @@ def redact_url(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _check_export_obs_url(entry: str, blob_url: str) -> None:
+    """Refuse an `export_obs_urls` entry that is no obs:// or s3:// URL, has `{project_id}` in
+    its bucket, or could reach the segment store's own objects (the part of its prefix before
+    `{project_id}` counts: a project could be named after what follows)."""
+    bucket_part, _, raw_prefix = entry.partition("://")[2].partition("/")
+    if PROJECT_PLACEHOLDER in bucket_part:
+        raise ValueError(f"export obs URL {entry[:128]!r}: {PROJECT_PLACEHOLDER} may stand in the prefix only")
+    try:
+        bucket, prefix = parse_obs_url(entry.replace(PROJECT_PLACEHOLDER, "p"))
+    except InvalidJob as exc:
+        raise ValueError(f"export obs URL {entry[:128]!r}: {exc.reason}") from None
+    if PROJECT_PLACEHOLDER in raw_prefix:
+        prefix = raw_prefix.partition(PROJECT_PLACEHOLDER)[0].lstrip("/")
+    blobs = urlsplit(blob_url)
+    segments = blobs.path.strip("/") + "/" if blobs.path.strip("/") else ""
+    if blobs.scheme == "s3" and blobs.netloc == bucket and (segments.startswith(prefix) or prefix.startswith(segments)):
+        raise ValueError(f"export obs URL {entry[:128]!r} may not reach the segment store ({redact_url(blob_url)})")
 
 
 def default_data_dir() -> Path:
@@ -103,6 +125,11 @@ class Settings(BaseSettings):
         "", description="Directories, separated by ':', under which a job's spec.log_export_path.host_path may lie "
         "(its task logs are copied there when it ends) [default: none; host_path is refused]"
     )
+    export_obs_urls: str = Field(
+        "", description="obs:// or s3:// URLs, separated by ',', under which a job's spec.log_export_path.obs_url may "
+        "lie (written with the server's S3 credentials); {project_id} in one stands for the job's project, e.g. "
+        "s3://logs/{project_id}/ [default: none; obs_url is refused]"
+    )
     export_s3_endpoint: str = Field(
         "", description="S3 endpoint for spec.log_export_path.obs_url exports (obs:// or s3://), credentials from boto3's "
         "chain as for segments [default: --blob-url's endpoint and region when it is s3://…, else AWS S3]"
@@ -121,7 +148,14 @@ class Settings(BaseSettings):
         for root in (Path(os.path.realpath(r)) for r in self.export_root_paths):
             if root == Path("/") or root == data_dir or data_dir in root.parents or root in data_dir.parents:
                 raise ValueError(f"export root {root} may not be / nor hold or lie in the data directory")
+        for entry in self.export_obs_url_list:
+            _check_export_obs_url(entry, self.blob_url)
         return self
+
+    @property
+    def export_obs_url_list(self) -> tuple[str, ...]:
+        """`export_obs_urls` as a list of URLs."""
+        return tuple(entry.strip() for entry in self.export_obs_urls.split(",") if entry.strip())
 
     @property
     def export_root_paths(self) -> tuple[Path, ...]:

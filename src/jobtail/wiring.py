@@ -101,7 +101,8 @@ def open_jobs(settings: Settings) -> Iterator[tuple[JobService, LogStore]]:
         database.close()
         raise
     try:
-        yield JobService(database.jobs, store, export_roots=settings.export_root_paths), store
+        yield JobService(database.jobs, store, export_roots=settings.export_root_paths,
+                         export_obs_urls=settings.export_obs_url_list), store
     finally:
         store.close()
 
@@ -147,7 +148,8 @@ def open_services(settings: Settings, preview_encoder: PreviewEncoder) -> Iterat
         stack.callback(store.close)  # closes the blob store and the database too
         identity = SqlIdentityStore(database.writer, database.reader, cache=True, local_fetch=database.local_fetch)
         stack.callback(identity.close)
-        jobs = JobService(database.jobs, store, export_roots=settings.export_root_paths)
+        jobs = JobService(database.jobs, store, export_roots=settings.export_root_paths,
+                         export_obs_urls=settings.export_obs_url_list)
         store.start(maintenance_policy(settings))
         executor: Executor | None = None
         if settings.executor == "local":

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkmodelarts.v1 import (
     CreateTrainingJobRequest,
     Job,
@@ -44,7 +45,8 @@ def exporting(runners: Runners, tmp_path: Path, seaweedfs: SeaweedServer,
         monkeypatch.setenv(name, value)
     roots = tmp_path / "exports"
     roots.mkdir()
-    live = runners.start(export_roots=str(roots), export_s3_endpoint=seaweedfs.endpoint)
+    live = runners.start(export_roots=str(roots), export_s3_endpoint=seaweedfs.endpoint,
+                         export_obs_urls=f"s3://{BUCKET}/exports/, s3://{BUCKET}/teams/{{project_id}}/")
     sdk = sdk_client(live.url)
     yield live, sdk, roots
     sdk.get_http_client().close()
@@ -111,6 +113,41 @@ def test_an_export_never_writes_through_a_symlink_below_the_root(
     assert not any(outside.rglob("*"))
 
 
+def test_an_obs_url_must_lie_under_an_allowed_url_for_its_own_project(
+        exporting: tuple[LiveServer, ModelArtsClient, Path], seaweedfs: SeaweedServer) -> None:
+    live, client, _ = exporting
+    run = uuid.uuid4().hex
+    mine = LogExportPath(obs_url=f"obs://{BUCKET}/teams/{PROJECT}/{run}")  # s3://…/teams/{project_id}/ allows it
+    created = client.create_training_job(CreateTrainingJobRequest(body=job("own-prefix", "echo hi", 1, mine)))
+    (said,) = exported_events(live, created.metadata.id, 1)
+    name = f"modelarts-job-{created.metadata.id}-worker-0.log"
+    state = live.store.state(TaskRef(PROJECT, created.metadata.id, "worker-0"))
+    whole = b"".join(live.store.read(state, 0, state.end_offset))
+    assert b"hi\n" in whole
+    assert said == f"[worker-0] Log exported to obs://{BUCKET}/teams/{PROJECT}/{run}/{name} ({len(whole)} bytes)."
+    assert seaweedfs.client().get_object(Bucket=BUCKET, Key=f"teams/{PROJECT}/{run}/{name}")["Body"].read() == whole
+    for elsewhere in (f"obs://{BUCKET}/teams/another-project/{run}",  # another project's prefix
+                      f"s3://{BUCKET}/exports-2/{run}",  # a prefix that only starts like an allowed one
+                      f"s3://{BUCKET}/{run}", f"s3://other-bucket/exports/{run}"):
+        with pytest.raises(ClientRequestException) as refused:
+            client.create_training_job(CreateTrainingJobRequest(
+                body=job("elsewhere", "true", 1, LogExportPath(obs_url=elsewhere))))
+        assert refused.value.status_code == 400 and refused.value.error_code == "ModelArts.2788"
+        assert "spec.log_export_path.obs_url" in refused.value.error_msg
+        assert "outside the buckets and prefixes" in refused.value.error_msg
+
+
+def test_the_exporter_checks_the_obs_url_again_when_it_writes(store: LogStore, jobs: JobService) -> None:
+    """A job created while a URL was allowed, ending after the operator took it away, is not exported there."""
+    job = new_job(store, "proj-export", "taken-away")
+    exporter = LogExporter(jobs, store, (), ("s3://still-allowed/",), {})
+    exporter.retry_first_seconds = 0.01
+    exporter._export(job, "", "obs://no-longer/logs")
+    said = [e.message for e in jobs.events("proj-export", job.id, offset=0, limit=100, descending=False)[1]]
+    failed = [m for m in said if m.startswith("[worker-0] Log export to obs://no-longer/logs/modelarts-job-")]
+    assert failed and "failed: InvalidJob: " in failed[0] and "lies outside" in failed[0], said
+
+
 def test_a_1_gib_log_exports_with_flat_memory(store: LogStore, tmp_path: Path) -> None:
     ref = TaskRef("proj-export", new_job(store, "proj-export", "big").id, "worker-0")
     piece = os.urandom(8 << 20)
@@ -147,7 +184,7 @@ def _status(field: str) -> int:
 
 def test_a_failed_copy_is_retried_with_backoff_then_reported(store: LogStore, jobs: JobService) -> None:
     job = new_job(store, "proj-export", "flaky")
-    exporter = LogExporter(jobs, store, (), {})
+    exporter = LogExporter(jobs, store, (), (), {})
     exporter.retry_first_seconds = 0.05
     calls: list[float] = []
 

@@ -190,6 +190,7 @@ def test_the_first_failure_names_the_rank_that_raised_not_the_timeouts(runner: L
     ({}, LogExportPath(obs_url="ftp://bucket/logs"), "spec.log_export_path.obs_url"),
     ({}, LogExportPath(obs_url="obs://Bad_Bucket/logs"), "spec.log_export_path.obs_url"),
     ({}, LogExportPath(obs_url="s3://bucket/../up"), "spec.log_export_path.obs_url"),
+    ({}, LogExportPath(obs_url="obs://bucket/logs"), "spec.log_export_path.obs_url"),  # no --export-obs-urls
 ])
 def test_bad_fault_tolerance_and_export_options_are_refused_at_create(
         client: ModelArtsClient, annotations: dict[str, str], export: LogExportPath | None, field: str) -> None:

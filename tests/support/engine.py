@@ -57,9 +57,10 @@ def create_job(jobs: JobService, project_id: str, name: str, *, node_count: int 
     return jobs.create(project_id, JobSpec(name, node_count=node_count, document=document or {}), executor="none")
 
 
-def open_engine(database_url: str, blob_url: str, *, export_roots: tuple[Path, ...] = (), **options: Any) -> Engine:
+def open_engine(database_url: str, blob_url: str, *, export_roots: tuple[Path, ...] = (),
+                export_obs_urls: tuple[str, ...] = (), **options: Any) -> Engine:
     """The engine on the given backends (LogStore keyword arguments in `options`; `export_roots`
-    the JobService's)."""
+    and `export_obs_urls` the JobService's)."""
     database = open_database(database_url)
     blobs = open_blobs(blob_url)
 
@@ -69,7 +70,7 @@ def open_engine(database_url: str, blob_url: str, *, export_roots: tuple[Path, .
 
     backends = Backends(database.jobs, database.logs, blobs, close, local_reads=database.dialect == "sqlite")
     store = LogStore(backends, **options)
-    jobs = JobService(database.jobs, store, export_roots=export_roots)
+    jobs = JobService(database.jobs, store, export_roots=export_roots, export_obs_urls=export_obs_urls)
     _JOBS[store], _BACKENDS[store] = jobs, backends
     return Engine(store, jobs, database)
 

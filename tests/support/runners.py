@@ -39,7 +39,8 @@ class Runners:
         def make(encoder: PreviewEncoder) -> Engine:
             return self._engine_factory(seal_bytes=config.seal_bytes, preview_bytes=config.preview_bytes,
                                         preview_encoder=encoder, follow_poll_seconds=config.follow_poll_seconds,
-                                        export_roots=config.export_root_paths)
+                                        export_roots=config.export_root_paths,
+                                        export_obs_urls=config.export_obs_url_list)
 
         server, thread, url, engine = run_server(config, make, guard or OpenGuard(), authenticator)
         self._running[url] = (server, thread)

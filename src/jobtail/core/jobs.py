@@ -82,15 +82,17 @@ def _mapping(document: dict[str, Any], *path: str) -> dict[str, Any]:
 
 class JobService:
     """Job lifecycle over the job records, with their task logs in `logs`. Thread-safe; every
-    method is a few database calls. `export_roots` are the directories under which a job may ask
-    for its logs to be exported (`jobtail.core.log_export`)."""
+    method is a few database calls. `export_roots` are the directories and `export_obs_urls` the
+    object storage URLs under which a job may ask for its logs to be exported
+    (`jobtail.core.log_export`)."""
 
     def __init__(self, records: JobRecords, logs: LogStore, clock: Callable[[], float] = time.time, *,
-                 export_roots: Sequence[Path] = ()) -> None:
+                 export_roots: Sequence[Path] = (), export_obs_urls: Sequence[str] = ()) -> None:
         self._records = records
         self._logs = logs
         self._clock = clock
         self._export_roots = tuple(export_roots)
+        self._export_obs_urls = tuple(export_obs_urls)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -109,7 +111,7 @@ class JobService:
             raise InvalidJob("command", "The local executor needs a command to run.")
         check_startable(spec)
         check_annotations(spec.annotations)
-        check_log_export(spec.log_export, self._export_roots)
+        check_log_export(spec.log_export, project_id, self._export_roots, self._export_obs_urls)
         job = JobRecord(
             id=ids.new_job_id(),
             project_id=project_id,

@@ -2,10 +2,13 @@
 
 `host_path` is a directory on the server's machine; it must lie in one of the export roots the
 operator allows (`--export-roots`; none by default, so `host_path` is refused). `obs_url` is
-`obs://BUCKET/PREFIX` or `s3://BUCKET/PREFIX` (OBS speaks S3). Each task's whole log is copied
-there as `modelarts-job-<job id>-<task id>.log`, ModelArts' name for it. These are checked when
-the job is created; the copy itself is the executor's (`jobtail.runner.export`), which checks the
-host path again as it writes.
+`obs://BUCKET/PREFIX` or `s3://BUCKET/PREFIX` (OBS speaks S3); the server writes it with its own
+S3 credentials, so it must lie under one of the URLs the operator allows (`--export-obs-urls`;
+none by default, so `obs_url` is refused), where `{project_id}` stands for the job's project:
+with `s3://logs/{project_id}/` each project exports under its own prefix and no other's. Each
+task's whole log is copied there as `modelarts-job-<job id>-<task id>.log`, ModelArts' name for
+it. These are checked when the job is created; the copy itself is the executor's
+(`jobtail.runner.export`), which checks both again as it writes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from jobtail.core.errors import InvalidJob
 from jobtail.core.types import LogExport
 
 HOST_PATH, OBS_URL = "log_export_path.host_path", "log_export_path.obs_url"
+PROJECT_PLACEHOLDER = "{project_id}"
 SCHEMES = ("obs", "s3")
 MAX_PATH_CHARS = 1024
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -45,6 +49,22 @@ def parse_obs_url(url: str) -> tuple[str, str]:
     return bucket, prefix + "/" if prefix else ""
 
 
+def place_in_buckets(obs_url: str, allowed: Sequence[str], project_id: str) -> tuple[str, str]:
+    """(bucket, prefix) of `obs_url` if it lies under one of the `allowed` URLs (`{project_id}`
+    in one's prefix standing for `project_id`, a ModelArts project id; the scheme does not
+    count), prefixes compared by whole segments (`s3://logs/team` does not allow
+    `s3://logs/team-2/`); InvalidJob(OBS_URL) otherwise."""
+    bucket, prefix = parse_obs_url(obs_url)
+    if not allowed:
+        raise InvalidJob(OBS_URL, "This server exports no logs to object storage (the operator allows buckets "
+                                  "with --export-obs-urls).")
+    for entry in allowed:  # `{project_id}` stands in prefixes only (`Settings` checks the entries)
+        allowed_bucket, allowed_prefix = parse_obs_url(entry.replace(PROJECT_PLACEHOLDER, project_id))
+        if bucket == allowed_bucket and prefix.startswith(allowed_prefix):
+            return bucket, prefix
+    raise InvalidJob(OBS_URL, f"{obs_url[:128]} lies outside the buckets and prefixes this server exports logs to.")
+
+
 def place_in_roots(host_path: str, roots: Sequence[Path]) -> tuple[Path, PurePosixPath]:
     """(root, path below it) of `host_path` (absolute, normalised as written; symlinks are the
     writer's to refuse), if it lies in one of `roots`; InvalidJob(HOST_PATH) otherwise."""
@@ -60,9 +80,10 @@ def place_in_roots(host_path: str, roots: Sequence[Path]) -> tuple[Path, PurePos
     raise InvalidJob(HOST_PATH, f"{host_path[:128]} lies outside the directories this server exports logs to.")
 
 
-def check_log_export(export: LogExport, roots: Sequence[Path]) -> None:
-    """Refuse (InvalidJob naming the field) a destination jobtail cannot or may not write to."""
+def check_log_export(export: LogExport, project_id: str, roots: Sequence[Path], obs_urls: Sequence[str]) -> None:
+    """Refuse (InvalidJob naming the field) a destination jobtail cannot or may not write to for
+    a job of `project_id`."""
     if export.obs_url:
-        parse_obs_url(export.obs_url)
+        place_in_buckets(export.obs_url, obs_urls, project_id)
     if export.host_path:
         place_in_roots(export.host_path, roots)

@@ -8,9 +8,11 @@ part, 8 MiB), in a thread of its own so the executor never waits for it.
   symlink (`O_NOFOLLOW`, relative to the parent's descriptor), so a task that plants a link in
   a shared directory cannot redirect the write; the file is written under a temporary name
   and renamed into place, mode 0640.
-- `obs_url` goes through the S3 blob backend (`jobtail.blobs.s3`: a streamed multipart upload,
-  aborted on failure, so an object is there whole or not at all), at `--export-s3-endpoint`, or
-  the endpoint and region of an `s3://` `--blob-url`, or AWS S3; credentials from boto3's chain.
+- `obs_url` must lie under one of `--export-obs-urls` (checked at create and again here: the
+  server writes with its own credentials). It goes through the S3 blob backend
+  (`jobtail.blobs.s3`: a streamed multipart upload, aborted on failure, so an object is there
+  whole or not at all), at `--export-s3-endpoint`, or the endpoint and region of an `s3://`
+  `--blob-url`, or AWS S3; credentials from boto3's chain.
 
 Each copy is tried `TRIES` times, `RETRY_FIRST_SECONDS` apart and doubling; an event says where
 the log went (and its size) or why it could not.
@@ -30,7 +32,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from jobtail.blobs import open_blobs
 from jobtail.core.jobs import JobService
-from jobtail.core.log_export import export_name, parse_obs_url, place_in_roots
+from jobtail.core.log_export import export_name, parse_obs_url, place_in_buckets, place_in_roots
 from jobtail.core.store import LogStore
 from jobtail.core.types import JobRecord, TaskRef
 
@@ -88,10 +90,12 @@ def s3_endpoint_query(export_endpoint: str, blob_url: str) -> dict[str, str]:
 class LogExporter:
     """Exports ended jobs' logs (module docstring). `export()` is safe from any thread."""
 
-    def __init__(self, jobs: JobService, logs: LogStore, roots: Sequence[Path], s3_query: dict[str, str]) -> None:
+    def __init__(self, jobs: JobService, logs: LogStore, roots: Sequence[Path], obs_urls: Sequence[str],
+                 s3_query: dict[str, str]) -> None:
         self.jobs = jobs
         self.logs = logs
         self.roots = tuple(roots)
+        self.obs_urls = tuple(obs_urls)
         self.s3_query = dict(s3_query)
         self.retry_first_seconds = RETRY_FIRST_SECONDS
         self._threads: list[threading.Thread] = []
@@ -123,7 +127,7 @@ class LogExporter:
             if obs_url:
                 bucket, prefix = parse_obs_url(obs_url)
                 where = f"{obs_url.split('://')[0]}://{bucket}/{prefix}{name}"
-                self._try(job, task, where, partial(self._to_s3, ref, bucket, prefix, name))
+                self._try(job, task, where, partial(self._to_s3, ref, obs_url, name))
 
     def _try(self, job: JobRecord, task: str, where: str, copy: Callable[[], int]) -> None:
         delay, error = self.retry_first_seconds, ""
@@ -149,7 +153,8 @@ class LogExporter:
         root, below = place_in_roots(host_path, self.roots)
         return write_in_root(root, below, name, self._chunks(ref))
 
-    def _to_s3(self, ref: TaskRef, bucket: str, prefix: str, name: str) -> int:
+    def _to_s3(self, ref: TaskRef, obs_url: str, name: str) -> int:
+        bucket, prefix = place_in_buckets(obs_url, self.obs_urls, ref.project_id)
         query = f"?{urlencode(self.s3_query)}" if self.s3_query else ""
         store = open_blobs(f"s3://{bucket}/{quote(prefix)}{query}")
         try:

@@ -120,7 +120,7 @@ class LocalExecutor:
         self.shared = SharedLease(leases, settings.owner_lease_seconds) if leases is not None else None
         self.fence = Fence()  # this owner's: always valid without shared leases
         self.hangs = HangWatch(logs, settings.hang_timeout_seconds)
-        self.exporter = LogExporter(jobs, logs, settings.export_root_paths,
+        self.exporter = LogExporter(jobs, logs, settings.export_root_paths, settings.export_obs_url_list,
                                     s3_endpoint_query(settings.export_s3_endpoint, settings.blob_url))
         self.sandbox: Sandbox | None = None
         if settings.executor_isolation == "bwrap":  # else every task runs as the server does
