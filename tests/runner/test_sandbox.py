@@ -354,6 +354,27 @@ def test_export_roots_are_covered_inside_a_shared_directory(tmp_path: Path) -> N
     assert argv[covered - 1] == "--tmpfs" and argv.index(str(tmp_path / "shared")) < covered
 
 
+def test_the_database_and_blobs_are_covered_however_their_urls_spell_them(tmp_path: Path) -> None:
+    """In a shared directory, outside the data directory, named by a SQLite URI filename and a
+    percent-encoded file://localhost/ URL: the paths are the ones the backends open."""
+    shared = tmp_path / "shared"
+    blobs = shared / "blob store"
+    blobs.mkdir(parents=True)
+    database = shared / "meta.db"
+    lock = shared / "meta.db.lock"
+    for path in (database, lock, shared / "meta.db-wal"):
+        path.write_bytes(b"secret")
+    settings = Settings(data_dir=tmp_path / "data", executor_shared_dirs=str(shared),
+                        database_url=f"sqlite:///file:{database}?uri=true",
+                        blob_url=f"file://localhost{str(blobs).replace(' ', '%20')}")
+    argv = Sandbox.for_settings(settings).argv(places=JobPlaces(None, None), cwd=tmp_path, command=["true"])
+    for path in (database, lock, shared / "meta.db-wal"):
+        at = argv.index(str(path))
+        assert argv[at - 2:at] == ["--ro-bind", "/dev/null"], path
+    for path in (blobs, shared / "meta.db.heads"):
+        assert argv[argv.index(str(path)) - 1] == "--tmpfs", path
+
+
 def test_bwrap_runs_on_the_host_without_the_job_s_environment(runner: LiveServer) -> None:
     """bwrap itself runs outside the sandbox, as the server's user: a job's LD_PRELOAD must not
     reach it, and its variables (tokens) must not show in a command line every host user reads."""

@@ -169,8 +169,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def open_local(url: str) -> LocalBlobStore:
+def directory_of(url: str) -> Path:
+    """The local directory a `file://` blob URL names (`file:///path`, `file://localhost/path`,
+    percent-encoded); ValueError for another host."""
     parsed = urlparse(url)
     if parsed.netloc not in ("", "localhost"):
         raise ValueError(f"file URLs name a local directory: file:///path, not {url!r}")
-    return LocalBlobStore(Path(unquote(parsed.path)))
+    return Path(unquote(parsed.path))
+
+
+def open_local(url: str) -> LocalBlobStore:
+    return LocalBlobStore(directory_of(url))

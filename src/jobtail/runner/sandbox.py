@@ -29,6 +29,7 @@ multi-tenant server should run it as an unprivileged user (README, Security).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import hashlib
@@ -41,6 +42,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
@@ -185,13 +187,19 @@ class Sandbox:
         data_dir = _real(settings.data_dir)
         private_dirs = [data_dir]
         private_files = [_real(settings.master_key_file)]
-        url = make_url(settings.database_url)
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            database = _real(url.database)
-            private_files += [database, *(Path(f"{database}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
-            private_dirs.append(Path(f"{database}.heads"))  # its head files (jobtail.meta.file_head)
-        if settings.blob_url.startswith("file://"):
-            private_dirs.append(_real(settings.blob_url.removeprefix("file://")))
+        # Paths as the backends themselves read them from the URLs (SQLite URI filenames,
+        # file://localhost/, percent-encoding), so that no spelling of a URL escapes this.
+        if make_url(settings.database_url).get_backend_name() == "sqlite":
+            from jobtail.meta.sqlite import kept_files
+
+            with contextlib.suppress(ValueError):  # in memory: nothing on disk
+                database_files, database_dirs = kept_files(settings.database_url)
+                private_files += [_real(f) for f in database_files]
+                private_dirs += [_real(d) for d in database_dirs]
+        if urlsplit(settings.blob_url).scheme == "file":
+            from jobtail.blobs.local import directory_of
+
+            private_dirs.append(_real(directory_of(settings.blob_url)))
         # every project's exported logs: the server writes them there, no task reads them
         private_dirs += [_real(root) for root in settings.export_root_paths if root.is_dir()]
         protected = private_dirs + private_files
