@@ -35,7 +35,7 @@ def _say(message: str) -> None:
 @click.option("--follow", "-F", is_flag=True, help="With --file: keep following it, across rotation (like tail -F).")
 @click.option("--state-file", type=click.Path(path_type=Path, dir_okay=False),
               help="With --file: where to keep the resume state [default: .NAME.jobtail-ship.json beside it].")
-@click.option("--batch-bytes", default=MiB, show_default=True, type=click.IntRange(1, 16 * MiB),
+@click.option("--batch-bytes", default=4 * MiB, show_default=True, type=click.IntRange(1, 16 * MiB),
               help="Send when this many bytes are waiting ...")
 @click.option("--batch-seconds", default=1.0, show_default=True, type=click.FloatRange(0.0, 60.0),
               help="... or when the oldest waiting byte is this old.")

@@ -40,7 +40,9 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Pacing:
-    batch_bytes: int = MiB  # send when this much is read...
+    # Send when this much is read (per-request costs are per request: over HTTP on one machine,
+    # 4 MiB appends went ~1.37x as fast as 1 MiB ones; README, Ingest)...
+    batch_bytes: int = 4 * MiB
     batch_seconds: float = 1.0  # ... or when the oldest unsent byte was read this long ago
     poll_seconds: float = 0.2  # how often a caught-up follower looks for growth and rotation
     settle_seconds: float = 1.0  # a renamed file must stay quiet this long before it is left
