@@ -19,7 +19,8 @@ its default, durable settings, started as the tests start theirs):
 - store, no seal (`--no-seal`): the same with sealing off (seal_bytes larger than the data), to
   show what the seal's second write (blob + fsync, then deleting the head rows) costs;
 - http: a real `jobtail serve` (one process), signed AK/SK `POST …/logs?offset=N` requests of 1 MiB
-  from an ingest credential, one client per task, as `jobtail ship` sends them.
+  from an ingest credential, one client per task, as `jobtail ship` sends them (it batches up to
+  4 MiB; 1 MiB appends are the figure the README tracks).
 
 Results: a table on stdout and JSON in bench/results/ingest-<timestamp>.json.
 """
