@@ -87,3 +87,16 @@ def test_export_obs_urls_are_a_comma_separated_list(tmp_path: Path) -> None:
                  export_obs_urls=" s3://logs/{project_id}/ ,, obs://segments/exports/ ")
     assert s.export_obs_url_list == ("s3://logs/{project_id}/", "obs://segments/exports/")
     assert Settings(data_dir=tmp_path).export_obs_url_list == ()
+
+
+@pytest.mark.parametrize("blob_url", ["s3://segments/bl%6Fbs?endpoint=http://127.0.0.1:1", "s3://segments/%2Fblobs"])
+def test_the_segment_store_is_found_as_it_reads_its_url(tmp_path: Path, blob_url: str) -> None:
+    """Percent-encoded, the segment store's prefix is still `blobs/`, so no export may reach it."""
+    with pytest.raises(ValueError, match="segment store"):
+        Settings(data_dir=tmp_path, blob_url=blob_url, export_obs_urls="s3://segments/blobs/{project_id}/")
+
+
+def test_an_export_obs_url_must_hold_the_longest_project_id(tmp_path: Path) -> None:
+    long_prefix = "x" * (1024 - len("s3://logs/") - 20)
+    with pytest.raises(ValueError, match="too long"):
+        Settings(data_dir=tmp_path, export_obs_urls=f"s3://logs/{long_prefix}/{{project_id}}/")

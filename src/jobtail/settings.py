@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobtail.core.errors import InvalidJob
+from jobtail.core.ids import MAX_PROJECT_ID_CHARS
 from jobtail.core.log_export import PROJECT_PLACEHOLDER, parse_obs_url
 
 MiB = 1024 * 1024
@@ -30,21 +31,25 @@ def redact_url(url: str) -> str:
 
 
 def _check_export_obs_url(entry: str, blob_url: str) -> None:
-    """Refuse an `export_obs_urls` entry that is no obs:// or s3:// URL, has `{project_id}` in
-    its bucket, or could reach the segment store's own objects (the part of its prefix before
-    `{project_id}` counts: a project could be named after what follows)."""
+    """Refuse an `export_obs_urls` entry that is no obs:// or s3:// URL (for the longest project
+    id too), has `{project_id}` in its bucket, or could reach the segment store's own objects
+    (the part of its prefix before `{project_id}` counts: a project could be named after what
+    follows)."""
     bucket_part, _, raw_prefix = entry.partition("://")[2].partition("/")
     if PROJECT_PLACEHOLDER in bucket_part:
         raise ValueError(f"export obs URL {entry[:128]!r}: {PROJECT_PLACEHOLDER} may stand in the prefix only")
     try:
-        bucket, prefix = parse_obs_url(entry.replace(PROJECT_PLACEHOLDER, "p"))
+        bucket, prefix = parse_obs_url(entry.replace(PROJECT_PLACEHOLDER, "p" * MAX_PROJECT_ID_CHARS))
     except InvalidJob as exc:
         raise ValueError(f"export obs URL {entry[:128]!r}: {exc.reason}") from None
     if PROJECT_PLACEHOLDER in raw_prefix:
         prefix = raw_prefix.partition(PROJECT_PLACEHOLDER)[0].lstrip("/")
-    blobs = urlsplit(blob_url)
-    segments = blobs.path.strip("/") + "/" if blobs.path.strip("/") else ""
-    if blobs.scheme == "s3" and blobs.netloc == bucket and (segments.startswith(prefix) or prefix.startswith(segments)):
+    if urlsplit(blob_url).scheme != "s3":
+        return
+    from jobtail.blobs.s3 import bucket_and_prefix  # the segment store's own reading of its URL
+
+    segment_bucket, segments = bucket_and_prefix(blob_url)
+    if segment_bucket == bucket and (segments.startswith(prefix) or prefix.startswith(segments)):
         raise ValueError(f"export obs URL {entry[:128]!r} may not reach the segment store ({redact_url(blob_url)})")
 
 

@@ -339,7 +339,7 @@ def test_the_data_directory_is_covered_inside_a_shared_directory_and_cannot_be_s
     argv = Sandbox.for_settings(settings).argv(places=JobPlaces(None, None), cwd=tmp_path, command=["true"])
     shared, covered = argv.index("--bind"), argv.index(str(data_dir))
     assert argv[shared + 1] == str(tmp_path) and argv[covered - 1] == "--tmpfs" and shared < covered
-    with pytest.raises(SandboxUnavailable, match="may not be /, a system directory, or inside the data directory"):
+    with pytest.raises(SandboxUnavailable, match="a system directory, or inside a directory the server keeps to itself"):
         Sandbox.for_settings(Settings(data_dir=data_dir, executor_shared_dirs=f"{tmp_path}:{data_dir / 'work'}"))
 
 
@@ -354,25 +354,28 @@ def test_export_roots_are_covered_inside_a_shared_directory(tmp_path: Path) -> N
     assert argv[covered - 1] == "--tmpfs" and argv.index(str(tmp_path / "shared")) < covered
 
 
-def test_the_database_and_blobs_are_covered_however_their_urls_spell_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spelling", ["file:{db}?uri=true", "file://localhost{db}?uri=true",
+                                      "file:{db}%23fragment?uri=true"])
+def test_the_database_and_blobs_are_covered_however_their_urls_spell_them(tmp_path: Path, spelling: str) -> None:
     """In a shared directory, outside the data directory, named by a SQLite URI filename and a
-    percent-encoded file://localhost/ URL: the paths are the ones the backends open."""
+    percent-encoded file://localhost/ URL: the paths are the ones the backends open, and the
+    database's whole directory is covered (a journal planted beside it would be replayed)."""
     shared = tmp_path / "shared"
     blobs = shared / "blob store"
     blobs.mkdir(parents=True)
-    database = shared / "meta.db"
-    lock = shared / "meta.db.lock"
-    for path in (database, lock, shared / "meta.db-wal"):
-        path.write_bytes(b"secret")
+    database = shared / "meta" / "meta.db"
+    database.parent.mkdir()
+    database.write_bytes(b"secret")
     settings = Settings(data_dir=tmp_path / "data", executor_shared_dirs=str(shared),
-                        database_url=f"sqlite:///file:{database}?uri=true",
+                        database_url=f"sqlite:///{spelling.format(db=database)}",
                         blob_url=f"file://localhost{str(blobs).replace(' ', '%20')}")
     argv = Sandbox.for_settings(settings).argv(places=JobPlaces(None, None), cwd=tmp_path, command=["true"])
-    for path in (database, lock, shared / "meta.db-wal"):
-        at = argv.index(str(path))
-        assert argv[at - 2:at] == ["--ro-bind", "/dev/null"], path
-    for path in (blobs, shared / "meta.db.heads"):
+    for path in (blobs, database.parent):
         assert argv[argv.index(str(path)) - 1] == "--tmpfs", path
+    assert argv.index(str(shared)) < argv.index(str(database.parent))  # the cover lies over the shared dir
+    with pytest.raises(SandboxUnavailable, match="keeps to itself"):  # nor may its directory be shared
+        Sandbox.for_settings(Settings(data_dir=tmp_path / "data", executor_shared_dirs=str(database.parent),
+                                      database_url=settings.database_url))
 
 
 def test_bwrap_runs_on_the_host_without_the_job_s_environment(runner: LiveServer) -> None:

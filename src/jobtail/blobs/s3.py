@@ -170,6 +170,16 @@ class S3BlobStore:
                 close()
 
 
+def bucket_and_prefix(url: str) -> tuple[str, str]:
+    """The bucket and the key prefix (percent-decoded, ending with `/` unless empty) that the
+    store of ``s3://BUCKET/PREFIX?…`` reads and writes under."""
+    parsed = urlparse(url)
+    if not parsed.netloc:
+        raise ValueError(f"S3 blob URLs name a bucket: s3://BUCKET/PREFIX, not {url!r}")
+    prefix = unquote(parsed.path).strip("/")
+    return parsed.netloc, prefix + "/" if prefix else ""
+
+
 def open_s3(url: str) -> S3BlobStore:
     """Open ``s3://BUCKET/PREFIX?endpoint=...&region=...`` (see the module docstring)."""
     try:
@@ -177,16 +187,11 @@ def open_s3(url: str) -> S3BlobStore:
         from botocore.config import Config
     except ImportError:
         raise ValueError("s3:// blob URLs need boto3: pip install 'jobtail[s3]'") from None
-    parsed = urlparse(url)
-    bucket = parsed.netloc
-    if not bucket:
-        raise ValueError(f"S3 blob URLs name a bucket: s3://BUCKET/PREFIX, not {url!r}")
-    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    bucket, prefix = bucket_and_prefix(url)
+    query = {k: v[-1] for k, v in parse_qs(urlparse(url).query).items()}
     unknown = set(query) - {"endpoint", "region", "addressing_style"}
     if unknown:
         raise ValueError(f"unknown S3 blob URL parameter(s) {sorted(unknown)} in {url!r}")
-    prefix = unquote(parsed.path).strip("/")
-    prefix = prefix + "/" if prefix else ""
     endpoint = query.get("endpoint") or None
     region = query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     style = query.get("addressing_style") or ("path" if endpoint else "auto")

@@ -7,7 +7,8 @@ import uuid
 
 from jobtail.core.errors import InvalidId, InvalidJob
 
-_PROJECT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+MAX_PROJECT_ID_CHARS = 64
+_PROJECT_ID = re.compile(rf"[A-Za-z0-9-]{{1,{MAX_PROJECT_ID_CHARS}}}")
 _JOB_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _JOB_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")

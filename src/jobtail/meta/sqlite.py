@@ -73,15 +73,17 @@ def _code(error: BaseException) -> int | None:
 
 
 def kept_files(url: str) -> tuple[list[Path], list[Path]]:
-    """The files and the directories the SQLite database `url` names keeps on disk: the file and
-    SQLite's WAL, shared-memory and journal files beside the file the path resolves to (SQLite
-    follows a symlink to name them), jobtail's migration lock and head files' directory beside
-    the path as named (what a job's sandbox must hide, `jobtail.runner.sandbox`). ValueError
-    for an in-memory database."""
+    """The files and the directories the SQLite database `url` names keeps on disk (what a job's
+    sandbox must hide, `jobtail.runner.sandbox`): the file and SQLite's WAL, shared-memory and
+    journal files beside the file the path resolves to (SQLite follows a symlink to name them),
+    jobtail's migration lock and head files' directory beside the path as named; and the
+    directories all of those lie in, whose entries matter as much (a journal planted beside the
+    database is replayed into it when it is next opened). ValueError for an in-memory database."""
     path, _ = _path(url)
     real = Path(os.path.realpath(path))
-    sqlite_files = [real, *(real.with_name(real.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
-    return [*sqlite_files, path.with_name(path.name + LOCK_SUFFIX)], [path.with_name(path.name + HEADS_SUFFIX)]
+    files = [real, *(real.with_name(real.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+    files.append(path.with_name(path.name + LOCK_SUFFIX))
+    return files, [real.parent, path.parent, path.with_name(path.name + HEADS_SUFFIX)]
 
 
 def _path(url: str) -> tuple[Path, bool]:
@@ -91,8 +93,23 @@ def _path(url: str) -> tuple[Path, bool]:
     if not database or database == ":memory:":
         raise ValueError("the SQLite metadata backend needs a file: sqlite:///path/to/jobtail.db")
     if parsed.query.get("uri") == "true" and database.startswith("file:"):  # a SQLite URI filename
-        return Path(unquote(database.removeprefix("file:").partition("?")[0])), parsed.query.get("mode") == "ro"
+        return _uri_path(database), parsed.query.get("mode") == "ro"
     return Path(database), False
+
+
+def _uri_path(uri: str) -> Path:
+    """The file a SQLite URI filename names, read as SQLite reads it (sqlite.org/uri.html): an
+    authority of nothing or `localhost`, the path up to `?` or `#`, then `%HH` escapes decoded."""
+    rest = uri.removeprefix("file:")
+    if rest.startswith("//"):
+        authority, slash, rest = rest[2:].partition("/")
+        if authority not in ("", "localhost"):
+            raise ValueError(f"a SQLite URI names a local file: file:///path, not {uri!r}")
+        rest = slash + rest
+    path = unquote(rest.split("#", 1)[0].split("?", 1)[0])
+    if not path or path == ":memory:":
+        raise ValueError("the SQLite metadata backend needs a file: sqlite:///path/to/jobtail.db")
+    return Path(path)
 
 
 def engines(url: str) -> tuple[Engine, Engine]:

@@ -212,7 +212,8 @@ class Sandbox:
                 raise SandboxUnavailable(f"shared directory {entry} (--executor-shared-dirs) is not a directory.")
             if any(_inside(path, p) for p in protected) or len(path.parts) < 2 or path.parts[1] in SYSTEM_DIRS:
                 raise SandboxUnavailable(f"shared directory {entry} (--executor-shared-dirs) may not be /, a system "
-                                         f"directory, or inside the data directory.")
+                                         "directory, or inside a directory the server keeps to itself (the data "
+                                         "directory, the database's, the blob directory, an export root).")
             shared.append(path)
         candidates = {p for p in interpreter_dirs(environ)
                       if p.is_dir() and not any(_inside(p, x) for x in protected)
