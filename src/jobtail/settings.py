@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobtail.core.blob_store import s3_bucket_and_prefix
 from jobtail.core.errors import InvalidJob
 from jobtail.core.ids import MAX_PROJECT_ID_CHARS
 from jobtail.core.log_export import PROJECT_PLACEHOLDER, parse_obs_url
@@ -46,9 +47,7 @@ def _check_export_obs_url(entry: str, blob_url: str) -> None:
         prefix = raw_prefix.partition(PROJECT_PLACEHOLDER)[0].lstrip("/")
     if urlsplit(blob_url).scheme != "s3":
         return
-    from jobtail.blobs.s3 import bucket_and_prefix  # the segment store's own reading of its URL
-
-    segment_bucket, segments = bucket_and_prefix(blob_url)
+    segment_bucket, segments = s3_bucket_and_prefix(blob_url)
     if segment_bucket == bucket and (segments.startswith(prefix) or prefix.startswith(segments)):
         raise ValueError(f"export obs URL {entry[:128]!r} may not reach the segment store ({redact_url(blob_url)})")
 

@@ -26,9 +26,9 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, urlparse
 
-from jobtail.core.blob_store import BlobInfo, BlobNotFound
+from jobtail.core.blob_store import BlobInfo, BlobNotFound, s3_bucket_and_prefix
 
 PART_BYTES = 8 * 1024 * 1024  # S3 requires >= 5 MiB for every part but the last
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -170,16 +170,6 @@ class S3BlobStore:
                 close()
 
 
-def bucket_and_prefix(url: str) -> tuple[str, str]:
-    """The bucket and the key prefix (percent-decoded, ending with `/` unless empty) that the
-    store of ``s3://BUCKET/PREFIX?…`` reads and writes under."""
-    parsed = urlparse(url)
-    if not parsed.netloc:
-        raise ValueError(f"S3 blob URLs name a bucket: s3://BUCKET/PREFIX, not {url!r}")
-    prefix = unquote(parsed.path).strip("/")
-    return parsed.netloc, prefix + "/" if prefix else ""
-
-
 def open_s3(url: str) -> S3BlobStore:
     """Open ``s3://BUCKET/PREFIX?endpoint=...&region=...`` (see the module docstring)."""
     try:
@@ -187,7 +177,7 @@ def open_s3(url: str) -> S3BlobStore:
         from botocore.config import Config
     except ImportError:
         raise ValueError("s3:// blob URLs need boto3: pip install 'jobtail[s3]'") from None
-    bucket, prefix = bucket_and_prefix(url)
+    bucket, prefix = s3_bucket_and_prefix(url)
     query = {k: v[-1] for k, v in parse_qs(urlparse(url).query).items()}
     unknown = set(query) - {"endpoint", "region", "addressing_style"}
     if unknown:

@@ -10,8 +10,9 @@ import builtins  # `list` is a method name below
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import unquote, urlparse
 
-__all__ = ["BlobInfo", "BlobNotFound", "BlobStore"]
+__all__ = ["BlobInfo", "BlobNotFound", "BlobStore", "s3_bucket_and_prefix"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +61,14 @@ class BlobStore(Protocol):
 
     def close(self) -> None:
         """Release resources. Idempotent."""
+
+
+def s3_bucket_and_prefix(url: str) -> tuple[str, str]:
+    """The bucket and the key prefix (percent-decoded, ending with `/` unless empty) that the
+    store of ``s3://BUCKET/PREFIX?…`` reads and writes under: how `jobtail.blobs.s3` reads its
+    URL, and how the settings find the segment store that no export may reach."""
+    parsed = urlparse(url)
+    if not parsed.netloc:
+        raise ValueError(f"S3 blob URLs name a bucket: s3://BUCKET/PREFIX, not {url!r}")
+    prefix = unquote(parsed.path).strip("/")
+    return parsed.netloc, prefix + "/" if prefix else ""
