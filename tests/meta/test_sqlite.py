@@ -41,3 +41,28 @@ def test_reads_from_ever_new_threads_keep_a_bounded_set_of_connections(tmp_path:
         database.close()
     with pytest.raises(RuntimeError):
         fetch("SELECT 1", ())
+
+
+def test_job_writes_take_turns_with_log_writes(tmp_path: Path) -> None:
+    """A job written while appends hold SQLite's write lock waits its turn on a lock, woken the
+    moment the other transaction ends, instead of sleeping in SQLite's busy handler."""
+    from support.meta_records import make_job
+
+    database = open_database(f"sqlite:///{tmp_path / 'meta.db'}")
+    try:
+        turns = database.logs.turns
+        assert turns is not None
+        created = threading.Event()
+
+        def create() -> None:
+            database.jobs.create_job(make_job())
+            created.set()
+
+        with turns:  # as an append's transaction holds it
+            writer = threading.Thread(target=create)
+            writer.start()
+            assert not created.wait(0.2)  # it waits for its turn
+        assert created.wait(10)
+        writer.join()
+    finally:
+        database.close()

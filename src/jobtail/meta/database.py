@@ -47,8 +47,8 @@ class SqlDatabase:
         except BaseException:  # a refused or failed upgrade: nothing stays connected
             self.close()
             raise
-        self.jobs = SqlJobRecords(writer, reader)
         self.logs = logs(writer, reader) if logs else SqlLogRecords(writer, reader, row_locks=row_locks)
+        self.jobs = SqlJobRecords(writer, reader, turns=self.logs.turns)
         self.leases = SqlExecutorLeases(writer)
         # (sql, parameters) -> first row, without SQLAlchemy: for the identity lookups (SQLite)
         self.local_fetch: Callable[[str, Sequence[Any]], Sequence[Any] | None] | None = None

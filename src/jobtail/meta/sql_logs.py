@@ -115,23 +115,23 @@ class SqlLogRecords:
     `row_locks`: lock the task log row (`SELECT ... FOR UPDATE`) in write transactions; needed
     where writers run concurrently (PostgreSQL), pointless where a write transaction already
     holds the database's only write lock (SQLite `BEGIN IMMEDIATE`). Without row locks, this
-    process's write transactions also take turns on a lock of their own first: a thread waiting
-    for SQLite's write lock would poll it, sleeping 1, 2, 5… ms between tries (the busy
-    handler), where one waiting here starts the moment the other's commit ends. The tables exist
-    already (`jobtail.meta.database` creates them).
+    process's write transactions also take turns on a lock of their own first, `turns` (the job
+    records take theirs there too): a thread waiting for SQLite's write lock would poll it,
+    sleeping 1, 2, 5… ms between tries (the busy handler), where one waiting here starts the
+    moment the other's commit ends. The tables exist already (`jobtail.meta.database` creates them).
     """
 
     def __init__(self, writer: Engine, reader: Engine, *, row_locks: bool) -> None:
         self._writer = writer
         self._reader = reader
         self._row_locks = row_locks
-        self._turns = None if row_locks else threading.Lock()
+        self.turns = None if row_locks else threading.Lock()
         # A backend may answer `log_state`, the hottest read, without SQLAlchemy (`jobtail.meta.sqlite`).
         self.hot_log_state: Callable[[str, str, str], LogState | None] | None = None
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._turns or nullcontext(), self._writer.begin() as conn:
+        with self.turns or nullcontext(), self._writer.begin() as conn:
             yield conn
 
     @contextmanager
