@@ -36,8 +36,6 @@ from jobtail.meta.file_head import FileHeadLogRecords
 from jobtail.meta.sql_logs import _LOG_STATE, _STATE_COLUMNS, _state, raise_storage_errors
 
 BUSY_TIMEOUT_MS = 30_000
-LOCK_SUFFIX = ".lock"  # PATH.lock serialises migrations of the file (jobtail.meta.migrate)
-HEADS_SUFFIX = ".heads"  # PATH.heads/ holds the head files (jobtail.meta.file_head)
 
 
 def _engine(url: str, begin: str) -> Engine:
@@ -72,18 +70,16 @@ def _code(error: BaseException) -> int | None:
     return code & 0xFF if isinstance(code, int) else None
 
 
-def kept_files(url: str) -> tuple[list[Path], list[Path]]:
-    """The files and the directories the SQLite database `url` names keeps on disk (what a job's
-    sandbox must hide, `jobtail.runner.sandbox`): the file and SQLite's WAL, shared-memory and
-    journal files beside the file the path resolves to (SQLite follows a symlink to name them),
-    jobtail's migration lock and head files' directory beside the path as named; and the
-    directories all of those lie in, whose entries matter as much (a journal planted beside the
-    database is replayed into it when it is next opened). ValueError for an in-memory database."""
+def database_dirs(url: str) -> list[Path]:
+    """The directories the SQLite database `url` names keeps its files in (what a job's sandbox
+    must hide, `jobtail.runner.sandbox`): the one its path resolves to, where SQLite puts its
+    WAL, shared-memory and journal files (it follows a symlink to name them), and the one the
+    path names, where jobtail keeps its migration lock and head files (`PATH.lock`,
+    `PATH.heads/`). Whole directories, because their entries matter as much as the files: a
+    journal planted beside the database is replayed into it when it is next opened. ValueError
+    for an in-memory database."""
     path, _ = _path(url)
-    real = Path(os.path.realpath(path))
-    files = [real, *(real.with_name(real.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
-    files.append(path.with_name(path.name + LOCK_SUFFIX))
-    return files, [real.parent, path.parent, path.with_name(path.name + HEADS_SUFFIX)]
+    return [Path(os.path.realpath(path)).parent, path.parent]
 
 
 def _path(url: str) -> tuple[Path, bool]:
@@ -216,11 +212,11 @@ def open_database(url: str) -> SqlDatabase:
     options = urlencode({k: v for k, v in parsed.query.items() if k != "uri"}, doseq=True)  # mode=ro, ...
     reads = LocalReads(f"{parsed.database}?{options}" if uri and options else str(parsed.database), uri=uri)
     # Migrations of this file are serialised by an flock on a file beside it (`jobtail.meta.migrate`).
-    lock = path.with_name(path.name + LOCK_SUFFIX)
+    lock = path.with_name(path.name + ".lock")
     if head == "database":
         database = SqlDatabase(writer, reader, row_locks=False, schema_lock=lock)
     else:
-        heads_dir = path.with_name(path.name + HEADS_SUFFIX)
+        heads_dir = path.with_name(path.name + ".heads")
         database = SqlDatabase(writer, reader, row_locks=False, schema_lock=lock,
                                logs=lambda w, r: FileHeadLogRecords(w, r, heads_dir=heads_dir, fetch=reads.fetchone))
     database.logs.hot_log_state = reads.log_state

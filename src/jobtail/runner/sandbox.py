@@ -190,12 +190,10 @@ class Sandbox:
         # Paths as the backends themselves read them from the URLs (SQLite URI filenames,
         # file://localhost/, percent-encoding), so that no spelling of a URL escapes this.
         if make_url(settings.database_url).get_backend_name() == "sqlite":
-            from jobtail.meta.sqlite import kept_files
+            from jobtail.meta.sqlite import database_dirs
 
             with contextlib.suppress(ValueError):  # in memory: nothing on disk
-                database_files, database_dirs = kept_files(settings.database_url)
-                private_files += [_real(f) for f in database_files]
-                private_dirs += [_real(d) for d in database_dirs]
+                private_dirs += [_real(d) for d in database_dirs(settings.database_url)]
         if urlsplit(settings.blob_url).scheme == "file":
             from jobtail.blobs.local import directory_of
 
